@@ -1,0 +1,49 @@
+/**
+ * Installs (and removes) the project's kernel overrides on the wasm backend.
+ *
+ * The stock configs are kept so the overrides can be swapped out again: the bench compares stock and
+ * patched wasm, and tests compare both against the cpu backend. Our kernels need no setupFunc (they bind
+ * their C entry points lazily), so swapping works after the backend is initialised.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { batchMatMulConfig, fusedMatMulConfig } from "./matmul";
+import { rememberStockSlice, sliceConfig } from "./slice";
+import { unsortedSegmentSumConfig } from "./unsorted-segment-sum";
+
+export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
+  batchMatMulConfig,
+  fusedMatMulConfig,
+  sliceConfig,
+  unsortedSegmentSumConfig,
+];
+
+const stock = new Map<string, tf.KernelConfig | undefined>();
+
+function swap(config: tf.KernelConfig | undefined, name: string): void {
+  if (tf.getKernel(name, "wasm")) tf.unregisterKernel(name, "wasm");
+  if (config) tf.registerKernel(config);
+}
+
+/** Registers the overrides; returns their kernel names. Idempotent. */
+export function installWasmOverrides(): string[] {
+  for (const config of WASM_OVERRIDES) {
+    const current = tf.getKernel(config.kernelName, "wasm");
+    if (current === config) continue;
+    if (!stock.has(config.kernelName)) stock.set(config.kernelName, current);
+    if (config.kernelName === tf.Slice) rememberStockSlice(current);
+    swap(config, config.kernelName);
+  }
+  return WASM_OVERRIDES.map((c) => c.kernelName);
+}
+
+/** Puts the stock kernels back (UnsortedSegmentSum then has no wasm kernel, as in stock tfjs). */
+export function removeWasmOverrides(): void {
+  for (const config of WASM_OVERRIDES) {
+    if (tf.getKernel(config.kernelName, "wasm") !== config) continue;
+    swap(stock.get(config.kernelName), config.kernelName);
+  }
+}
+
+export function wasmOverridesInstalled(): boolean {
+  return WASM_OVERRIDES.every((c) => tf.getKernel(c.kernelName, "wasm") === c);
+}

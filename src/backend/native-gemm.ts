@@ -1,0 +1,76 @@
+/**
+ * The optional native GEMM add-on (native/src/gemm.c): OpenBLAS sgemm running directly on the wasm heap.
+ * Loading never throws: when the add-on is missing or broken the reason is kept and the wasm path is used.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export interface NativeGemm {
+  /** C_b = op(A_b)·op(B_b) for b < batch; offsets and strides in floats within `heap`; stride 0 broadcasts. */
+  sgemm(
+    heap: Float32Array,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: number,
+    transposeB: number,
+    aOffset: number,
+    aStride: number,
+    bOffset: number,
+    bStride: number,
+    cOffset: number,
+    cStride: number,
+  ): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  config(): string;
+  peakGflops(n: number, reps: number): number;
+}
+
+export interface NativeGemmStatus {
+  loaded: boolean;
+  /** Why it is or is not loaded, in words. */
+  reason: string;
+  path?: string;
+  config?: string;
+}
+
+let cached: { gemm: NativeGemm | null; status: NativeGemmStatus } | null = null;
+
+/** Where the add-on is looked for: $TAGI_NATIVE_GEMM_PATH, then native/build/Release under the project root. */
+function candidates(): string[] {
+  const out: string[] = [];
+  if (process.env.TAGI_NATIVE_GEMM_PATH) out.push(resolve(process.env.TAGI_NATIVE_GEMM_PATH));
+  // src/backend (tsx) and dist/backend (built) are both two levels below the project root.
+  out.push(join(__dirname, "..", "..", "native", "build", "Release", "tagi_gemm.node"));
+  return out;
+}
+
+export function loadNativeGemm(): { gemm: NativeGemm | null; status: NativeGemmStatus } {
+  if (cached) return cached;
+  const tried: string[] = [];
+  for (const path of candidates()) {
+    if (!existsSync(path)) {
+      tried.push(`${path} (not built)`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const gemm = require(path) as NativeGemm;
+      if (typeof gemm.sgemm !== "function") throw new Error("no sgemm export");
+      cached = { gemm, status: { loaded: true, reason: `loaded ${path}`, path, config: gemm.config() } };
+      return cached;
+    } catch (e) {
+      tried.push(`${path} (failed to load: ${(e as Error).message.split("\n")[0]})`);
+    }
+  }
+  cached = {
+    gemm: null,
+    status: {
+      loaded: false,
+      reason: `native GEMM add-on unavailable: ${tried.join("; ")}. Build it with 'npm run build:native' (needs libopenblas-dev).`,
+    },
+  };
+  return cached;
+}

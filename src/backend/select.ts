@@ -1,0 +1,207 @@
+/**
+ * Choosing the tensor backend at start-up: the fastest one that works here, said out loud.
+ *
+ * Order for "auto": native TensorFlow (tfjs-node-gpu, then tfjs-node) when installed; else wasm (threaded
+ * SIMD in Node, with the project's kernel overrides and, when it loads, the OpenBLAS GEMM add-on); else
+ * the pure-JS cpu backend. `backend` in the options or TAGI_BACKEND forces one; TAGI_THREADS,
+ * TAGI_NATIVE_GEMM=0 and TAGI_WASM_OVERRIDES=0 tune the wasm path (the last gives stock wasm, for
+ * comparisons).
+ */
+import { availableParallelism } from "node:os";
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import "@tensorflow/tfjs-backend-wasm";
+import { installWasmOverrides, removeWasmOverrides } from "./kernels/register";
+import { setNativeGemm } from "./kernels/matmul";
+import { loadNativeGemm, type NativeGemmStatus } from "./native-gemm";
+import { createThreadedWasmBackend, useWasmBackend } from "./wasm-node";
+
+export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export type BackendChoice = "auto" | BackendName;
+
+export interface BackendOptions {
+  /** "auto" (default), "tensorflow", "wasm" or "cpu". Env: TAGI_BACKEND. */
+  backend?: string;
+  /** Threads for wasm and OpenBLAS; default all cores. Env: TAGI_THREADS. */
+  threads?: number;
+  /** Use the OpenBLAS add-on for matMul on wasm when it loads (default true). Env: TAGI_NATIVE_GEMM=0|1. */
+  nativeGemm?: boolean;
+  /** Install the project's wasm kernel overrides (default true). Env: TAGI_WASM_OVERRIDES=0|1. */
+  overrides?: boolean;
+  /** Print the choice (default true). Env: TAGI_QUIET=1 silences. */
+  log?: boolean;
+}
+
+export interface BackendInfo {
+  backend: BackendName;
+  /** Which build of it, e.g. "tfjs-node", "wasm threaded-simd", "wasm simd (single thread)". */
+  variant: string;
+  /** Why this backend, in words. */
+  reason: string;
+  threads: number;
+  /** Kernels replaced on wasm (empty elsewhere). */
+  overrides: string[];
+  nativeGemm: NativeGemmStatus & { inUse: boolean };
+  /** Every option tried before this one and why it was not taken. */
+  tried: string[];
+}
+
+let current: { key: string; info: BackendInfo } | null = null;
+
+function envFlag(name: string): boolean | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === "") return undefined;
+  if (["1", "true", "yes", "on"].includes(v.toLowerCase())) return true;
+  if (["0", "false", "no", "off"].includes(v.toLowerCase())) return false;
+  throw new Error(`${name}=${v}: expected 0 or 1`);
+}
+
+function resolveOptions(options: BackendOptions) {
+  const warnings: string[] = [];
+  let requested = (options.backend ?? process.env.TAGI_BACKEND ?? "auto").toLowerCase();
+  if (requested !== "auto" && !(BACKENDS as readonly string[]).includes(requested)) {
+    const source = options.backend !== undefined ? "backend option" : "TAGI_BACKEND";
+    warnings.push(`unknown backend '${requested}' (${source}); valid: auto, ${BACKENDS.join(", ")}. Falling back to auto.`);
+    requested = "auto";
+  }
+  let threads = options.threads ?? (process.env.TAGI_THREADS ? Number(process.env.TAGI_THREADS) : availableParallelism());
+  if (!Number.isInteger(threads) || threads < 1) {
+    warnings.push(`invalid thread count '${options.threads ?? process.env.TAGI_THREADS}'; using ${availableParallelism()} (all cores)`);
+    threads = availableParallelism();
+  }
+  return {
+    requested: requested as BackendChoice,
+    threads,
+    nativeGemm: options.nativeGemm ?? envFlag("TAGI_NATIVE_GEMM") ?? true,
+    overrides: options.overrides ?? envFlag("TAGI_WASM_OVERRIDES") ?? true,
+    log: (options.log ?? true) && envFlag("TAGI_QUIET") !== true,
+    warnings,
+  };
+}
+
+/** The real tfjs-node(-gpu), not danfojs-node's alias of it to @tensorflow/tfjs. */
+function nativeTensorflowPackage(name: string): string | null {
+  try {
+    const pkg = require(`${name}/package.json`) as { name?: string };
+    return pkg.name === name ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+async function tryTensorflow(tried: string[]): Promise<string | null> {
+  for (const name of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    if (!nativeTensorflowPackage(name)) {
+      tried.push(`${name}: not installed`);
+      continue;
+    }
+    try {
+      require(name);
+      if (await tf.setBackend("tensorflow")) return name;
+      tried.push(`${name}: installed but the 'tensorflow' backend failed to initialise`);
+    } catch (e) {
+      tried.push(`${name}: failed to load (${(e as Error).message.split("\n")[0]})`);
+    }
+  }
+  return null;
+}
+
+async function tryWasm(
+  o: ReturnType<typeof resolveOptions>,
+  tried: string[],
+): Promise<Omit<BackendInfo, "backend" | "reason" | "tried"> | null> {
+  let variant: string;
+  let threads = 1;
+  try {
+    const threaded = await createThreadedWasmBackend(o.threads);
+    await useWasmBackend(threaded.backend);
+    threads = threaded.threads;
+    variant = "wasm threaded-simd";
+  } catch (e) {
+    tried.push(`wasm with threads: ${(e as Error).message.split("\n")[0]}`);
+    try {
+      if (!(await tf.setBackend("wasm"))) throw new Error("tfjs could not initialise it");
+      variant = "wasm simd (single thread, stock loader)";
+    } catch (e2) {
+      tried.push(`wasm: ${(e2 as Error).message.split("\n")[0]}`);
+      return null;
+    }
+  }
+  let overrides: string[] = [];
+  if (o.overrides) overrides = installWasmOverrides();
+  else removeWasmOverrides();
+  const { gemm, status } = loadNativeGemm();
+  const inUse = o.nativeGemm && o.overrides && gemm !== null;
+  if (gemm) gemm.setThreads(o.threads);
+  setNativeGemm(inUse ? gemm : null);
+  if (!o.overrides) variant += " (stock kernels)";
+  return { variant, threads, overrides, nativeGemm: { ...status, inUse } };
+}
+
+/**
+ * Chooses and initialises the backend (once per distinct option set). Never throws for an unavailable
+ * backend: it falls back and says why in `tried`.
+ */
+export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  const o = resolveOptions(options);
+  const key = JSON.stringify({ ...o, log: undefined, warnings: undefined });
+  if (current && current.key === key && tf.getBackend() === current.info.backend) return current.info;
+  const tried: string[] = [...o.warnings];
+  const noNative: BackendInfo["nativeGemm"] = { loaded: false, inUse: false, reason: "not used on this backend" };
+  let info: BackendInfo | null = null;
+
+  if (o.requested === "auto" || o.requested === "tensorflow") {
+    const pkg = await tryTensorflow(tried);
+    if (pkg) {
+      info = {
+        backend: "tensorflow",
+        variant: pkg.replace("@tensorflow/", ""),
+        reason: o.requested === "tensorflow" ? "forced" : `native TensorFlow is installed (${pkg}): fastest`,
+        threads: o.threads,
+        overrides: [],
+        nativeGemm: noNative,
+        tried,
+      };
+    }
+  }
+  if (!info && (o.requested === "auto" || o.requested === "wasm" || o.requested === "tensorflow")) {
+    const w = await tryWasm(o, tried);
+    if (w) {
+      const why =
+        o.requested === "wasm" ? "forced" : o.requested === "tensorflow" ? "tensorflow was forced but is unavailable" : "native TensorFlow not installed";
+      info = { backend: "wasm", reason: why, tried, ...w };
+    }
+  }
+  if (!info) {
+    await tf.setBackend("cpu");
+    info = {
+      backend: "cpu",
+      variant: "cpu (pure JS)",
+      reason: o.requested === "cpu" ? "forced" : "no faster backend could be initialised",
+      threads: 1,
+      overrides: [],
+      nativeGemm: noNative,
+      tried,
+    };
+  }
+  await tf.ready();
+  current = { key, info };
+  if (o.log) console.log(describeBackend(info));
+  return info;
+}
+
+/** One line (plus the fallbacks) saying which backend runs and why. */
+export function describeBackend(info: BackendInfo): string {
+  const parts = [`[tagi] backend: ${info.backend} (${info.variant}, ${info.threads} thread${info.threads === 1 ? "" : "s"})`];
+  if (info.overrides.length) parts.push(`overrides: ${info.overrides.join(", ")}`);
+  if (info.backend === "wasm") parts.push(info.nativeGemm.inUse ? `native GEMM: ${info.nativeGemm.config ?? "OpenBLAS"}` : `native GEMM: off (${info.nativeGemm.reason})`);
+  parts.push(`why: ${info.reason}`);
+  let line = parts.join("; ");
+  if (info.tried.length) line += `\n[tagi]   not taken: ${info.tried.join(" | ")}`;
+  return line;
+}
+
+export function currentBackend(): BackendInfo | null {
+  return current?.info ?? null;
+}

@@ -9,6 +9,8 @@
  */
 import { availableParallelism } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
+// tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them all.
+import "@tensorflow/tfjs-core/dist/register_all_gradients";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { installWasmOverrides, removeWasmOverrides } from "./kernels/register";

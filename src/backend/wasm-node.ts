@@ -88,6 +88,11 @@ export async function createThreadedWasmBackend(threads: number): Promise<Thread
   setThreadsCount(wanted);
   const backend = new BackendWasm(wasm as never);
   const actual = (wasm.tfjs as { getThreadsCount: () => number }).getThreadsCount();
+  // The pool's pthreads (started just now, by the constructor's init) are ref'd Node workers: they would
+  // keep the process alive forever after the script's work is done (a test runner or script never exits).
+  // They only serve kernels the main thread waits for synchronously, so they need not hold the event loop.
+  const pthread = wasm.PThread as { runningWorkers?: { unref?: () => void }[] } | undefined;
+  for (const w of pthread?.runningWorkers ?? []) w.unref?.();
   return { backend, threads: actual };
 }
 

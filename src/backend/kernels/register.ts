@@ -6,6 +6,7 @@
  * their C entry points lazily), so swapping works after the backend is initialised.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { castConfig, identityConfig, rememberStock } from "./identity";
 import { batchMatMulConfig, fusedMatMulConfig } from "./matmul";
 import { rememberStockSlice, sliceConfig } from "./slice";
 import { unsortedSegmentSumConfig } from "./unsorted-segment-sum";
@@ -15,13 +16,20 @@ export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
   fusedMatMulConfig,
   sliceConfig,
   unsortedSegmentSumConfig,
+  identityConfig,
+  castConfig,
 ];
 
 const stock = new Map<string, tf.KernelConfig | undefined>();
 
 function swap(config: tf.KernelConfig | undefined, name: string): void {
   if (tf.getKernel(name, "wasm")) tf.unregisterKernel(name, "wasm");
-  if (config) tf.registerKernel(config);
+  if (!config) return;
+  tf.registerKernel(config);
+  // tfjs runs a kernel's setupFunc (which binds its C entry points to one wasm module) only in setBackend.
+  // A stock kernel put back later still holds the bindings of the module it was last set up on: after
+  // initBackend re-created the wasm backend, that module is disposed and calling it aborts. Bind it now.
+  if (config.setupFunc && tf.getBackend() === "wasm") config.setupFunc(tf.backend());
 }
 
 /** Registers the overrides; returns their kernel names. Idempotent. */
@@ -31,6 +39,7 @@ export function installWasmOverrides(): string[] {
     if (current === config) continue;
     if (!stock.has(config.kernelName)) stock.set(config.kernelName, current);
     if (config.kernelName === tf.Slice) rememberStockSlice(current);
+    rememberStock(config.kernelName, current);
     swap(config, config.kernelName);
   }
   return WASM_OVERRIDES.map((c) => c.kernelName);

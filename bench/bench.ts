@@ -1,0 +1,225 @@
+/**
+ * `npm run bench [-- --json FILE] [--quick] [--layers N] [--only a,b]`: speed of the tensor backends here.
+ *
+ * A benchmark, not a test. Each configuration runs in its own process (backend, thread count and kernels
+ * are fixed per process); the machine's native fp32 GEMM peak is measured in the same run through OpenBLAS
+ * (the add-on), and PyTorch runs the same problems side by side when it is installed. Every figure is
+ * reported as GFLOP/s and as ratios: against native GEMM, against plain GEMM on the same backend, and
+ * against PyTorch.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { loadNativeGemm } from "../src/backend/native-gemm";
+import { BATCH, D_FF, D_MODEL, HEADS, SEQ, blockFlops, gemmCases } from "./shapes";
+
+interface WorkerResult {
+  backend: string;
+  variant: string;
+  threads: number;
+  nativeGemm: boolean;
+  gemm: Record<string, { gflops: number; seconds: number; reps: number }>;
+  blockStep: { seconds: number; gflops: number; layers: number; reps: number; peakBytes: number } | null;
+}
+
+interface Config {
+  name: string;
+  what: string;
+  env: Record<string, string>;
+  block: boolean;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const root = resolve(__dirname, "..");
+const quick = process.argv.includes("--quick");
+const layers = Number(arg("--layers") ?? 2);
+const jsonPath = arg("--json");
+const only = arg("--only")?.split(",");
+const threads = availableParallelism();
+const started = Date.now();
+
+function git(args: string[]): string | null {
+  const r = spawnSync("git", args, { cwd: root, encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+function hasTensorflowNode(): boolean {
+  for (const name of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      if ((require(`${name}/package.json`) as { name: string }).name === name) return true;
+    } catch {
+      /* not installed */
+    }
+  }
+  return false;
+}
+
+const native = loadNativeGemm();
+const configs: Config[] = [
+  { name: "cpu", what: "pure-JS cpu backend", env: { TAGI_BACKEND: "cpu" }, block: false },
+  {
+    name: "wasm-stock",
+    what: "stock tfjs wasm kernels, 1 thread (what tfjs gives in Node)",
+    env: { TAGI_BACKEND: "wasm", TAGI_WASM_OVERRIDES: "0", TAGI_THREADS: "1" },
+    block: !quick,
+  },
+  {
+    name: "wasm-patched-1t",
+    what: "project kernel overrides, wasm GEMM, 1 thread",
+    env: { TAGI_BACKEND: "wasm", TAGI_NATIVE_GEMM: "0", TAGI_THREADS: "1" },
+    block: true,
+  },
+  {
+    name: "wasm-patched",
+    what: `project kernel overrides, wasm GEMM, ${threads} threads`,
+    env: { TAGI_BACKEND: "wasm", TAGI_NATIVE_GEMM: "0", TAGI_THREADS: String(threads) },
+    block: true,
+  },
+];
+if (native.gemm) {
+  configs.push({
+    name: "wasm-native",
+    what: `overrides + OpenBLAS add-on on the wasm heap, ${threads} threads`,
+    env: { TAGI_BACKEND: "wasm", TAGI_NATIVE_GEMM: "1", TAGI_THREADS: String(threads) },
+    block: true,
+  });
+}
+if (hasTensorflowNode()) {
+  configs.push({ name: "tensorflow", what: "tfjs-node (libtensorflow)", env: { TAGI_BACKEND: "tensorflow" }, block: true });
+}
+
+function runWorker(c: Config): WorkerResult | { error: string } {
+  const env = {
+    ...process.env,
+    ...c.env,
+    TAGI_QUIET: "1",
+    TAGI_BENCH_LAYERS: String(layers),
+    TAGI_BENCH_BLOCK: c.block ? "1" : "0",
+    TAGI_BENCH_QUICK: quick ? "1" : "0",
+  };
+  process.stderr.write(`[bench] ${c.name}: ${c.what} ...`);
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(__dirname, "worker.ts")], { cwd: root, env, encoding: "utf8" });
+  process.stderr.write(` ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  const line = r.stdout.split("\n").find((l) => l.startsWith("BENCH_RESULT "));
+  if (r.status !== 0 || !line) return { error: `exit ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}` };
+  return JSON.parse(line.slice("BENCH_RESULT ".length)) as WorkerResult;
+}
+
+function runTorch(): Record<string, unknown> | { error: string } {
+  const python = process.env.PYTHON ?? "python3";
+  const probe = spawnSync(python, ["-c", "import torch"], { encoding: "utf8" });
+  if (probe.status !== 0) return { error: `PyTorch not importable by ${python} (pip install torch==2.13.0 to compare)` };
+  const dir = mkdtempSync(join(tmpdir(), "tagi-bench-"));
+  const spec = join(dir, "spec.json");
+  writeFileSync(
+    spec,
+    JSON.stringify({
+      threads,
+      quick,
+      gemm: gemmCases(),
+      block: { batch: BATCH, seq: SEQ, heads: HEADS, d_model: D_MODEL, d_ff: D_FF, layers, flops: blockFlops(layers) },
+    }),
+  );
+  process.stderr.write(`[bench] pytorch: same problems, ${threads} threads ...`);
+  const t0 = Date.now();
+  const r = spawnSync(python, [join(root, "reference", "bench_torch.py"), spec], { encoding: "utf8" });
+  process.stderr.write(` ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  if (r.status !== 0) return { error: `bench_torch.py failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}` };
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
+}
+
+function main() {
+  let nativeGemmGflops: number | null = null;
+  let nativeGemm1Thread: number | null = null;
+  if (native.gemm) {
+    process.stderr.write(`[bench] native GEMM peak (OpenBLAS sgemm 2048^3, ${threads} threads) ...\n`);
+    native.gemm.setThreads(1);
+    nativeGemm1Thread = native.gemm.peakGflops(1024, 3);
+    native.gemm.setThreads(threads);
+    nativeGemmGflops = native.gemm.peakGflops(2048, quick ? 3 : 5);
+  }
+  const results: Record<string, WorkerResult | { error: string }> = {};
+  for (const c of configs) if (!only || only.includes(c.name)) results[c.name] = runWorker(c);
+  const torch = only && !only.includes("pytorch") ? { error: "not requested" } : runTorch();
+
+  const ok = Object.entries(results).filter((e): e is [string, WorkerResult] => !("error" in e[1]));
+  const torchOk = "error" in torch ? null : (torch as { gemm: WorkerResult["gemm"]; blockStep: { seconds: number; gflops: number } });
+  // The default backend: what initBackend() picks here with default options.
+  const defaultName = results.tensorflow && !("error" in results.tensorflow) ? "tensorflow" : native.gemm ? "wasm-native" : "wasm-patched";
+  const def = results[defaultName];
+  const defOk = def && !("error" in def) ? def : null;
+
+  const names = gemmCases().map((c) => c.name);
+  const fmt = (x: number | null | undefined, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
+  const rows: string[][] = [["config", ...names.map((n) => `${n} GF/s`), "worst/plain", "block s", "block GF/s", "% native", "vs torch"]];
+  for (const [name, r] of ok) {
+    const plain = r.gemm.plain?.gflops ?? NaN;
+    const worst = Math.min(...names.filter((n) => n !== "batchedAttention").map((n) => r.gemm[n]?.gflops ?? NaN));
+    rows.push([
+      name,
+      ...names.map((n) => fmt(r.gemm[n]?.gflops)),
+      fmt(worst / plain, 2),
+      fmt(r.blockStep?.seconds, 3),
+      fmt(r.blockStep?.gflops),
+      r.blockStep && nativeGemmGflops ? `${fmt((100 * r.blockStep.gflops) / nativeGemmGflops, 0)}%` : "-",
+      r.blockStep && torchOk ? `${fmt(r.blockStep.seconds / torchOk.blockStep.seconds, 2)}x` : "-",
+    ]);
+  }
+  if (torchOk) {
+    rows.push(["pytorch", ...names.map((n) => fmt(torchOk.gemm[n]?.gflops)), "-", fmt(torchOk.blockStep.seconds, 3), fmt(torchOk.blockStep.gflops), nativeGemmGflops ? `${fmt((100 * torchOk.blockStep.gflops) / nativeGemmGflops, 0)}%` : "-", "1.00x"]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log(`\nmachine: ${cpus()[0]?.model ?? "?"}, ${threads} threads; native GEMM peak (OpenBLAS, fp32): ${fmt(nativeGemmGflops)} GFLOP/s (${fmt(nativeGemm1Thread)} on 1 thread)`);
+  console.log(`block step: forward + backward of ${layers} T5-shaped encoder blocks (batch ${BATCH} x ${SEQ} tokens, d_model ${D_MODEL}, ${HEADS} heads, gated-GELU d_ff ${D_FF}), ${fmt(blockFlops(layers) / 1e9, 1)} GFLOP of matMul\n`);
+  console.log(line(rows[0]!));
+  for (const r of rows.slice(1)) console.log(line(r));
+  for (const [name, r] of Object.entries(results)) if ("error" in r) console.log(`${name}: failed: ${r.error}`);
+  if ("error" in torch) console.log(`pytorch: ${torch.error}`);
+
+  const json = {
+    command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
+    commit: git(["rev-parse", "HEAD"]),
+    dirty: (git(["status", "--porcelain"]) ?? "") !== "",
+    date: new Date().toISOString(),
+    wallSeconds: (Date.now() - started) / 1000,
+    machine: { cpu: cpus()[0]?.model ?? null, threads },
+    backend: defaultName,
+    threads,
+    nativeGemmGflops,
+    nativeGemmGflops1Thread: nativeGemm1Thread,
+    nativeGemmConfig: native.status.config ?? native.status.reason,
+    gemm: Object.fromEntries(ok.map(([n, r]) => [n, Object.fromEntries(Object.entries(r.gemm).map(([k, v]) => [k, v.gflops]))])),
+    gemmRatioToPlain: Object.fromEntries(
+      ok.map(([n, r]) => [n, Object.fromEntries(Object.entries(r.gemm).map(([k, v]) => [k, v.gflops / (r.gemm.plain?.gflops ?? NaN)]))]),
+    ),
+    blockStep: defOk?.blockStep
+      ? {
+          seconds: defOk.blockStep.seconds,
+          gflops: defOk.blockStep.gflops,
+          fractionOfNativePeak: nativeGemmGflops ? defOk.blockStep.gflops / nativeGemmGflops : null,
+          ratioToPytorch: torchOk ? defOk.blockStep.seconds / torchOk.blockStep.seconds : null,
+          layers,
+          peakBytes: defOk.blockStep.peakBytes,
+        }
+      : null,
+    blockStepByConfig: Object.fromEntries(
+      ok.filter(([, r]) => r.blockStep).map(([n, r]) => [n, { ...r.blockStep!, fractionOfNativePeak: nativeGemmGflops ? r.blockStep!.gflops / nativeGemmGflops : null }]),
+    ),
+    configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
+    pytorch: torch,
+    errors: Object.fromEntries(Object.entries(results).filter(([, r]) => "error" in r)),
+  };
+  if (jsonPath) {
+    writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
+    console.log(`\nwrote ${jsonPath}`);
+  }
+}
+
+main();

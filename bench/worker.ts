@@ -1,0 +1,78 @@
+/**
+ * One bench configuration in its own process (backend, threads and kernels are fixed per process):
+ * configured by the TAGI_* environment variables, prints one line `BENCH_RESULT {json}`.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend";
+import { makeParams, step } from "./block";
+import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
+
+interface Timing {
+  seconds: number;
+  reps: number;
+}
+
+/** Median time of `fn` after one warm-up, repeated until `minSeconds` or `maxReps`. */
+function time(fn: () => void, minSeconds: number, maxReps: number): Timing {
+  fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < maxReps && (times.length === 0 || (performance.now() - start) / 1000 < minSeconds)) {
+    const t0 = performance.now();
+    fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return { seconds: times[Math.floor(times.length / 2)]!, reps: times.length };
+}
+
+async function main() {
+  const info = await initBackend({ log: false });
+  const layers = Number(process.env.TAGI_BENCH_LAYERS ?? 2);
+  const runBlock = process.env.TAGI_BENCH_BLOCK !== "0";
+  const quick = process.env.TAGI_BENCH_QUICK === "1";
+  const gemm: Record<string, { gflops: number; seconds: number; reps: number }> = {};
+  for (const c of gemmCases()) {
+    const a = tf.randomNormal(c.a, 0, 1, "float32", 1);
+    const b = tf.randomNormal(c.b, 0, 1, "float32", 2);
+    const t = time(
+      () => {
+        const out = tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D, c.transposeA, c.transposeB);
+        out.dataSync(); // wait for the result (and include the read, as a training step would)
+        out.dispose();
+      },
+      quick ? 0.3 : 1,
+      quick ? 3 : 10,
+    );
+    gemm[c.name] = { gflops: c.flops / t.seconds / 1e9, seconds: t.seconds, reps: t.reps };
+    tf.dispose([a, b]);
+  }
+  let block: { seconds: number; gflops: number; layers: number; reps: number; peakBytes: number } | null = null;
+  if (runBlock) {
+    const params = makeParams(layers);
+    const x = tf.randomNormal([BATCH * SEQ, D_MODEL], 0, 1, "float32", 3) as tf.Tensor2D;
+    const profile = await tf.profile(() => {
+      step(x, params);
+    });
+    const t = time(() => step(x, params), quick ? 2 : 8, quick ? 2 : 5);
+    block = { seconds: t.seconds, gflops: blockFlops(layers) / t.seconds / 1e9, layers, reps: t.reps, peakBytes: profile.peakBytes };
+    tf.dispose([x, ...params]);
+  }
+  const result = {
+    backend: info.backend,
+    variant: info.variant,
+    threads: info.threads,
+    overrides: info.overrides,
+    nativeGemm: info.nativeGemm.inUse,
+    gemm,
+    blockStep: block,
+    liveTensorsAfter: tf.memory().numTensors,
+  };
+  console.log(`BENCH_RESULT ${JSON.stringify(result)}`);
+  process.exit(0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,100 @@
+"""PyTorch side of `npm run bench`: the same GEMM shapes and T5-shaped block step, on the CPU.
+
+Run by bench/bench.ts when `import torch` works (pip install torch==2.13.0); reads the problem shapes
+from a JSON file the bench writes, prints one JSON object. Never needed by the tests.
+"""
+import json
+import math
+import sys
+import time
+
+import torch
+
+
+def timed(fn, min_seconds, max_reps):
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (not times or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2], len(times)
+
+
+def rms_norm(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def gelu_new(x):
+    return x * torch.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x.pow(3)))
+
+
+def block(x, p, s):
+    ln1, wq, wk, wv, wo, ln2, wi0, wi1, wout = p
+    b, t, h, d = s["batch"], s["seq"], s["heads"], s["d_model"]
+    dk = d // h
+
+    def heads(y):
+        return y.reshape(b, t, h, dk).permute(0, 2, 1, 3).reshape(b * h, t, dk)
+
+    hh = rms_norm(x, ln1)
+    q, k, v = heads(hh @ wq), heads(hh @ wk), heads(hh @ wv)
+    ctx = torch.softmax(q @ k.transpose(1, 2), -1) @ v
+    merged = ctx.reshape(b, h, t, dk).permute(0, 2, 1, 3).reshape(b * t, d)
+    x1 = x + merged @ wo
+    h2 = rms_norm(x1, ln2)
+    return x1 + (gelu_new(h2 @ wi0) * (h2 @ wi1)) @ wout
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    threads = int(spec["threads"])
+    torch.set_num_threads(threads)
+    quick = bool(spec.get("quick"))
+    gemm = {}
+    for c in spec["gemm"]:
+        a = torch.randn(c["a"])
+        bb = torch.randn(c["b"])
+
+        def run(a=a, bb=bb, c=c):
+            aa = a.transpose(-1, -2) if c["transposeA"] else a
+            b2 = bb.transpose(-1, -2) if c["transposeB"] else bb
+            return aa @ b2
+
+        sec, reps = timed(run, 0.3 if quick else 1.0, 3 if quick else 10)
+        gemm[c["name"]] = {"gflops": c["flops"] / sec / 1e9, "seconds": sec, "reps": reps}
+
+    s = spec["block"]
+    d, dff, layers = s["d_model"], s["d_ff"], s["layers"]
+    params = []
+    for _ in range(layers):
+        params += [torch.ones(d)] + [torch.randn(d, d) * d ** -0.5 for _ in range(4)] + [torch.ones(d)]
+        params += [torch.randn(d, dff) * d ** -0.5, torch.randn(d, dff) * d ** -0.5, torch.randn(dff, d) * dff ** -0.5]
+    for p in params:
+        p.requires_grad_(True)
+    x = torch.randn(s["batch"] * s["seq"], d)
+
+    def step():
+        for p in params:
+            p.grad = None
+        h = x
+        for l in range(layers):
+            h = block(h, params[l * 9 : l * 9 + 9], s)
+        loss = h.pow(2).mean()
+        loss.backward()
+        return loss.item()
+
+    sec, reps = timed(step, 2 if quick else 8, 2 if quick else 5)
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "blas": torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0] if "BLAS_INFO=" in torch.__config__.show() else "unknown",
+        "gemm": gemm,
+        "blockStep": {"seconds": sec, "gflops": s["flops"] / sec / 1e9, "layers": layers, "reps": reps},
+    }))
+
+
+if __name__ == "__main__":
+    main()

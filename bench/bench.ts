@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --json FILE] [--quick] [--layers N] [--only a,b]`: speed of the tensor backends here.
+ * `npm run bench [-- --json FILE] [--markdown FILE] [--quick] [--layers N] [--only a,b]`: speed of the
+ * tensor backends here.
  *
  * A benchmark, not a test. Each configuration runs in its own process (backend, thread count and kernels
  * are fixed per process); the machine's native fp32 GEMM peak is measured in the same run through OpenBLAS
@@ -39,6 +40,7 @@ const root = resolve(__dirname, "..");
 const quick = process.argv.includes("--quick");
 const layers = Number(arg("--layers") ?? 2);
 const jsonPath = arg("--json");
+const markdownPath = arg("--markdown");
 const only = arg("--only")?.split(",");
 const threads = availableParallelism();
 const started = Date.now();
@@ -216,6 +218,30 @@ function main() {
     pytorch: torch,
     errors: Object.fromEntries(Object.entries(results).filter(([, r]) => "error" in r)),
   };
+  if (markdownPath) {
+    const md = [
+      "# Backend benchmark",
+      "",
+      `Made by \`${json.command}\` at commit ${json.commit ?? "?"}${json.dirty ? " (with uncommitted changes)" : ""}, ${json.date}, wall time ${json.wallSeconds.toFixed(0)} s.`,
+      "",
+      `Machine: ${json.machine.cpu}, ${threads} threads. Native GEMM peak (OpenBLAS sgemm, fp32, 2048^3): ${fmt(nativeGemmGflops)} GFLOP/s (${fmt(nativeGemm1Thread)} on one thread).`,
+      "",
+      `Block step: forward + backward of ${layers} T5-shaped encoder blocks (batch ${BATCH} x ${SEQ} tokens, d_model ${D_MODEL}, ${HEADS} heads, gated-GELU d_ff ${D_FF}); ${fmt(blockFlops(layers) / 1e9, 1)} GFLOP of matMul per step. GEMM shapes: plain [1024,512]x[512,1024]; transposeA and transposeB the same product with one operand stored transposed (the two matMul gradients); batched 8 x [128,512]x[512,1024]; batchedAttention 64 x [128,64]x[64,128]^T.`,
+      "",
+      "| " + rows[0]!.join(" | ") + " |",
+      "|" + rows[0]!.map((_, i) => (i === 0 ? "---" : "---:")).join("|") + "|",
+      ...rows.slice(1).map((r) => "| " + r.join(" | ") + " |"),
+      "",
+      "Configurations:",
+      ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),
+      `- \`pytorch\`: ${"error" in torch ? torch.error : `torch ${(torch as { torch?: string }).torch ?? "?"}, same shapes, ${threads} threads (reference/bench_torch.py)`}`,
+      "",
+      "`worst/plain` is the slowest of transposeA, transposeB and batched relative to plain GEMM on the same backend; `% native` is the block step's matMul GFLOP/s over the native GEMM peak; `vs torch` is block-step time over PyTorch's.",
+      "",
+    ].join("\n");
+    writeFileSync(markdownPath, md);
+    console.log(`wrote ${markdownPath}`);
+  }
   if (jsonPath) {
     writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${jsonPath}`);

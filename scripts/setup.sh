@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Sets up the project on Debian/Ubuntu (Node >= 20 already installed):
+#   1. system packages: OpenBLAS + a C++ toolchain (the native GEMM add-on), Jupyter's headless parts
+#      (notebooks and their tests), DejaVu fonts (figures). Needs root or sudo.
+#   2. npm ci (its postinstall builds the add-on if it can and links node_modules/tagi -> the project)
+#   3. npm run build:native: the add-on again, failing loudly if it does not build
+#   4. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
+#
+# Settings: TAGI_SKIP_APT=1 skips step 1 (install the equivalents yourself, see environment.md);
+# TAGI_SKIP_NATIVE=1 skips the add-on (the wasm GEMM path is used instead).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+T_START=$SECONDS
+T_SECTION=$SECONDS
+SECTION=""
+end_section() {
+  if [[ -n "$SECTION" ]]; then printf '=== %s: done in %ds\n' "$SECTION" "$((SECONDS - T_SECTION))"; fi
+}
+section() {
+  end_section
+  SECTION="$1"
+  T_SECTION=$SECONDS
+  printf '\n=== setup: %s (at %ds)\n' "$SECTION" "$((SECONDS - T_START))"
+}
+trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\n=== setup FAILED in \"%s\" (exit %d)\n" "$SECTION" "$rc"; fi' EXIT
+
+APT_PACKAGES=(
+  build-essential python3 libopenblas-dev
+  jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipython python3-ipykernel
+  fonts-dejavu-core
+)
+
+section "system packages (apt)"
+if [[ "${TAGI_SKIP_APT:-0}" == "1" ]]; then
+  echo "skipped (TAGI_SKIP_APT=1); needed: ${APT_PACKAGES[*]} (or their equivalents, see environment.md)"
+elif ! command -v apt-get >/dev/null; then
+  echo "no apt-get here: install OpenBLAS, a C++ compiler and Jupyter (nbclient) yourself, see environment.md"
+else
+  SUDO=""
+  if [[ "$(id -u)" -ne 0 ]]; then
+    if command -v sudo >/dev/null; then
+      SUDO="sudo"
+    else
+      echo "not root and no sudo: install ${APT_PACKAGES[*]} as root, then rerun with TAGI_SKIP_APT=1" >&2
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq -o Acquire::Retries=3
+  # --no-install-recommends: jupyter-nbconvert recommends pandoc and TeX, which nothing here needs.
+  $SUDO apt-get install -y -qq --no-install-recommends -o Acquire::Retries=3 "${APT_PACKAGES[@]}" >/dev/null
+  dpkg-query -W -f='  ${Package} ${Version}\n' libopenblas-dev g++ python3-nbclient jupyter-client python3-ipython
+fi
+
+section "toolchain"
+echo "node $(node --version), npm $(npm --version)"
+node -e 'if (Number(process.versions.node.split(".")[0]) < 20) { console.error(`Node ${process.version}: tagi needs Node >= 20`); process.exit(1); }'
+
+section "npm ci"
+npm ci --no-audit --no-fund
+
+section "native GEMM add-on (npm run build:native)"
+if [[ "${TAGI_SKIP_NATIVE:-0}" == "1" ]]; then
+  echo "skipped (TAGI_SKIP_NATIVE=1): the wasm GEMM path is used instead"
+else
+  npm run build:native
+fi
+
+section "Jupyter kernel (npm run kernel:install)"
+npm run kernel:install
+
+end_section
+printf '=== setup: done in %ds\n' "$((SECONDS - T_START))"

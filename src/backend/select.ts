@@ -9,8 +9,9 @@
  */
 import { availableParallelism } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
-// tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them all.
-import "@tensorflow/tfjs-core/dist/register_all_gradients";
+// tfjs-core alone registers no gradients; the @tensorflow/tfjs bundle does (its CommonJS build, which plain
+// Node and tslab can load: tfjs-core's own register_all_gradients is ES-module-only). Training needs them.
+import "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { installWasmOverrides, removeWasmOverrides } from "./kernels/register";
@@ -148,7 +149,14 @@ async function tryWasm(
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
   const o = resolveOptions(options);
   const key = JSON.stringify({ ...o, log: undefined, warnings: undefined });
-  if (current && current.key === key && tf.getBackend() === current.info.backend) return current.info;
+  if (current && current.key === key && tf.getBackend() === current.info.backend) {
+    if (o.warnings.length === 0) return current.info;
+    // Same backend as before, but this call's own warnings (e.g. an unknown backend name) must still be
+    // reported: they are not part of the cache key.
+    const info = { ...current.info, tried: [...o.warnings, ...current.info.tried.filter((t) => !o.warnings.includes(t))] };
+    if (o.log) console.log(describeBackend(info));
+    return info;
+  }
   const tried: string[] = [...o.warnings];
   const noNative: BackendInfo["nativeGemm"] = { loaded: false, inUse: false, reason: "not used on this backend" };
   let info: BackendInfo | null = null;

@@ -7,6 +7,7 @@
  * Reshape do.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { internals, viewOf } from "../wasm-internals";
 
 let stockIdentity: tf.KernelConfig | undefined;
 let stockCast: tf.KernelConfig | undefined;
@@ -38,6 +39,16 @@ export const castConfig: tf.KernelConfig = {
     const x = (args.inputs as { x: tf.TensorInfo }).x;
     const { dtype } = args.attrs as unknown as { dtype: tf.DataType };
     if (dtype === x.dtype && x.dtype !== "string") return share(args.backend as tf.KernelBackend, x);
+    if (dtype === "bool" && (x.dtype === "float32" || x.dtype === "int32")) {
+      // Stock wasm Cast copies with TypedArray.set, which wraps numbers into a bool's byte (-2 -> 254,
+      // 0.5 -> 0, 256 -> 0). tfjs's cast to bool is x != 0, as on the cpu backend.
+      const backend = internals(args.backend);
+      const out = backend.makeOutput(x.shape, "bool");
+      const src = viewOf(backend, x);
+      const dst = viewOf(backend, out);
+      for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+      return out;
+    }
     if (!stockCast) throw new Error("tagi backend: stock wasm Cast kernel missing");
     return stockCast.kernelFunc(args);
   },

@@ -5,3 +5,4 @@ export { installWasmOverrides, removeWasmOverrides, wasmOverridesInstalled, WASM
 export { setNativeGemm, nativeGemmInUse } from "./kernels/matmul";
 export { loadNativeGemm } from "./native-gemm";
 export type { NativeGemm, NativeGemmStatus } from "./native-gemm";
+export { registerGradientFixes, batchMatMulGradConfig } from "./gradients";

@@ -12,12 +12,15 @@ import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core alone registers no gradients; the @tensorflow/tfjs bundle does (its CommonJS build, which plain
 // Node and tslab can load: tfjs-core's own register_all_gradients is ES-module-only). Training needs them.
 import "@tensorflow/tfjs";
+import { registerGradientFixes } from "./gradients";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { installWasmOverrides, removeWasmOverrides } from "./kernels/register";
 import { setNativeGemm } from "./kernels/matmul";
 import { loadNativeGemm, type NativeGemmStatus } from "./native-gemm";
 import { createThreadedWasmBackend, useWasmBackend } from "./wasm-node";
+
+registerGradientFixes(); // after @tensorflow/tfjs registered its own gradients
 
 export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];

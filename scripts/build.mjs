@@ -14,3 +14,6 @@ if (r.status !== 0) {
   console.error("[tagi] build failed: TypeScript errors above (tsc -p tsconfig.build.json)");
   process.exit(r.status ?? 1);
 }
+// `npm install <pkg>` prunes the node_modules/tagi link that notebooks import through: restore it here,
+// since every notebook run and test run builds first.
+await import("./link-self.mjs");

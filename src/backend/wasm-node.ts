@@ -98,7 +98,9 @@ export async function createThreadedWasmBackend(threads: number): Promise<Thread
 
 /** Registers `backend` as tfjs's "wasm" backend (replacing the stock factory) and makes it current. */
 export async function useWasmBackend(backend: BackendWasm, priority = 3): Promise<void> {
-  if (tf.findBackend("wasm") || tf.findBackendFactory("wasm")) tf.removeBackend("wasm");
+  // findBackendFactory, not findBackend: findBackend would start initialising the stock wasm factory (a
+  // second, single-threaded module) whose pending promise later lands in tfjs's registry under "wasm".
+  if (tf.findBackendFactory("wasm")) tf.removeBackend("wasm");
   tf.registerBackend("wasm", () => backend, priority);
   if (!(await tf.setBackend("wasm"))) throw new Error("tagi backend: tfjs refused the threaded wasm backend");
 }

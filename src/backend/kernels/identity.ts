@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { internals, viewOf } from "../wasm-internals";
+import { runStock } from "./stock";
 
 let stockIdentity: tf.KernelConfig | undefined;
 let stockCast: tf.KernelConfig | undefined;
@@ -27,7 +28,7 @@ export const identityConfig: tf.KernelConfig = {
   backendName: "wasm",
   kernelFunc: (args) => {
     const x = (args.inputs as { x: tf.TensorInfo }).x;
-    if (x.dtype === "string") return stockIdentity!.kernelFunc(args);
+    if (x.dtype === "string") return runStock(stockIdentity, "Identity", args);
     return share(args.backend as tf.KernelBackend, x);
   },
 };
@@ -49,7 +50,6 @@ export const castConfig: tf.KernelConfig = {
       for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
       return out;
     }
-    if (!stockCast) throw new Error("tagi backend: stock wasm Cast kernel missing");
-    return stockCast.kernelFunc(args);
+    return runStock(stockCast, "Cast", args);
   },
 };

@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { castConfig, identityConfig, rememberStock } from "./identity";
 import { batchMatMulConfig, fusedMatMulConfig } from "./matmul";
 import { rememberStockSlice, sliceConfig } from "./slice";
+import { rememberStockSum, sumConfig } from "./sum";
 import { unsortedSegmentSumConfig } from "./unsorted-segment-sum";
 
 export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
@@ -18,6 +19,7 @@ export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
   unsortedSegmentSumConfig,
   identityConfig,
   castConfig,
+  sumConfig,
 ];
 
 const stock = new Map<string, tf.KernelConfig | undefined>();
@@ -40,6 +42,7 @@ export function installWasmOverrides(): string[] {
     if (!stock.has(config.kernelName)) stock.set(config.kernelName, current);
     if (config.kernelName === tf.Slice) rememberStockSlice(current);
     rememberStock(config.kernelName, current);
+    if (config.kernelName === tf.Sum) rememberStockSum(current);
     swap(config, config.kernelName);
   }
   return WASM_OVERRIDES.map((c) => c.kernelName);

@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { internals, viewOf } from "../wasm-internals";
+import { runStock } from "./stock";
 
 let stockSlice: tf.KernelConfig | undefined;
 
@@ -73,8 +74,7 @@ export const sliceConfig: tf.KernelConfig = {
     const { inputs, backend, attrs } = args;
     const { x } = inputs as { x: tf.TensorInfo };
     if (x.dtype === "string") {
-      if (!stockSlice) throw new Error("tagi backend: stock wasm Slice kernel missing for a string tensor");
-      return stockSlice.kernelFunc(args);
+      return runStock(stockSlice, "Slice", args);
     }
     const { begin, size } = attrs as unknown as { begin: number | number[]; size: number | number[] };
     const [begin_, size_] = tf.slice_util.parseSliceParams(x, begin, size) as [number[], number[]];

@@ -1,0 +1,277 @@
+/**
+ * T5 encoder-decoder forward pass in tfjs, mirroring Hugging Face's modeling_t5.py so that a checkpoint's
+ * parameter names map one to one and outputs can be compared layer by layer:
+ * RMS layer norm (no mean, no bias), relative position bias computed by the first layer of each stack and
+ * reused by the others, ReLU or gated-GELU feed-forward, no biases, untied lm_head (v1.1) or tied embeddings
+ * with the d_model^-0.5 rescale (original T5), optional LoRA on any linear layer.
+ *
+ * Functional: parameters are a plain Map of tensors keyed by HF names; every function returns new tensors
+ * and leaves disposal to the caller (wrap calls in tf.tidy).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { T5Config } from "./config";
+import { causalMask, mergeHeads, paddingMask, positionBias, scaledDotProduct, splitHeads } from "./attention";
+import { loraDelta, type LoraAdapter } from "./lora";
+
+export interface T5Model {
+  config: T5Config;
+  /** Every parameter by its Hugging Face name (linear weights in PyTorch's [out, in] layout). */
+  params: Map<string, tf.Tensor>;
+}
+
+export interface RunOptions {
+  /** Dropout on (config.dropout_rate) when true. Default false. */
+  training?: boolean;
+  /** Seed for dropout masks (advanced per use). */
+  seed?: number;
+  /** A LoRA adapter applied to the modules it covers. */
+  lora?: LoraAdapter;
+}
+
+/** Per-layer key/value cache for incremental decoding. */
+export interface DecoderCache {
+  /** Self-attention keys/values so far, [B, H, t, dk] per layer. */
+  self: { k: tf.Tensor4D; v: tf.Tensor4D }[];
+  /** Cross-attention keys/values over the encoder output, computed once, per layer. */
+  cross: { k: tf.Tensor4D; v: tf.Tensor4D }[];
+}
+
+class Context {
+  private seed: number;
+  constructor(
+    readonly model: T5Model,
+    readonly opts: RunOptions,
+  ) {
+    this.seed = opts.seed ?? 0;
+  }
+  get cfg(): T5Config {
+    return this.model.config;
+  }
+  param(name: string): tf.Tensor {
+    const t = this.model.params.get(name);
+    if (!t) throw new Error(`T5: parameter '${name}' is missing from the model`);
+    return t;
+  }
+  dropout = (x: tf.Tensor): tf.Tensor => {
+    const rate = this.cfg.dropout_rate;
+    if (!this.opts.training || rate === 0) return x;
+    return tf.dropout(x, rate, undefined, this.seed++);
+  };
+  /** x [N, in] · W^T (+ LoRA) for the linear module `name` (without ".weight"). */
+  linear(name: string, x: tf.Tensor2D, batch: number): tf.Tensor2D {
+    const y = tf.matMul(x, this.param(`${name}.weight`) as tf.Tensor2D, false, true) as tf.Tensor2D;
+    const delta = loraDelta(this.opts.lora, name, x, batch, this.dropout);
+    return delta ? (tf.add(y, delta) as tf.Tensor2D) : y;
+  }
+}
+
+/** T5LayerNorm: x / sqrt(mean(x^2) + eps) * w (no mean subtraction, no bias). */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  const variance = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+}
+
+/** gelu_new, 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), written as x·sigmoid(2z): same function, no tanh. */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  const z = tf.mul(tf.add(x, tf.mul(tf.mul(x, tf.square(x)), 0.044715)), 2 * Math.sqrt(2 / Math.PI));
+  return tf.mul(x, tf.sigmoid(z));
+}
+
+function checkIds(ids: tf.Tensor, vocab: number, what: string): void {
+  if (ids.dtype !== "int32") throw new Error(`T5: ${what} must be int32, got ${ids.dtype}`);
+  if (ids.rank !== 2) throw new Error(`T5: ${what} must be [batch, length], got shape [${ids.shape}]`);
+  const v = ids.dataSync();
+  for (let i = 0; i < v.length; i++) {
+    const id = v[i]!;
+    if (id < 0 || id >= vocab) {
+      const [, len] = ids.shape as [number, number];
+      throw new Error(`T5: ${what} holds id ${id} at [${Math.floor(i / len)}, ${i % len}], outside the vocabulary [0, ${vocab})`);
+    }
+  }
+}
+
+function attention(
+  ctx: Context,
+  prefix: string,
+  xq: tf.Tensor2D,
+  kv: tf.Tensor2D | null,
+  batch: number,
+  bias: tf.Tensor,
+  past?: { k: tf.Tensor4D; v: tf.Tensor4D },
+  precomputed?: { k: tf.Tensor4D; v: tf.Tensor4D },
+): { out: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const { num_heads: h, d_kv: dk } = ctx.cfg;
+  const tq = xq.shape[0] / batch;
+  const q = splitHeads(ctx.linear(`${prefix}.q`, xq, batch), batch, tq, h, dk);
+  let k: tf.Tensor4D;
+  let v: tf.Tensor4D;
+  if (precomputed) {
+    ({ k, v } = precomputed);
+  } else {
+    const src = kv ?? xq;
+    const tk = src.shape[0] / batch;
+    k = splitHeads(ctx.linear(`${prefix}.k`, src, batch), batch, tk, h, dk);
+    v = splitHeads(ctx.linear(`${prefix}.v`, src, batch), batch, tk, h, dk);
+    if (past) {
+      k = tf.concat([past.k, k], 2);
+      v = tf.concat([past.v, v], 2);
+    }
+  }
+  const ctxv = scaledDotProduct(q, k, v, bias, ctx.dropout);
+  return { out: ctx.linear(`${prefix}.o`, mergeHeads(ctxv), batch), k, v };
+}
+
+function feedForward(ctx: Context, prefix: string, x: tf.Tensor2D, batch: number): tf.Tensor2D {
+  const c = ctx.cfg;
+  const h = rmsNorm(x, ctx.param(`${prefix}.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+  const p = `${prefix}.DenseReluDense`;
+  let inner: tf.Tensor2D;
+  if (c.feed_forward_proj === "gated-gelu") {
+    inner = tf.mul(geluNew(ctx.linear(`${p}.wi_0`, h, batch)), ctx.linear(`${p}.wi_1`, h, batch));
+  } else {
+    inner = tf.relu(ctx.linear(`${p}.wi`, h, batch));
+  }
+  return tf.add(x, ctx.dropout(ctx.linear(`${p}.wo`, ctx.dropout(inner) as tf.Tensor2D, batch))) as tf.Tensor2D;
+}
+
+function embed(ctx: Context, ids: tf.Tensor2D): tf.Tensor2D {
+  const [b, t] = ids.shape;
+  return tf.reshape(tf.gather(ctx.param("shared.weight"), tf.reshape(ids, [b * t])), [b * t, ctx.cfg.d_model]) as tf.Tensor2D;
+}
+
+/** Encoder: token ids [B, T] (int32) and optional 0/1 mask -> last hidden state [B, T, d_model]. */
+export function encode(model: T5Model, inputIds: tf.Tensor2D, attentionMask?: tf.Tensor2D, opts: RunOptions = {}): tf.Tensor3D {
+  checkIds(inputIds, model.config.vocab_size, "input_ids");
+  return tf.tidy(() => encodeWith(new Context(model, opts), inputIds, attentionMask));
+}
+
+function encodeWith(ctx: Context, inputIds: tf.Tensor2D, attentionMask?: tf.Tensor2D): tf.Tensor3D {
+  const c = ctx.cfg;
+  const [b, t] = inputIds.shape;
+  let x = ctx.dropout(embed(ctx, inputIds)) as tf.Tensor2D;
+  let bias: tf.Tensor = positionBias(
+    ctx.param("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+    t,
+    t,
+    true,
+    c.relative_attention_max_distance,
+  );
+  if (attentionMask) bias = tf.add(bias, paddingMask(attentionMask));
+  for (let i = 0; i < c.num_layers; i++) {
+    const p = `encoder.block.${i}`;
+    const h = rmsNorm(x, ctx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+    x = tf.add(x, ctx.dropout(attention(ctx, `${p}.layer.0.SelfAttention`, h, null, b, bias).out)) as tf.Tensor2D;
+    x = feedForward(ctx, `${p}.layer.1`, x, b);
+  }
+  const out = ctx.dropout(rmsNorm(x, ctx.param("encoder.final_layer_norm.weight"), c.layer_norm_epsilon));
+  return tf.reshape(out, [b, t, c.d_model]) as tf.Tensor3D;
+}
+
+/**
+ * Decoder: ids [B, Tq] given the encoder output [B, Tk, d] and its mask -> logits [B, Tq, vocab].
+ * With `cache`, ids are the next tokens after `cache.self[0].k.shape[2]` earlier ones and the cache is
+ * returned extended (the old cache tensors are not disposed: the caller owns them).
+ */
+export function decode(
+  model: T5Model,
+  decoderInputIds: tf.Tensor2D,
+  encoderHidden: tf.Tensor3D,
+  encoderMask?: tf.Tensor2D,
+  opts: RunOptions = {},
+  cache?: DecoderCache,
+): { logits: tf.Tensor3D; cache: DecoderCache } {
+  checkIds(decoderInputIds, model.config.vocab_size, "decoder_input_ids");
+  const ctx = new Context(model, opts);
+  const c = ctx.cfg;
+  const [b, tq] = decoderInputIds.shape;
+  const tk = encoderHidden.shape[1];
+  const offset = cache?.self[0]?.k.shape[2] ?? 0;
+  const next: DecoderCache = { self: [], cross: [] };
+  const logits = tf.tidy(() => {
+    const enc2 = tf.reshape(encoderHidden, [b * tk, c.d_model]) as tf.Tensor2D;
+    let x = ctx.dropout(embed(ctx, decoderInputIds)) as tf.Tensor2D;
+    const selfBias = tf.add(
+      positionBias(
+        ctx.param("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        tq,
+        offset + tq,
+        false,
+        c.relative_attention_max_distance,
+        offset,
+      ),
+      causalMask(tq, offset + tq, offset),
+    );
+    const crossBias: tf.Tensor = encoderMask ? paddingMask(encoderMask) : tf.zeros([1, 1, 1, tk]);
+    for (let i = 0; i < c.num_decoder_layers; i++) {
+      const p = `decoder.block.${i}`;
+      const h = rmsNorm(x, ctx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+      const sa = attention(ctx, `${p}.layer.0.SelfAttention`, h, null, b, selfBias, cache?.self[i]);
+      x = tf.add(x, ctx.dropout(sa.out)) as tf.Tensor2D;
+      const h2 = rmsNorm(x, ctx.param(`${p}.layer.1.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+      const ca = attention(ctx, `${p}.layer.1.EncDecAttention`, h2, enc2, b, crossBias, undefined, cache?.cross[i]);
+      x = tf.add(x, ctx.dropout(ca.out)) as tf.Tensor2D;
+      x = feedForward(ctx, `${p}.layer.2`, x, b);
+      next.self.push({ k: tf.keep(sa.k), v: tf.keep(sa.v) });
+      next.cross.push(cache?.cross[i] ?? { k: tf.keep(ca.k), v: tf.keep(ca.v) });
+    }
+    let out = ctx.dropout(rmsNorm(x, ctx.param("decoder.final_layer_norm.weight"), c.layer_norm_epsilon)) as tf.Tensor2D;
+    let lmHead: tf.Tensor2D;
+    if (c.tie_word_embeddings) {
+      out = tf.mul(out, c.d_model ** -0.5); // HF rescales before the tied projection
+      lmHead = ctx.param("shared.weight") as tf.Tensor2D;
+    } else {
+      lmHead = ctx.param("lm_head.weight") as tf.Tensor2D;
+    }
+    return tf.reshape(tf.matMul(out, lmHead, false, true), [b, tq, c.vocab_size]) as tf.Tensor3D;
+  });
+  return { logits, cache: next };
+}
+
+/** Disposes a decoder cache's tensors. */
+export function disposeCache(cache: DecoderCache): void {
+  for (const e of [...cache.self, ...cache.cross]) tf.dispose([e.k, e.v]);
+}
+
+export interface Seq2SeqBatch {
+  inputIds: tf.Tensor2D;
+  attentionMask?: tf.Tensor2D;
+  /** Decoder inputs: the labels shifted right (see shiftRight). */
+  decoderInputIds: tf.Tensor2D;
+}
+
+/** Full teacher-forced forward: logits [B, T, vocab]. */
+export function forward(model: T5Model, batch: Seq2SeqBatch, opts: RunOptions = {}): tf.Tensor3D {
+  checkIds(batch.inputIds, model.config.vocab_size, "input_ids");
+  return tf.tidy(() => {
+    const enc = encodeWith(new Context(model, { ...opts, seed: opts.seed }), batch.inputIds, batch.attentionMask);
+    // A different dropout seed stream for the decoder than the encoder used.
+    const { logits, cache } = decode(model, batch.decoderInputIds, enc, batch.attentionMask, { ...opts, seed: (opts.seed ?? 0) + 1_000_003 });
+    disposeCache(cache);
+    return logits;
+  });
+}
+
+/** HF's shift_right: [start, labels[:-1]] with -100 replaced by pad. */
+export function shiftRight(labels: number[][], decoderStartId: number, padId: number): number[][] {
+  return labels.map((row) => [decoderStartId, ...row.slice(0, -1)].map((id) => (id === -100 ? padId : id)));
+}
+
+/** log p(label) per position [B, T] (0 where the label is -100). */
+export function tokenLogProbs(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [b, t, v] = logits.shape;
+    const valid = tf.notEqual(labels, -100);
+    const safe = tf.where(valid, labels, tf.zerosLike(labels));
+    const logp = tf.logSoftmax(tf.reshape(logits, [b * t, v]));
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.reshape(safe, [b * t]), v)), -1);
+    return tf.mul(tf.reshape(picked, [b, t]), tf.cast(valid, "float32")) as tf.Tensor2D;
+  });
+}
+
+/** Mean cross-entropy over the labels that are not -100 (HF's CrossEntropyLoss(ignore_index=-100)). */
+export function crossEntropyLoss(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => {
+    const count = tf.sum(tf.cast(tf.notEqual(labels, -100), "float32"));
+    return tf.div(tf.neg(tf.sum(tokenLogProbs(logits, labels))), tf.maximum(count, 1)) as tf.Scalar;
+  });
+}

@@ -14,6 +14,8 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadNativeGemm } from "../src/backend/native-gemm";
 import { BATCH, D_FF, D_MODEL, HEADS, SEQ, blockFlops, gemmCases } from "./shapes";
+import { T5_BENCH, T5_SMALL_SHAPE } from "./t5";
+import { t5TrainStepFlops } from "../src/compute/flops";
 
 interface WorkerResult {
   backend: string;
@@ -22,6 +24,10 @@ interface WorkerResult {
   nativeGemm: boolean;
   gemm: Record<string, { gflops: number; seconds: number; reps: number }>;
   blockStep: { seconds: number; gflops: number; layers: number; reps: number; peakBytes: number } | null;
+  t5: {
+    t5SmallStep: { seconds: number; gflops: number; reps: number; peakBytes: number };
+    decode: { tokensPerSecond: number; seconds: number };
+  } | null;
 }
 
 interface Config {
@@ -29,6 +35,8 @@ interface Config {
   what: string;
   env: Record<string, string>;
   block: boolean;
+  /** Also run the T5-small-shaped training step and decoding. */
+  t5?: boolean;
 }
 
 function arg(name: string): string | undefined {
@@ -42,6 +50,7 @@ const layers = Number(arg("--layers") ?? 2);
 const jsonPath = arg("--json");
 const markdownPath = arg("--markdown");
 const only = arg("--only")?.split(",");
+const withT5 = !process.argv.includes("--no-t5");
 const threads = availableParallelism();
 const started = Date.now();
 
@@ -81,6 +90,7 @@ const configs: Config[] = [
     what: `project kernel overrides, wasm GEMM, ${threads} threads`,
     env: { TAGI_BACKEND: "wasm", TAGI_NATIVE_GEMM: "0", TAGI_THREADS: String(threads) },
     block: true,
+    t5: true,
   },
 ];
 if (native.gemm) {
@@ -89,10 +99,11 @@ if (native.gemm) {
     what: `overrides + OpenBLAS add-on on the wasm heap, ${threads} threads`,
     env: { TAGI_BACKEND: "wasm", TAGI_NATIVE_GEMM: "1", TAGI_THREADS: String(threads) },
     block: true,
+    t5: true,
   });
 }
 if (hasTensorflowNode()) {
-  configs.push({ name: "tensorflow", what: "tfjs-node (libtensorflow)", env: { TAGI_BACKEND: "tensorflow" }, block: true });
+  configs.push({ name: "tensorflow", what: "tfjs-node (libtensorflow)", env: { TAGI_BACKEND: "tensorflow" }, block: true, t5: true });
 }
 
 function runWorker(c: Config): WorkerResult | { error: string } {
@@ -103,6 +114,7 @@ function runWorker(c: Config): WorkerResult | { error: string } {
     TAGI_BENCH_LAYERS: String(layers),
     TAGI_BENCH_BLOCK: c.block ? "1" : "0",
     TAGI_BENCH_QUICK: quick ? "1" : "0",
+    TAGI_BENCH_T5: c.t5 && withT5 ? "1" : "0",
   };
   process.stderr.write(`[bench] ${c.name}: ${c.what} ...`);
   const t0 = Date.now();
@@ -126,6 +138,7 @@ function runTorch(): Record<string, unknown> | { error: string } {
       quick,
       gemm: gemmCases(),
       block: { batch: BATCH, seq: SEQ, heads: HEADS, d_model: D_MODEL, d_ff: D_FF, layers, flops: blockFlops(layers) },
+      t5: withT5 ? { config: T5_SMALL_SHAPE, ...T5_BENCH, flops: t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) } : null,
     }),
   );
   process.stderr.write(`[bench] pytorch: same problems, ${threads} threads ...`);
@@ -176,12 +189,33 @@ function main() {
   if (torchOk) {
     rows.push(["pytorch", ...names.map((n) => fmt(torchOk.gemm[n]?.gflops)), "-", fmt(torchOk.blockStep.seconds, 3), fmt(torchOk.blockStep.gflops), nativeGemmGflops ? `${fmt((100 * torchOk.blockStep.gflops) / nativeGemmGflops, 0)}%` : "-", "1.00x"]);
   }
+  const torchT5 = torchOk ? ((torch as { t5?: { t5SmallStepSeconds: number; decodeTokensPerSecond: number } | null }).t5 ?? null) : null;
+  const t5Rows: string[][] = [["config", "t5SmallStep s", "GF/s", "% native", "vs torch", "decode tok/s", "vs torch"]];
+  for (const [name, r] of ok) {
+    if (!r.t5) continue;
+    const st = r.t5.t5SmallStep;
+    t5Rows.push([
+      name,
+      fmt(st.seconds, 2),
+      fmt(st.gflops),
+      nativeGemmGflops ? `${fmt((100 * st.gflops) / nativeGemmGflops, 0)}%` : "-",
+      torchT5 ? `${fmt(st.seconds / torchT5.t5SmallStepSeconds, 2)}x` : "-",
+      fmt(r.t5.decode.tokensPerSecond),
+      torchT5 ? `${fmt(r.t5.decode.tokensPerSecond / torchT5.decodeTokensPerSecond, 2)}x` : "-",
+    ]);
+  }
+  if (torchT5) t5Rows.push(["pytorch", fmt(torchT5.t5SmallStepSeconds, 2), fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / torchT5.t5SmallStepSeconds / 1e9), "-", "1.00x", fmt(torchT5.decodeTokensPerSecond), "1.00x"]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   console.log(`\nmachine: ${cpus()[0]?.model ?? "?"}, ${threads} threads; native GEMM peak (OpenBLAS, fp32): ${fmt(nativeGemmGflops)} GFLOP/s (${fmt(nativeGemm1Thread)} on 1 thread)`);
   console.log(`block step: forward + backward of ${layers} T5-shaped encoder blocks (batch ${BATCH} x ${SEQ} tokens, d_model ${D_MODEL}, ${HEADS} heads, gated-GELU d_ff ${D_FF}), ${fmt(blockFlops(layers) / 1e9, 1)} GFLOP of matMul\n`);
   console.log(line(rows[0]!));
   for (const r of rows.slice(1)) console.log(line(r));
+  if (t5Rows.length > 1) {
+    const w5 = t5Rows[0]!.map((_, i) => Math.max(...t5Rows.map((r) => r[i]!.length)));
+    console.log(`\nT5-small-shaped training step (6+6 layers, d_model 512, 8 heads, gated-GELU d_ff 1024, vocab 32128, batch ${T5_BENCH.batch}, ${T5_BENCH.inputLength} input / ${T5_BENCH.targetLength} target tokens; ${fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / 1e9)} GFLOP of matMul) and greedy decoding (batch ${T5_BENCH.batch}, ${T5_BENCH.decodeTokens} tokens):`);
+    for (const r of t5Rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w5[i]!) : c.padStart(w5[i]!))).join("  "));
+  }
   for (const [name, r] of Object.entries(results)) if ("error" in r) console.log(`${name}: failed: ${r.error}`);
   if ("error" in torch) console.log(`pytorch: ${torch.error}`);
 
@@ -214,6 +248,17 @@ function main() {
     blockStepByConfig: Object.fromEntries(
       ok.filter(([, r]) => r.blockStep).map(([n, r]) => [n, { ...r.blockStep!, fractionOfNativePeak: nativeGemmGflops ? r.blockStep!.gflops / nativeGemmGflops : null }]),
     ),
+    t5SmallStep: defOk?.t5
+      ? {
+          seconds: defOk.t5.t5SmallStep.seconds,
+          gflops: defOk.t5.t5SmallStep.gflops,
+          fractionOfNativePeak: nativeGemmGflops ? defOk.t5.t5SmallStep.gflops / nativeGemmGflops : null,
+          peakBytes: defOk.t5.t5SmallStep.peakBytes,
+        }
+      : null,
+    decode: defOk?.t5 ? { tokensPerSecond: defOk.t5.decode.tokensPerSecond } : null,
+    t5ByConfig: Object.fromEntries(ok.filter(([, r]) => r.t5).map(([n, r]) => [n, r.t5])),
+    torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
     pytorch: torch,
     errors: Object.fromEntries(Object.entries(results).filter(([, r]) => "error" in r)),
@@ -232,6 +277,16 @@ function main() {
       "|" + rows[0]!.map((_, i) => (i === 0 ? "---" : "---:")).join("|") + "|",
       ...rows.slice(1).map((r) => "| " + r.join(" | ") + " |"),
       "",
+      ...(t5Rows.length > 1
+        ? [
+            `T5-small-shaped training step (6+6 layers, d_model 512, 8 heads, gated-GELU d_ff 1024, vocab 32128, batch ${T5_BENCH.batch}, ${T5_BENCH.inputLength} input / ${T5_BENCH.targetLength} target tokens, gradients for every parameter; ${fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / 1e9)} GFLOP of matMul) and greedy decoding (batch ${T5_BENCH.batch}, ${T5_BENCH.decodeTokens} new tokens, KV cache):`,
+            "",
+            "| " + t5Rows[0]!.join(" | ") + " |",
+            "|" + t5Rows[0]!.map((_, i) => (i === 0 ? "---" : "---:")).join("|") + "|",
+            ...t5Rows.slice(1).map((r) => "| " + r.join(" | ") + " |"),
+            "",
+          ]
+        : []),
       "Configurations:",
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),
       `- \`pytorch\`: ${"error" in torch ? torch.error : `torch ${(torch as { torch?: string }).torch ?? "?"}, same shapes, ${threads} threads (reference/bench_torch.py)`}`,

@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
+import { makeT5Bench } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
 
 interface Timing {
@@ -58,6 +59,21 @@ async function main() {
     block = { seconds: t.seconds, gflops: blockFlops(layers) / t.seconds / 1e9, layers, reps: t.reps, peakBytes: profile.peakBytes };
     tf.dispose([x, ...params]);
   }
+  let t5: { t5SmallStep: { seconds: number; gflops: number; reps: number; peakBytes: number }; decode: { tokensPerSecond: number; seconds: number } } | null = null;
+  if (process.env.TAGI_BENCH_T5 === "1") {
+    const bench = makeT5Bench(0);
+    const profile = await tf.profile(() => {
+      bench.trainStep();
+    });
+    const t = time(() => bench.trainStep(), quick ? 2 : 6, quick ? 2 : 4);
+    let tokens = 0;
+    const d = time(() => (tokens = bench.decode()), quick ? 1 : 3, quick ? 2 : 3);
+    t5 = {
+      t5SmallStep: { seconds: t.seconds, gflops: bench.flops / t.seconds / 1e9, reps: t.reps, peakBytes: profile.peakBytes },
+      decode: { tokensPerSecond: tokens / d.seconds, seconds: d.seconds },
+    };
+    bench.dispose();
+  }
   const result = {
     backend: info.backend,
     variant: info.variant,
@@ -66,6 +82,7 @@ async function main() {
     nativeGemm: info.nativeGemm.inUse,
     gemm,
     blockStep: block,
+    t5,
     liveTensorsAfter: tf.memory().numTensors,
   };
   console.log(`BENCH_RESULT ${JSON.stringify(result)}`);

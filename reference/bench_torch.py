@@ -87,13 +87,54 @@ def main():
         return loss.item()
 
     sec, reps = timed(step, 2 if quick else 8, 2 if quick else 5)
+    t5 = t5_bench(spec["t5"], quick) if spec.get("t5") else None
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "blas": torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0] if "BLAS_INFO=" in torch.__config__.show() else "unknown",
         "gemm": gemm,
         "blockStep": {"seconds": sec, "gflops": s["flops"] / sec / 1e9, "layers": layers, "reps": reps},
+        "t5": t5,
     }))
+
+
+def t5_bench(spec, quick):
+    """The same T5-small-shaped training step and greedy decoding as bench/t5.ts, with transformers."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = T5Config(**{"decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1, **spec["config"]})
+    model = T5ForConditionalGeneration(cfg)
+    # Same deliberate init difference as src/model/init.ts: lm_head N(0, d_model^-0.5), not N(0, 1), so the
+    # output softmax does not underflow to subnormals (which would time subnormal arithmetic, not the model).
+    torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5)
+    b, tin, tout, steps = spec["batch"], spec["inputLength"], spec["targetLength"], spec["decodeTokens"]
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(2, cfg.vocab_size, (b, tin), generator=g)
+    labels = torch.randint(2, cfg.vocab_size, (b, tout), generator=g)
+
+    model.train()
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        out = model(input_ids=input_ids, labels=labels)
+        out.loss.backward()
+        return out.loss.item()
+
+    step_sec, step_reps = timed(step, 2 if quick else 6, 2 if quick else 4)
+    model.eval()
+
+    def decode():
+        with torch.no_grad():
+            return model.generate(input_ids=input_ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1)
+
+    dec_sec, _ = timed(decode, 1 if quick else 3, 2 if quick else 3)
+    return {
+        "t5SmallStepSeconds": step_sec,
+        "t5SmallStepGflops": spec["flops"] / step_sec / 1e9,
+        "decodeTokensPerSecond": b * steps / dec_sec,
+        "reps": step_reps,
+    }
 
 
 if __name__ == "__main__":

@@ -122,6 +122,14 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   const int threads = openblas_get_num_threads();
   /* Batch-parallel when it balances (or products are small); otherwise OpenBLAS threads each product. */
   const bool balanced = batch % threads == 0 || batch >= 4 * threads;
+  if (threads >= 2 && batch * M * N * K < SMALL_PRODUCT_MACS) {
+    /* Too small to share: one thread, so OpenBLAS's workers stay asleep (waking them costs more than the
+       product, and while they spin they take the core the wasm kernels between products need). */
+    openblas_set_num_threads(1);
+    run_batch(&job);
+    openblas_set_num_threads(threads);
+    return NULL;
+  }
   if (batch < 2 || threads < 2 || (M * N * K >= SMALL_PRODUCT_MACS && !balanced)) {
     run_batch(&job);
     return NULL;

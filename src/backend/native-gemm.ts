@@ -56,6 +56,10 @@ export function loadNativeGemm(): { gemm: NativeGemm | null; status: NativeGemmS
       continue;
     }
     try {
+      // OpenBLAS's idle workers spin for 2^28 cycles by default before sleeping; on a 2-core machine they
+      // would take the core the (wasm) kernels between two products need. 2^16 cycles (~20 µs) keeps them
+      // warm across back-to-back products only. Read by OpenBLAS when the library loads, so set it first.
+      process.env.OPENBLAS_THREAD_TIMEOUT ??= "16";
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const gemm = require(path) as NativeGemm;
       if (typeof gemm.sgemm !== "function") throw new Error("no sgemm export");

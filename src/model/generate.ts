@@ -7,6 +7,8 @@ import { decode, disposeCache, encode, tokenLogProbs, type DecoderCache, type Ru
 export interface GreedyOptions extends RunOptions {
   /** Stop after this many new tokens (HF's max_new_tokens). */
   maxNewTokens: number;
+  /** Keep decoding after EOS (benchmarks that need a fixed number of steps). Default false. */
+  ignoreEos?: boolean;
 }
 
 /**
@@ -38,7 +40,7 @@ export function greedyDecode(model: T5Model, inputIds: tf.Tensor2D, attentionMas
       for (let i = 0; i < b; i++) {
         const id = finished[i] ? c.pad_token_id : chosen[i]!;
         out[i]!.push(id);
-        if (id === c.eos_token_id) finished[i] = true;
+        if (id === c.eos_token_id && !options.ignoreEos) finished[i] = true;
         next.push(id);
       }
     }

@@ -1,0 +1,65 @@
+/**
+ * The T5-small-shaped workloads of the bench: one full training step (forward + backward for every
+ * parameter) and batched greedy decoding, on a randomly initialised model of T5-small's shape.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { t5TrainStepFlops } from "../src/compute/flops";
+import { parseT5Config, type T5Config } from "../src/model/config";
+import { greedyDecode } from "../src/model/generate";
+import { initT5Params } from "../src/model/init";
+import { crossEntropyLoss, forward, shiftRight, type T5Model } from "../src/model/t5";
+
+/** T5-small's shape with T5 v1.1's gated-GELU FFN at d_ff 1024 (the bench shape named by the issues). */
+export const T5_SMALL_SHAPE: T5Config = parseT5Config({
+  vocab_size: 32128,
+  d_model: 512,
+  d_kv: 64,
+  d_ff: 1024,
+  num_layers: 6,
+  num_decoder_layers: 6,
+  num_heads: 8,
+  feed_forward_proj: "gated-gelu",
+  tie_word_embeddings: false,
+  dropout_rate: 0,
+});
+
+export const T5_BENCH = { batch: 8, inputLength: 128, targetLength: 32, decodeTokens: 32 };
+
+function randomIds(rows: number, cols: number, vocab: number, seed: number): number[][] {
+  let x = seed >>> 0;
+  const next = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return Array.from({ length: rows }, () => Array.from({ length: cols }, () => 2 + Math.floor(next() * (vocab - 2))));
+}
+
+export function makeT5Bench(seed = 0) {
+  const config = T5_SMALL_SHAPE;
+  const params = initT5Params(config, seed);
+  const names = [...params.keys()];
+  const { batch, inputLength, targetLength } = T5_BENCH;
+  const labelsArr = randomIds(batch, targetLength, config.vocab_size, seed + 1);
+  const inputIds = tf.tensor2d(randomIds(batch, inputLength, config.vocab_size, seed + 2), undefined, "int32");
+  const labels = tf.tensor2d(labelsArr, undefined, "int32");
+  const decoderInputIds = tf.tensor2d(shiftRight(labelsArr, 0, 0), undefined, "int32");
+  const model: T5Model = { config, params };
+
+  /** Loss and gradients for every parameter; returns the loss (gradients are computed, then freed). */
+  const trainStep = (): number =>
+    tf.tidy(() => {
+      const f = (...ps: tf.Tensor[]) => {
+        const m: T5Model = { config, params: new Map(names.map((n, i) => [n, ps[i]!])) };
+        return crossEntropyLoss(forward(m, { inputIds, decoderInputIds }), labels);
+      };
+      const { value, grads } = tf.valueAndGrads(f)(names.map((n) => params.get(n)!));
+      let check = value.dataSync()[0]!;
+      for (const g of grads) check += g.dataSync()[0]! * 0;
+      return check;
+    });
+
+  const decode = (): number => {
+    const out = greedyDecode(model, inputIds, undefined, { maxNewTokens: T5_BENCH.decodeTokens, ignoreEos: true });
+    return out.length * (out[0]!.length - 1);
+  };
+
+  const dispose = () => tf.dispose([...params.values(), inputIds, labels, decoderInputIds]);
+  return { config, trainStep, decode, dispose, flops: t5TrainStepFlops(config, T5_BENCH) };
+}

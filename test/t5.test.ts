@@ -1,0 +1,213 @@
+/**
+ * The T5 model against Hugging Face transformers (and PEFT for LoRA), on the random-weight fixtures made by
+ * reference/make_t5_fixtures.py: encoder states and logits (relative error <= 1e-4, relError as in
+ * test/helpers/crosscheck.ts), loss (within 1e-5), per-token log-probabilities, greedy tokens (identical),
+ * with and without padding, T5 v1.1 (gated-GELU, untied head) and original T5 (ReLU, tied, rescaled).
+ */
+import { strict as assert } from "node:assert";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend";
+import { readSafetensors } from "../src/model/safetensors";
+import { loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
+import { crossEntropyLoss, decode, disposeCache, encode, forward, tokenLogProbs, type T5Model } from "../src/model/t5";
+import { greedyDecode, scoreTargets } from "../src/model/generate";
+import { createLoraVariables, mergeLora, type LoraAdapter } from "../src/model/lora";
+import { relError } from "./helpers/crosscheck";
+
+const FIXTURES = join(__dirname, "fixtures", "t5");
+
+function fixture(name: string): { model: T5Model; expected: Map<string, tf.Tensor> } {
+  const dir = join(FIXTURES, name);
+  if (!existsSync(join(dir, "expected.safetensors"))) {
+    throw new Error(`fixture ${dir} missing: run python3 reference/make_t5_fixtures.py`);
+  }
+  const { config, params } = loadT5Checkpoint(dir);
+  return { model: { config, params }, expected: readSafetensors(join(dir, "expected.safetensors")).tensors };
+}
+
+function get(m: Map<string, tf.Tensor>, key: string): tf.Tensor {
+  const t = m.get(key);
+  if (!t) throw new Error(`expected.safetensors has no '${key}'`);
+  return t;
+}
+
+function ids2(m: Map<string, tf.Tensor>, key: string): tf.Tensor2D {
+  return get(m, key) as tf.Tensor2D;
+}
+
+function rows(t: tf.Tensor): number[][] {
+  return t.arraySync() as number[][];
+}
+
+function close(actual: tf.Tensor, expected: tf.Tensor, tol: number, label: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
+  const err = relError(actual.dataSync(), expected.dataSync());
+  assert.ok(err <= tol, `${label}: relative error ${err} > ${tol}`);
+}
+
+before(async () => {
+  await initBackend({ log: false });
+});
+
+for (const name of ["v1_1", "original"]) {
+  describe(`T5 '${name}' vs Hugging Face transformers`, () => {
+    let model: T5Model;
+    let expected: Map<string, tf.Tensor>;
+    before(() => {
+      ({ model, expected } = fixture(name));
+    });
+    after(() => {
+      tf.dispose([...model.params.values(), ...expected.values()]);
+    });
+
+    it("encoder last hidden state, padded batch", () => {
+      const enc = encode(model, ids2(expected, "input_ids"), ids2(expected, "attention_mask"));
+      // Padding positions are not compared (HF computes them too; they carry no meaning, but should match as well).
+      close(enc, get(expected, "encoder_last_hidden_state"), 1e-4, "encoder states");
+      enc.dispose();
+    });
+
+    it("logits, loss and per-token log-probabilities, padded batch", () => {
+      const labels = ids2(expected, "labels");
+      const logits = forward(model, {
+        inputIds: ids2(expected, "input_ids"),
+        attentionMask: ids2(expected, "attention_mask"),
+        decoderInputIds: ids2(expected, "decoder_input_ids"),
+      });
+      close(logits, get(expected, "logits"), 1e-4, "logits");
+      const loss = crossEntropyLoss(logits, labels);
+      const lossRef = get(expected, "loss").dataSync()[0]!;
+      assert.ok(Math.abs(loss.dataSync()[0]! - lossRef) <= 1e-5, `loss ${loss.dataSync()[0]} vs ${lossRef}`);
+      const lp = tokenLogProbs(logits, labels);
+      close(lp, get(expected, "token_logprobs"), 1e-4, "token log-probs");
+      tf.dispose([logits, loss, lp]);
+    });
+
+    it("encoder states, logits and loss without padding (single example, no attention mask)", () => {
+      const enc = encode(model, ids2(expected, "single_input_ids"));
+      close(enc, get(expected, "single_encoder_last_hidden_state"), 1e-4, "single encoder states");
+      const { logits, cache } = decode(model, ids2(expected, "single_decoder_input_ids"), enc);
+      close(logits, get(expected, "single_logits"), 1e-4, "single logits");
+      const loss = crossEntropyLoss(logits, ids2(expected, "single_labels"));
+      assert.ok(Math.abs(loss.dataSync()[0]! - get(expected, "single_loss").dataSync()[0]!) <= 1e-5, "single loss");
+      disposeCache(cache);
+      tf.dispose([enc, logits, loss]);
+    });
+
+    it("greedy decoding equals HF generate(), padded batch and single example", () => {
+      const got = greedyDecode(model, ids2(expected, "input_ids"), ids2(expected, "attention_mask"), { maxNewTokens: 8 });
+      assert.deepEqual(got, rows(get(expected, "greedy_ids")));
+      const single = greedyDecode(model, ids2(expected, "single_input_ids"), undefined, { maxNewTokens: 8 });
+      assert.deepEqual(single, rows(get(expected, "single_greedy_ids")));
+    });
+
+    it("scoreTargets agrees with teacher-forced log-probabilities", () => {
+      const labels = rows(get(expected, "labels")).map((r) => r.filter((x) => x !== -100));
+      const s = scoreTargets(model, ids2(expected, "input_ids"), ids2(expected, "attention_mask"), labels);
+      const ref = rows(get(expected, "token_logprobs"));
+      s.tokenLogProbs.forEach((row, i) => assert.ok(relError(row, ref[i]!.slice(0, row.length)) <= 1e-4, `row ${i}`));
+      s.mean.forEach((m, i) => assert.ok(Math.abs(m - s.sum[i]! / labels[i]!.length) < 1e-9));
+    });
+
+    it("rejects token ids outside the vocabulary, naming the id and its position", () => {
+      const bad = tf.tensor2d([[5, model.config.vocab_size + 3]], undefined, "int32");
+      assert.throws(() => encode(model, bad), new RegExp(`id ${model.config.vocab_size + 3} at \\[0, 1\\]`));
+      bad.dispose();
+    });
+  });
+}
+
+describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
+  let model: T5Model;
+  let expected: Map<string, tf.Tensor>;
+  let adapter: LoraAdapter;
+  before(() => {
+    ({ model } = fixture("v1_1"));
+    const dir = join(FIXTURES, "v1_1_lora");
+    expected = readSafetensors(join(dir, "expected.safetensors")).tensors;
+    const peft = loadPeftAdapter(join(dir, "adapter"));
+    adapter = { layout: "peft", scaling: peft.config.lora_alpha / peft.config.r, dropout: 0, modules: peft.weights };
+  });
+  const batch = () => ({
+    inputIds: ids2(expected, "input_ids"),
+    attentionMask: ids2(expected, "attention_mask"),
+    decoderInputIds: ids2(expected, "decoder_input_ids"),
+  });
+
+  it("covers q and v of encoder self-, decoder self- and cross-attention", () => {
+    const mods = [...adapter.modules.keys()];
+    const c = model.config;
+    assert.equal(mods.length, 2 * (c.num_layers + 2 * c.num_decoder_layers));
+    assert.ok(mods.includes("decoder.block.0.layer.1.EncDecAttention.v"));
+  });
+
+  it("logits and loss with the adapter applied unmerged (x·A·B)", () => {
+    const logits = forward(model, batch(), { lora: adapter });
+    close(logits, get(expected, "logits"), 1e-4, "LoRA logits");
+    const loss = crossEntropyLoss(logits, ids2(expected, "labels"));
+    assert.ok(Math.abs(loss.dataSync()[0]! - get(expected, "loss").dataSync()[0]!) <= 1e-5);
+    tf.dispose([logits, loss]);
+  });
+
+  it("merge gives the same logits as PEFT's merge_and_unload; unmerge restores the base weights", () => {
+    const merged = mergeLora(model.params, adapter);
+    const logits = forward({ config: model.config, params: merged }, batch());
+    close(logits, get(expected, "merged_logits"), 1e-4, "merged logits");
+    const unmerged = mergeLora(merged, adapter, -1);
+    for (const m of adapter.modules.keys()) {
+      const w = `${m}.weight`;
+      assert.ok(relError(unmerged.get(w)!.dataSync(), model.params.get(w)!.dataSync()) < 1e-6, `unmerge ${w}`);
+    }
+    const created = [...adapter.modules.keys()].flatMap((m) => [merged.get(`${m}.weight`)!, unmerged.get(`${m}.weight`)!]);
+    tf.dispose([logits, ...created]);
+  });
+
+  it("per-example adapters (A [B,in,r], B [B,r,out]) equal the shared adapter and pass gradients to A and B", () => {
+    const b = ids2(expected, "input_ids").shape[0];
+    const names = [...adapter.modules.keys()];
+    const as = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.A), 0), [b, 1, 1]));
+    const bs = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.B), 0), [b, 1, 1]));
+    const perExample = (aa: tf.Tensor[], bb: tf.Tensor[]): LoraAdapter => ({
+      layout: "perExample",
+      scaling: adapter.scaling,
+      dropout: 0,
+      modules: new Map(names.map((m, i) => [m, { A: aa[i]!, B: bb[i]! }])),
+    });
+    const logits = forward(model, batch(), { lora: perExample(as, bs) });
+    close(logits, get(expected, "logits"), 1e-4, "per-example logits");
+    const labels = ids2(expected, "labels");
+    const grads = tf.grads((...xs: tf.Tensor[]) =>
+      crossEntropyLoss(forward(model, batch(), { lora: perExample(xs.slice(0, names.length), xs.slice(names.length)) }), labels),
+    )([...as, ...bs]);
+    for (const g of grads) {
+      const v = g.dataSync();
+      assert.ok(v.every(Number.isFinite), "finite gradients");
+    }
+    assert.ok(grads.some((g) => tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!) > 0), "non-zero gradients");
+    tf.dispose([logits, ...as, ...bs, ...grads]);
+  });
+
+  it("100 training steps of a LoRA teacher leak no tensors", async () => {
+    const lora = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0.1, targetModules: ["q", "v"] }, 1);
+    const opt = tf.train.adam(1e-2);
+    const vars = [...lora.modules.values()].flatMap((m) => [m.A, m.B]) as tf.Variable[];
+    const step = (i: number) =>
+      opt.minimize(() => crossEntropyLoss(forward(model, batch(), { lora, training: true, seed: i }), ids2(expected, "labels")), true, vars);
+    const first = step(0)!;
+    const firstLoss = first.dataSync()[0]!;
+    first.dispose();
+    const before = tf.memory().numTensors;
+    let last = NaN;
+    for (let i = 1; i <= 100; i++) {
+      const l = step(i)!;
+      if (i === 100) last = l.dataSync()[0]!;
+      l.dispose();
+    }
+    assert.equal(tf.memory().numTensors, before, "live tensors after 100 steps");
+    assert.ok(last < firstLoss, `training lowers the loss (${firstLoss} -> ${last})`);
+    opt.dispose();
+    tf.dispose(vars);
+  });
+});

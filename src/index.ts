@@ -6,3 +6,5 @@ export * as tf from "@tensorflow/tfjs-core";
 export * from "./backend";
 export { environmentReport } from "./environment";
 export type { EnvironmentReport } from "./environment";
+export { T5Tokenizer, padBatch, DEFAULT_T5_TOKENIZER_PATH } from "./text/tokenizer";
+export type { EncodeOptions, DecodeOptions } from "./text/tokenizer";

@@ -8,3 +8,21 @@ export { environmentReport } from "./environment";
 export type { EnvironmentReport } from "./environment";
 export { T5Tokenizer, padBatch, DEFAULT_T5_TOKENIZER_PATH } from "./text/tokenizer";
 export type { EncodeOptions, DecodeOptions } from "./text/tokenizer";
+export * from "./model/config";
+export * from "./model/t5";
+export * from "./model/lora";
+export * from "./model/generate";
+export { initT5Params } from "./model/init";
+export * from "./model/safetensors";
+export {
+  loadT5Config,
+  loadT5Checkpoint,
+  saveT5Checkpoint,
+  loadPeftAdapter,
+  savePeftAdapter,
+  checkAdapterShapes,
+  parseLoraAdapterConfig,
+  scaling as loraScaling,
+} from "./model/weights";
+export type { LoraAdapterConfig, PeftAdapter } from "./model/weights";
+export * from "./compute/flops";

@@ -26,6 +26,7 @@ interface WorkerResult {
   blockStep: { seconds: number; gflops: number; layers: number; reps: number; peakBytes: number } | null;
   t5: {
     t5SmallStep: { seconds: number; gflops: number; reps: number; peakBytes: number };
+    t5SmallStepRecompute: { seconds: number; gflops: number; reps: number; peakBytes: number };
     decode: { tokensPerSecond: number; seconds: number };
   } | null;
 }
@@ -106,23 +107,34 @@ if (hasTensorflowNode()) {
   configs.push({ name: "tensorflow", what: "tfjs-node (libtensorflow)", env: { TAGI_BACKEND: "tensorflow" }, block: true, t5: true });
 }
 
-function runWorker(c: Config): WorkerResult | { error: string } {
+function spawnWorker(c: Config, extra: Record<string, string>, label: string): WorkerResult | { error: string } {
   const env = {
     ...process.env,
     ...c.env,
     TAGI_QUIET: "1",
     TAGI_BENCH_LAYERS: String(layers),
-    TAGI_BENCH_BLOCK: c.block ? "1" : "0",
     TAGI_BENCH_QUICK: quick ? "1" : "0",
-    TAGI_BENCH_T5: c.t5 && withT5 ? "1" : "0",
+    ...extra,
   };
-  process.stderr.write(`[bench] ${c.name}: ${c.what} ...`);
+  process.stderr.write(`[bench] ${c.name}${label}: ${c.what} ...`);
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ["--import", "tsx", join(__dirname, "worker.ts")], { cwd: root, env, encoding: "utf8" });
   process.stderr.write(` ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   const line = r.stdout.split("\n").find((l) => l.startsWith("BENCH_RESULT "));
   if (r.status !== 0 || !line) return { error: `exit ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}` };
   return JSON.parse(line.slice("BENCH_RESULT ".length)) as WorkerResult;
+}
+
+/**
+ * GEMM and block step in one process, the T5 workloads in a fresh one: the T5 step needs ~4 GB of the wasm
+ * heap, and a heap already grown and fragmented by the other measurements made it measurably slower.
+ */
+function runWorker(c: Config): WorkerResult | { error: string } {
+  const main = spawnWorker(c, { TAGI_BENCH_BLOCK: c.block ? "1" : "0", TAGI_BENCH_T5: "0" }, "");
+  if ("error" in main || !(c.t5 && withT5)) return main;
+  const t5 = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "1" }, " (T5)");
+  if ("error" in t5) return { error: `T5 workloads: ${t5.error}` };
+  return { ...main, t5: t5.t5 };
 }
 
 function runTorch(): Record<string, unknown> | { error: string } {
@@ -190,7 +202,7 @@ function main() {
     rows.push(["pytorch", ...names.map((n) => fmt(torchOk.gemm[n]?.gflops)), "-", fmt(torchOk.blockStep.seconds, 3), fmt(torchOk.blockStep.gflops), nativeGemmGflops ? `${fmt((100 * torchOk.blockStep.gflops) / nativeGemmGflops, 0)}%` : "-", "1.00x"]);
   }
   const torchT5 = torchOk ? ((torch as { t5?: { t5SmallStepSeconds: number; decodeTokensPerSecond: number } | null }).t5 ?? null) : null;
-  const t5Rows: string[][] = [["config", "t5SmallStep s", "GF/s", "% native", "vs torch", "decode tok/s", "vs torch"]];
+  const t5Rows: string[][] = [["config", "t5SmallStep s", "GF/s", "% native", "vs torch", "peak GB", "recompute s", "peak GB", "decode tok/s", "vs torch"]];
   for (const [name, r] of ok) {
     if (!r.t5) continue;
     const st = r.t5.t5SmallStep;
@@ -200,11 +212,14 @@ function main() {
       fmt(st.gflops),
       nativeGemmGflops ? `${fmt((100 * st.gflops) / nativeGemmGflops, 0)}%` : "-",
       torchT5 ? `${fmt(st.seconds / torchT5.t5SmallStepSeconds, 2)}x` : "-",
+      fmt(st.peakBytes / 1e9, 2),
+      fmt(r.t5.t5SmallStepRecompute.seconds, 2),
+      fmt(r.t5.t5SmallStepRecompute.peakBytes / 1e9, 2),
       fmt(r.t5.decode.tokensPerSecond),
       torchT5 ? `${fmt(r.t5.decode.tokensPerSecond / torchT5.decodeTokensPerSecond, 2)}x` : "-",
     ]);
   }
-  if (torchT5) t5Rows.push(["pytorch", fmt(torchT5.t5SmallStepSeconds, 2), fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / torchT5.t5SmallStepSeconds / 1e9), "-", "1.00x", fmt(torchT5.decodeTokensPerSecond), "1.00x"]);
+  if (torchT5) t5Rows.push(["pytorch", fmt(torchT5.t5SmallStepSeconds, 2), fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / torchT5.t5SmallStepSeconds / 1e9), "-", "1.00x", "-", "-", "-", fmt(torchT5.decodeTokensPerSecond), "1.00x"]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   console.log(`\nmachine: ${cpus()[0]?.model ?? "?"}, ${threads} threads; native GEMM peak (OpenBLAS, fp32): ${fmt(nativeGemmGflops)} GFLOP/s (${fmt(nativeGemm1Thread)} on 1 thread)`);
@@ -254,6 +269,7 @@ function main() {
           gflops: defOk.t5.t5SmallStep.gflops,
           fractionOfNativePeak: nativeGemmGflops ? defOk.t5.t5SmallStep.gflops / nativeGemmGflops : null,
           peakBytes: defOk.t5.t5SmallStep.peakBytes,
+          recompute: defOk.t5.t5SmallStepRecompute,
         }
       : null,
     decode: defOk?.t5 ? { tokensPerSecond: defOk.t5.decode.tokensPerSecond } : null,

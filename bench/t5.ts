@@ -43,11 +43,11 @@ export function makeT5Bench(seed = 0) {
   const model: T5Model = { config, params };
 
   /** Loss and gradients for every parameter; returns the loss (gradients are computed, then freed). */
-  const trainStep = (): number =>
+  const trainStep = (recompute = false): number =>
     tf.tidy(() => {
       const f = (...ps: tf.Tensor[]) => {
         const m: T5Model = { config, params: new Map(names.map((n, i) => [n, ps[i]!])) };
-        return crossEntropyLoss(forward(m, { inputIds, decoderInputIds }), labels);
+        return crossEntropyLoss(forward(m, { inputIds, decoderInputIds }, { recompute }), labels);
       };
       const { value, grads } = tf.valueAndGrads(f)(names.map((n) => params.get(n)!));
       let check = value.dataSync()[0]!;

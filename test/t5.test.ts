@@ -189,6 +189,40 @@ describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
     tf.dispose([logits, ...as, ...bs, ...grads]);
   });
 
+  it("recompute (gradient checkpointing) gives the same loss and gradients, with dropout on, for weights and per-example LoRA", () => {
+    const b = ids2(expected, "input_ids").shape[0];
+    const names = [...adapter.modules.keys()];
+    const paramNames = [...model.params.keys()];
+    const as = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.A), 0), [b, 1, 1]));
+    const bs = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.B), 0), [b, 1, 1]));
+    const labels = ids2(expected, "labels");
+    const run = (recompute: boolean) =>
+      tf.tidy(() => {
+        const { value, grads } = tf.valueAndGrads((...xs: tf.Tensor[]) => {
+          const n = paramNames.length;
+          const m: T5Model = { config: { ...model.config, dropout_rate: 0.2 }, params: new Map(paramNames.map((k, i) => [k, xs[i]!])) };
+          const lora: LoraAdapter = {
+            layout: "perExample",
+            scaling: adapter.scaling,
+            dropout: 0.1,
+            modules: new Map(names.map((k, i) => [k, { A: xs[n + i]!, B: xs[n + names.length + i]! }])),
+          };
+          return crossEntropyLoss(forward(m, batch(), { lora, training: true, seed: 7, recompute }), labels);
+        })([...paramNames.map((k) => model.params.get(k)!), ...as, ...bs]);
+        return [value.dataSync()[0]!, ...grads.map((g) => Array.from(g.dataSync()))] as const;
+      });
+    const before = tf.memory().numTensors;
+    const [plainLoss, ...plainGrads] = run(false);
+    const [reLoss, ...reGrads] = run(true);
+    assert.equal(tf.memory().numTensors, before, "no tensors left behind");
+    assert.ok(Math.abs((plainLoss as number) - (reLoss as number)) < 1e-6, `loss ${plainLoss} vs ${reLoss}`);
+    plainGrads.forEach((g, i) => {
+      const err = relError(reGrads[i] as number[], g as number[]);
+      assert.ok(err < 1e-5, `gradient ${i < paramNames.length ? paramNames[i] : `lora ${i - paramNames.length}`}: ${err}`);
+    });
+    tf.dispose([...as, ...bs]);
+  });
+
   it("100 training steps of a LoRA teacher leak no tensors", async () => {
     const lora = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0.1, targetModules: ["q", "v"] }, 1);
     const opt = tf.train.adam(1e-2);

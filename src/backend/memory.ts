@@ -43,7 +43,10 @@ export function recompute(
           const state = engineState();
           const outerTape = state.activeTape;
           try {
-            return tf.grads((...ys: tf.Tensor[]) => split(ys))(saved, dy as tf.Tensor);
+            // allowNoGradients: an input the layer does not use gets a zero gradient instead of an error.
+            const { value, grads } = tf.engine().gradients(() => split(saved), saved, dy as tf.Tensor, true);
+            value.dispose();
+            return saved.map((x, i) => grads[i] ?? tf.zerosLike(x));
           } finally {
             state.activeTape = outerTape;
           }

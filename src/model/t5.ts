@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { T5Config } from "./config";
 import { causalMask, mergeHeads, paddingMask, positionBias, scaledDotProduct, splitHeads } from "./attention";
 import { loraDelta, type LoraAdapter } from "./lora";
+import { recompute } from "../backend/memory";
 
 export interface T5Model {
   config: T5Config;
@@ -26,6 +27,12 @@ export interface RunOptions {
   seed?: number;
   /** A LoRA adapter applied to the modules it covers. */
   lora?: LoraAdapter;
+  /**
+   * Recompute each block's activations during backprop instead of storing them (gradient checkpointing):
+   * memory falls to the block boundaries at the cost of one more forward pass. Values and gradients are
+   * unchanged. Ignored by incremental (cached) decoding.
+   */
+  recompute?: boolean;
 }
 
 /** Per-layer key/value cache for incremental decoding. */
@@ -41,6 +48,8 @@ class Context {
   constructor(
     readonly model: T5Model,
     readonly opts: RunOptions,
+    /** Parameters (and LoRA factors) that replace the model's inside a recomputed block. */
+    private readonly overrides?: Map<string, tf.Tensor>,
   ) {
     this.seed = opts.seed ?? 0;
   }
@@ -48,7 +57,7 @@ class Context {
     return this.model.config;
   }
   param(name: string): tf.Tensor {
-    const t = this.model.params.get(name);
+    const t = this.overrides?.get(name) ?? this.model.params.get(name);
     if (!t) throw new Error(`T5: parameter '${name}' is missing from the model`);
     return t;
   }
@@ -60,8 +69,46 @@ class Context {
   /** x [N, in] · W^T (+ LoRA) for the linear module `name` (without ".weight"). */
   linear(name: string, x: tf.Tensor2D, batch: number): tf.Tensor2D {
     const y = tf.matMul(x, this.param(`${name}.weight`) as tf.Tensor2D, false, true) as tf.Tensor2D;
-    const delta = loraDelta(this.opts.lora, name, x, batch, this.dropout);
+    const delta = loraDelta(this.lora(), name, x, batch, this.dropout);
     return delta ? (tf.add(y, delta) as tf.Tensor2D) : y;
+  }
+  private lora(): LoraAdapter | undefined {
+    const lora = this.opts.lora;
+    if (!lora || !this.overrides) return lora;
+    const modules = new Map(lora.modules);
+    for (const m of lora.modules.keys()) {
+      const A = this.overrides.get(`${m}#lora_A`);
+      const B = this.overrides.get(`${m}#lora_B`);
+      if (A && B) modules.set(m, { A, B });
+    }
+    return { ...lora, modules };
+  }
+
+  /**
+   * Runs `block(ctx, inputs)` for the block whose parameters start with `prefix`, recomputed in backprop
+   * when opts.recompute is on. Every tensor the block reads is passed explicitly (inputs, its parameters,
+   * its LoRA factors) because tfjs's customGrad differentiates explicit arguments only; dropout masks are
+   * reproduced by replaying the same seeds.
+   */
+  block(prefix: string, inputs: tf.Tensor[], block: (ctx: Context, inputs: tf.Tensor[]) => tf.Tensor): tf.Tensor {
+    const seed = this.seed;
+    this.seed += 1_000; // the block's dropout seeds: the same whether recomputed or not, and when replayed
+    if (!this.opts.recompute) return block(new Context(this.model, { ...this.opts, seed }, this.overrides), inputs);
+    // The relative attention bias table lives in block 0 but is read before the blocks (the bias is an input).
+    const names = [...this.model.params.keys()].filter((n) => n.startsWith(prefix) && !n.includes("relative_attention_bias"));
+    const loraKeys: string[] = [];
+    const loraTensors: tf.Tensor[] = [];
+    for (const [m, { A, B }] of this.opts.lora?.modules ?? []) {
+      if (!m.startsWith(prefix)) continue;
+      loraKeys.push(`${m}#lora_A`, `${m}#lora_B`);
+      loraTensors.push(A, B);
+    }
+    const keys = [...names, ...loraKeys];
+    const run = recompute((ins, ps) => {
+      const sub = new Context(this.model, { ...this.opts, seed }, new Map(keys.map((k, i) => [k, ps[i]!])));
+      return block(sub, ins);
+    });
+    return run(inputs, [...names.map((n) => this.param(n)), ...loraTensors]);
   }
 }
 
@@ -159,9 +206,11 @@ function encodeWith(ctx: Context, inputIds: tf.Tensor2D, attentionMask?: tf.Tens
   if (attentionMask) bias = tf.add(bias, paddingMask(attentionMask));
   for (let i = 0; i < c.num_layers; i++) {
     const p = `encoder.block.${i}`;
-    const h = rmsNorm(x, ctx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
-    x = tf.add(x, ctx.dropout(attention(ctx, `${p}.layer.0.SelfAttention`, h, null, b, bias).out)) as tf.Tensor2D;
-    x = feedForward(ctx, `${p}.layer.1`, x, b);
+    x = ctx.block(`${p}.`, [x, bias], (cx, [xi, bi]) => {
+      const h = rmsNorm(xi!, cx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+      const y = tf.add(xi!, cx.dropout(attention(cx, `${p}.layer.0.SelfAttention`, h, null, b, bi!).out)) as tf.Tensor2D;
+      return feedForward(cx, `${p}.layer.1`, y, b);
+    }) as tf.Tensor2D;
   }
   const out = ctx.dropout(rmsNorm(x, ctx.param("encoder.final_layer_norm.weight"), c.layer_norm_epsilon));
   return tf.reshape(out, [b, t, c.d_model]) as tf.Tensor3D;
@@ -181,7 +230,7 @@ export function decode(
   cache?: DecoderCache,
 ): { logits: tf.Tensor3D; cache: DecoderCache } {
   checkIds(decoderInputIds, model.config.vocab_size, "decoder_input_ids");
-  const ctx = new Context(model, opts);
+  const ctx = new Context(model, cache ? { ...opts, recompute: false } : opts);
   const c = ctx.cfg;
   const [b, tq] = decoderInputIds.shape;
   const tk = encoderHidden.shape[1];
@@ -202,17 +251,23 @@ export function decode(
       causalMask(tq, offset + tq, offset),
     );
     const crossBias: tf.Tensor = encoderMask ? paddingMask(encoderMask) : tf.zeros([1, 1, 1, tk]);
+    // Recomputed blocks keep no key/value cache (their activations are not stored): only without cache.
+    const recomputing = Boolean(opts.recompute) && !cache;
     for (let i = 0; i < c.num_decoder_layers; i++) {
       const p = `decoder.block.${i}`;
-      const h = rmsNorm(x, ctx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
-      const sa = attention(ctx, `${p}.layer.0.SelfAttention`, h, null, b, selfBias, cache?.self[i]);
-      x = tf.add(x, ctx.dropout(sa.out)) as tf.Tensor2D;
-      const h2 = rmsNorm(x, ctx.param(`${p}.layer.1.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
-      const ca = attention(ctx, `${p}.layer.1.EncDecAttention`, h2, enc2, b, crossBias, undefined, cache?.cross[i]);
-      x = tf.add(x, ctx.dropout(ca.out)) as tf.Tensor2D;
-      x = feedForward(ctx, `${p}.layer.2`, x, b);
-      next.self.push({ k: tf.keep(sa.k), v: tf.keep(sa.v) });
-      next.cross.push(cache?.cross[i] ?? { k: tf.keep(ca.k), v: tf.keep(ca.v) });
+      x = ctx.block(`${p}.`, [x, selfBias, crossBias, enc2], (cx, [xi, sb, cb, e2]) => {
+        const h = rmsNorm(xi!, cx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+        const sa = attention(cx, `${p}.layer.0.SelfAttention`, h, null, b, sb!, cache?.self[i]);
+        let y = tf.add(xi!, cx.dropout(sa.out)) as tf.Tensor2D;
+        const h2 = rmsNorm(y, cx.param(`${p}.layer.1.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+        const ca = attention(cx, `${p}.layer.1.EncDecAttention`, h2, e2 as tf.Tensor2D, b, cb!, undefined, cache?.cross[i]);
+        y = tf.add(y, cx.dropout(ca.out)) as tf.Tensor2D;
+        if (!recomputing) {
+          next.self.push({ k: tf.keep(sa.k), v: tf.keep(sa.v) });
+          next.cross.push(cache?.cross[i] ?? { k: tf.keep(ca.k), v: tf.keep(ca.v) });
+        }
+        return feedForward(cx, `${p}.layer.2`, y, b);
+      }) as tf.Tensor2D;
     }
     let out = ctx.dropout(rmsNorm(x, ctx.param("decoder.final_layer_norm.weight"), c.layer_norm_epsilon)) as tf.Tensor2D;
     let lmHead: tf.Tensor2D;

@@ -85,6 +85,16 @@ for (const name of ["v1_1", "original"]) {
       tf.dispose([logits, loss, lp]);
     });
 
+    it("crossEntropyLoss's written-out gradient equals autodiff through log-probabilities", () => {
+      const labels = ids2(expected, "labels");
+      const logits = get(expected, "logits") as tf.Tensor3D;
+      const count = rows(labels).flat().filter((x) => x !== -100).length;
+      const [g1] = tf.grads((x: tf.Tensor) => crossEntropyLoss(x as tf.Tensor3D, labels))([logits]);
+      const [g2] = tf.grads((x: tf.Tensor) => tf.div(tf.neg(tf.sum(tokenLogProbs(x as tf.Tensor3D, labels))), count))([logits]);
+      close(g1!, g2!, 1e-5, "CE gradient");
+      tf.dispose([g1!, g2!]);
+    });
+
     it("encoder states, logits and loss without padding (single example, no attention mask)", () => {
       const enc = encode(model, ids2(expected, "single_input_ids"));
       close(enc, get(expected, "single_encoder_last_hidden_state"), 1e-4, "single encoder states");

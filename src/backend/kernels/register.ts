@@ -10,6 +10,7 @@ import { castConfig, identityConfig, rememberStock } from "./identity";
 import { batchMatMulConfig, fusedMatMulConfig } from "./matmul";
 import { rememberStockSlice, sliceConfig } from "./slice";
 import { rememberStockSum, sumConfig } from "./sum";
+import { rememberStockTranspose, transposeConfig } from "./transpose";
 import { unsortedSegmentSumConfig } from "./unsorted-segment-sum";
 
 export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
@@ -20,6 +21,7 @@ export const WASM_OVERRIDES: readonly tf.KernelConfig[] = [
   identityConfig,
   castConfig,
   sumConfig,
+  transposeConfig,
 ];
 
 const stock = new Map<string, tf.KernelConfig | undefined>();
@@ -43,7 +45,14 @@ export function installWasmOverrides(): string[] {
     if (config.kernelName === tf.Slice) rememberStockSlice(current);
     rememberStock(config.kernelName, current);
     if (config.kernelName === tf.Sum) rememberStockSum(current);
+    if (config.kernelName === tf.Transpose) rememberStockTranspose(current);
     swap(config, config.kernelName);
+  }
+  // Stock kernels call each other's bound C entry points directly (stock Sum calls stock Transpose's), and
+  // tfjs binds only registered kernels when a backend is set: rebind every replaced stock kernel to the
+  // live module, or a stock kernel still in use would reach into a disposed one after a re-initialisation.
+  if (tf.getBackend() === "wasm") {
+    for (const config of stock.values()) config?.setupFunc?.(tf.backend());
   }
   return WASM_OVERRIDES.map((c) => c.kernelName);
 }

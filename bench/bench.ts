@@ -25,8 +25,8 @@ interface WorkerResult {
   gemm: Record<string, { gflops: number; seconds: number; reps: number }>;
   blockStep: { seconds: number; gflops: number; layers: number; reps: number; peakBytes: number } | null;
   t5: {
-    t5SmallStep: { seconds: number; gflops: number; reps: number; peakBytes: number };
-    t5SmallStepRecompute: { seconds: number; gflops: number; reps: number; peakBytes: number };
+    t5SmallStep: { seconds: number; gflops: number; reps: number; activationBytes: number };
+    t5SmallStepRecompute: { seconds: number; gflops: number; reps: number; activationBytes: number };
     decode: { tokensPerSecond: number; seconds: number };
   } | null;
 }
@@ -202,7 +202,7 @@ function main() {
     rows.push(["pytorch", ...names.map((n) => fmt(torchOk.gemm[n]?.gflops)), "-", fmt(torchOk.blockStep.seconds, 3), fmt(torchOk.blockStep.gflops), nativeGemmGflops ? `${fmt((100 * torchOk.blockStep.gflops) / nativeGemmGflops, 0)}%` : "-", "1.00x"]);
   }
   const torchT5 = torchOk ? ((torch as { t5?: { t5SmallStepSeconds: number; decodeTokensPerSecond: number } | null }).t5 ?? null) : null;
-  const t5Rows: string[][] = [["config", "t5SmallStep s", "GF/s", "% native", "vs torch", "peak GB", "recompute s", "peak GB", "decode tok/s", "vs torch"]];
+  const t5Rows: string[][] = [["config", "t5SmallStep s", "GF/s", "% native", "vs torch", "activations GB", "recompute s", "activations GB", "decode tok/s", "vs torch"]];
   for (const [name, r] of ok) {
     if (!r.t5) continue;
     const st = r.t5.t5SmallStep;
@@ -212,9 +212,9 @@ function main() {
       fmt(st.gflops),
       nativeGemmGflops ? `${fmt((100 * st.gflops) / nativeGemmGflops, 0)}%` : "-",
       torchT5 ? `${fmt(st.seconds / torchT5.t5SmallStepSeconds, 2)}x` : "-",
-      fmt(st.peakBytes / 1e9, 2),
+      fmt(st.activationBytes / 1e9, 2),
       fmt(r.t5.t5SmallStepRecompute.seconds, 2),
-      fmt(r.t5.t5SmallStepRecompute.peakBytes / 1e9, 2),
+      fmt(r.t5.t5SmallStepRecompute.activationBytes / 1e9, 2),
       fmt(r.t5.decode.tokensPerSecond),
       torchT5 ? `${fmt(r.t5.decode.tokensPerSecond / torchT5.decodeTokensPerSecond, 2)}x` : "-",
     ]);
@@ -268,7 +268,7 @@ function main() {
           seconds: defOk.t5.t5SmallStep.seconds,
           gflops: defOk.t5.t5SmallStep.gflops,
           fractionOfNativePeak: nativeGemmGflops ? defOk.t5.t5SmallStep.gflops / nativeGemmGflops : null,
-          peakBytes: defOk.t5.t5SmallStep.peakBytes,
+          activationBytes: defOk.t5.t5SmallStep.activationBytes,
           recompute: defOk.t5.t5SmallStepRecompute,
         }
       : null,
@@ -307,7 +307,7 @@ function main() {
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),
       `- \`pytorch\`: ${"error" in torch ? torch.error : `torch ${(torch as { torch?: string }).torch ?? "?"}, same shapes, ${threads} threads (reference/bench_torch.py)`}`,
       "",
-      "`worst/plain` is the slowest of transposeA, transposeB and batched relative to plain GEMM on the same backend; `% native` is the block step's matMul GFLOP/s over the native GEMM peak; `vs torch` is block-step time over PyTorch's.",
+      "`activations GB`: bytes of tensors held when the forward pass ends (what backprop keeps), plain and with per-block recomputation (\`recompute: true\`). `worst/plain` is the slowest of transposeA, transposeB and batched relative to plain GEMM on the same backend; `% native` is the block step's matMul GFLOP/s over the native GEMM peak; `vs torch` is block-step time over PyTorch's.",
       "",
     ].join("\n");
     writeFileSync(markdownPath, md);

@@ -42,12 +42,17 @@ export function makeT5Bench(seed = 0) {
   const decoderInputIds = tf.tensor2d(shiftRight(labelsArr, 0, 0), undefined, "int32");
   const model: T5Model = { config, params };
 
+  /** Bytes of tensors held at the end of the last step's forward pass, beyond those held before it. */
+  let activationBytes = 0;
   /** Loss and gradients for every parameter; returns the loss (gradients are computed, then freed). */
   const trainStep = (recompute = false): number =>
     tf.tidy(() => {
+      const before = tf.memory().numBytes;
       const f = (...ps: tf.Tensor[]) => {
         const m: T5Model = { config, params: new Map(names.map((n, i) => [n, ps[i]!])) };
-        return crossEntropyLoss(forward(m, { inputIds, decoderInputIds }, { recompute }), labels);
+        const loss = crossEntropyLoss(forward(m, { inputIds, decoderInputIds }, { recompute }), labels);
+        activationBytes = tf.memory().numBytes - before;
+        return loss;
       };
       // wasm, cpu and tfjs-node kernels are synchronous: the gradients exist when valueAndGrads returns, so
       // only the loss is read back (reading every gradient would time a 240 MB copy PyTorch does not make).
@@ -61,5 +66,16 @@ export function makeT5Bench(seed = 0) {
   };
 
   const dispose = () => tf.dispose([...params.values(), inputIds, labels, decoderInputIds]);
-  return { config, trainStep, decode, dispose, flops: t5TrainStepFlops(config, T5_BENCH) };
+  return {
+    config,
+    model,
+    inputIds,
+    decoderInputIds,
+    labels,
+    trainStep,
+    decode,
+    dispose,
+    flops: t5TrainStepFlops(config, T5_BENCH),
+    activationBytes: () => activationBytes,
+  };
 }

@@ -71,6 +71,8 @@ function hasTensorflowNode(): boolean {
   return false;
 }
 
+// Whether the measured code differs from the commit, taken before this run writes its own result files.
+const dirtyAtStart = (git(["status", "--porcelain", "--", ".", ":(exclude)results"]) ?? "") !== "";
 const native = loadNativeGemm();
 const configs: Config[] = [
   { name: "cpu", what: "pure-JS cpu backend", env: { TAGI_BACKEND: "cpu" }, block: false },
@@ -237,7 +239,7 @@ function main() {
   const json = {
     command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
     commit: git(["rev-parse", "HEAD"]),
-    dirty: (git(["status", "--porcelain"]) ?? "") !== "",
+    dirty: dirtyAtStart,
     date: new Date().toISOString(),
     wallSeconds: (Date.now() - started) / 1000,
     machine: { cpu: cpus()[0]?.model ?? null, threads },

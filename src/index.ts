@@ -8,6 +8,8 @@ export { environmentReport } from "./environment";
 export type { EnvironmentReport } from "./environment";
 export { T5Tokenizer, padBatch, DEFAULT_T5_TOKENIZER_PATH } from "./text/tokenizer";
 export type { EncodeOptions, DecodeOptions } from "./text/tokenizer";
+export * from "./text/prompts";
+export * from "./data/sni";
 export * from "./model/config";
 export * from "./model/t5";
 export * from "./model/lora";

@@ -28,3 +28,5 @@ export {
 } from "./model/weights";
 export type { LoraAdapterConfig, PeftAdapter } from "./model/weights";
 export * from "./compute/flops";
+export * from "./eval/rouge";
+export { porterStem } from "./eval/porter";

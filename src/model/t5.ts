@@ -192,10 +192,10 @@ export function encode(model: T5Model, inputIds: tf.Tensor2D, attentionMask?: tf
   return tf.tidy(() => encodeWith(new Context(model, opts), inputIds, attentionMask));
 }
 
-function encodeWith(ctx: Context, inputIds: tf.Tensor2D, attentionMask?: tf.Tensor2D): tf.Tensor3D {
+function encodeWith(ctx: Context, inputIds: tf.Tensor2D, attentionMask?: tf.Tensor2D, embedded?: tf.Tensor2D): tf.Tensor3D {
   const c = ctx.cfg;
   const [b, t] = inputIds.shape;
-  let x = ctx.dropout(embed(ctx, inputIds)) as tf.Tensor2D;
+  let x = ctx.dropout(embedded ?? embed(ctx, inputIds)) as tf.Tensor2D;
   let bias: tf.Tensor = positionBias(
     ctx.param("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
     t,
@@ -230,6 +230,18 @@ export function decode(
   cache?: DecoderCache,
 ): { logits: tf.Tensor3D; cache: DecoderCache } {
   checkIds(decoderInputIds, model.config.vocab_size, "decoder_input_ids");
+  return decodeWith(model, decoderInputIds, encoderHidden, encoderMask, opts, cache);
+}
+
+function decodeWith(
+  model: T5Model,
+  decoderInputIds: tf.Tensor2D,
+  encoderHidden: tf.Tensor3D,
+  encoderMask: tf.Tensor2D | undefined,
+  opts: RunOptions,
+  cache?: DecoderCache,
+  embedded?: tf.Tensor2D,
+): { logits: tf.Tensor3D; cache: DecoderCache } {
   const ctx = new Context(model, cache ? { ...opts, recompute: false } : opts);
   const c = ctx.cfg;
   const [b, tq] = decoderInputIds.shape;
@@ -238,7 +250,7 @@ export function decode(
   const next: DecoderCache = { self: [], cross: [] };
   const logits = tf.tidy(() => {
     const enc2 = tf.reshape(encoderHidden, [b * tk, c.d_model]) as tf.Tensor2D;
-    let x = ctx.dropout(embed(ctx, decoderInputIds)) as tf.Tensor2D;
+    let x = ctx.dropout(embedded ?? embed(ctx, decoderInputIds)) as tf.Tensor2D;
     const selfBias = tf.add(
       positionBias(
         ctx.param("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
@@ -297,13 +309,35 @@ export interface Seq2SeqBatch {
 /** Full teacher-forced forward: logits [B, T, vocab]. */
 export function forward(model: T5Model, batch: Seq2SeqBatch, opts: RunOptions = {}): tf.Tensor3D {
   checkIds(batch.inputIds, model.config.vocab_size, "input_ids");
+  checkIds(batch.decoderInputIds, model.config.vocab_size, "decoder_input_ids");
   return tf.tidy(() => {
-    const enc = encodeWith(new Context(model, { ...opts, seed: opts.seed }), batch.inputIds, batch.attentionMask);
+    // Encoder and decoder tokens in one lookup: the shared embedding's gradient is then one scatter-add
+    // into one [vocab, d_model] tensor, instead of two dense [vocab, d_model] gradients added together.
+    const [b, tin] = batch.inputIds.shape;
+    const tdec = batch.decoderInputIds.shape[1];
+    const ids = tf.concat([tf.reshape(batch.inputIds, [b * tin]), tf.reshape(batch.decoderInputIds, [b * tdec])]);
+    const [encEmb, decEmb] = tf.split(tf.gather(model.params.get("shared.weight") ?? missingShared(), ids), [b * tin, b * tdec]) as [
+      tf.Tensor2D,
+      tf.Tensor2D,
+    ];
+    const enc = encodeWith(new Context(model, { ...opts, seed: opts.seed }), batch.inputIds, batch.attentionMask, encEmb);
     // A different dropout seed stream for the decoder than the encoder used.
-    const { logits, cache } = decode(model, batch.decoderInputIds, enc, batch.attentionMask, { ...opts, seed: (opts.seed ?? 0) + 1_000_003 });
+    const { logits, cache } = decodeWith(
+      model,
+      batch.decoderInputIds,
+      enc,
+      batch.attentionMask,
+      { ...opts, seed: (opts.seed ?? 0) + 1_000_003 },
+      undefined,
+      decEmb,
+    );
     disposeCache(cache);
     return logits;
   });
+}
+
+function missingShared(): never {
+  throw new Error("T5: parameter 'shared.weight' is missing from the model");
 }
 
 /** HF's shift_right: [start, labels[:-1]] with -100 replaced by pad. */

@@ -1,0 +1,254 @@
+#!/usr/bin/env node
+/**
+ * `tagi`: the project's command line. `tagi --help`, `tagi evaluate --help`.
+ *
+ *   tagi evaluate --random-tiny --benchmark sni --max-instances-per-task 5
+ *   tagi evaluate --model /path/to/t5-base-lm-adapt --benchmark sni --format def+2pos --out results/eval/tk-base
+ *
+ * From a checkout: `npm run tagi -- evaluate ...` (runs src/cli.ts under tsx) or, after `npm run build`,
+ * `node dist/cli.js evaluate ...`.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { SingleBar } from "cli-progress";
+import { describeBackend, initBackend } from "./backend";
+import { environmentReport } from "./environment";
+import { loadT5Checkpoint } from "./model/weights";
+import { randomTinyT5 } from "./model/tiny";
+import type { T5Model } from "./model/t5";
+import { T5Tokenizer } from "./text/tokenizer";
+import { evaluateSni, type SniProgress, type SniResult } from "./eval/sni-eval";
+
+function intArg(min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+function timestamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z"); // 20261121T184300Z
+}
+
+function fmtSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
+}
+
+interface EvaluateOpts {
+  model?: string;
+  randomTiny?: boolean;
+  seed: number;
+  benchmark: "sni" | "p3";
+  format: "def" | "def+2pos";
+  input: "full" | "instance";
+  maxInputTokens: number;
+  maxNewTokens: number;
+  batchSize: number;
+  maxInstancesPerTask?: number;
+  tasks?: string[];
+  dataDir?: string;
+  tokenizer?: string;
+  out?: string;
+  backend?: string;
+  progress: boolean;
+}
+
+/** A progress reporter: a cli-progress bar on a terminal, a line every ~10% otherwise. */
+function makeProgress(enabled: boolean): { update: (p: SniProgress) => void; stop: () => void } {
+  if (!enabled) return { update: () => {}, stop: () => {} };
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar({
+      format: "  {bar} {percentage}% | {value}/{total} instances | {speed} inst/s | elapsed {elapsed} | ETA {eta_formatted}",
+      stream: process.stderr,
+      hideCursor: true,
+      etaBuffer: 50,
+    });
+    let started = false;
+    return {
+      update: (p) => {
+        if (!started) {
+          bar.start(p.total, 0, { speed: "?", elapsed: "0s" });
+          started = true;
+        }
+        bar.update(p.done, { speed: p.instancesPerSec.toFixed(2), elapsed: fmtSeconds(p.elapsedMs / 1000) });
+      },
+      stop: () => {
+        if (started) bar.stop();
+      },
+    };
+  }
+  let next = 0;
+  return {
+    update: (p) => {
+      if (p.done / p.total >= next || p.done === p.total) {
+        process.stderr.write(
+          `[tagi] ${p.done}/${p.total} instances, ${p.instancesPerSec.toFixed(2)} inst/s, elapsed ${fmtSeconds(p.elapsedMs / 1000)}, ` +
+            `ETA ${p.etaMs === undefined ? "?" : fmtSeconds(p.etaMs / 1000)}\n`,
+        );
+        next = Math.floor((p.done / p.total) * 10 + 1) / 10;
+      }
+    },
+    stop: () => {},
+  };
+}
+
+async function loadModel(o: EvaluateOpts): Promise<{ model: T5Model; description: Record<string, unknown> }> {
+  if (o.randomTiny) {
+    return { model: randomTinyT5(o.seed), description: { kind: "random-tiny", seed: o.seed } };
+  }
+  const dir = resolve(o.model as string);
+  const { config, params } = loadT5Checkpoint(dir);
+  return { model: { config, params }, description: { kind: "checkpoint", path: dir } };
+}
+
+function tokenizerPath(o: EvaluateOpts): string | undefined {
+  if (o.tokenizer) return resolve(o.tokenizer);
+  if (o.model && existsSync(join(o.model, "tokenizer.json"))) return resolve(o.model, "tokenizer.json");
+  return undefined; // the shared T5 vocabulary
+}
+
+async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
+  const started = new Date();
+  if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny", { exitCode: 2 });
+
+  if (o.benchmark === "p3") {
+    // ---- P3 held-out (MTest): src/eval/p3-eval.ts exports evaluateP3(model, tokenizer, opts) => Promise<P3Result>.
+    // Wire it in here (like the SNI branch below: tables via taskTable/categoryTable, summary.json) once it lands.
+    cmd.error(
+      "error: --benchmark p3 is not available yet: the P3 held-out evaluation (evaluateP3 in src/eval/p3-eval.ts) has not landed. Use --benchmark sni.",
+      { exitCode: 2 },
+    );
+  }
+
+  const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+  console.error(describeBackend(backend));
+  const tokPath = tokenizerPath(o);
+  const tokenizer = T5Tokenizer.fromFile(tokPath);
+  const { model, description } = await loadModel(o);
+  if (tokenizer.vocabSize > model.config.vocab_size) {
+    throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${model.config.vocab_size}`);
+  }
+  const outDir = resolve(o.out ?? join("results", "eval", `${o.benchmark}-${timestamp(started)}`));
+  console.error(
+    `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : String(description.path)} on SNI test, ` +
+      `format ${o.format}, input ${o.input}, batch ${o.batchSize}; writing to ${outDir}`,
+  );
+
+  const progress = makeProgress(o.progress);
+  let result: SniResult;
+  try {
+    result = await evaluateSni(model, tokenizer, {
+      format: o.format,
+      input: o.input,
+      maxInputTokens: o.maxInputTokens,
+      maxNewTokens: o.maxNewTokens,
+      batchSize: o.batchSize,
+      seed: o.seed,
+      ...(o.maxInstancesPerTask !== undefined ? { maxInstancesPerTask: o.maxInstancesPerTask } : {}),
+      ...(o.tasks ? { tasks: o.tasks } : {}),
+      ...(o.dataDir ? { dataDir: resolve(o.dataDir) } : {}),
+      onProgress: progress.update,
+    });
+  } finally {
+    progress.stop();
+  }
+  const finished = new Date();
+
+  // Reports (danfojs is loaded only here: ~1.5 s).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { taskTable, categoryTable, writeCsv, writeFileAtomic } = require("./eval/report") as typeof import("./eval/report");
+  const perTask = taskTable(result.rows);
+  const perCategory = categoryTable(result.rows, { metrics: ["rougeL", "exactMatch"] });
+  writeCsv(perTask, join(outDir, "per_task.csv"));
+  writeCsv(perCategory, join(outDir, "per_category.csv"));
+  writeFileAtomic(join(outDir, "predictions.jsonl"), result.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
+  const env = environmentReport();
+  const summary = {
+    benchmark: result.benchmark,
+    command: ["tagi", ...process.argv.slice(2)].join(" "),
+    argv: process.argv,
+    cwd: process.cwd(),
+    config: {
+      ...result.options,
+      model: description,
+      modelConfig: model.config,
+      tokenizer: tokenizer.path,
+      dataDir: o.dataDir ? resolve(o.dataDir) : "../shared/data (default)",
+    },
+    seed: o.seed,
+    commit: env.commit,
+    backend: env.backend,
+    environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    timing: { ...result.timing },
+    counts: result.counts,
+    metrics: result.metrics,
+    overall: result.overall,
+    perCategory: Object.fromEntries(result.aggregate.perCategory),
+    skips: result.skips,
+    files: ["per_task.csv", "per_category.csv", "predictions.jsonl", "summary.json"],
+  };
+  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+
+  const c = result.counts;
+  console.log(
+    [
+      `${result.benchmark}: ROUGE-L ${result.overall.rougeL.toFixed(2)}, exact match ${result.overall.exactMatch.toFixed(2)} ` +
+        `(task means: ${result.overall.rougeLTaskMean.toFixed(2)}, ${result.overall.exactMatchTaskMean.toFixed(2)})`,
+      `  ${c.tasks} tasks in ${c.categories} categories, ${c.instances} instances; truncated ${c.truncated} ` +
+        `(examples dropped ${c.examplesDropped}, definition shortened ${c.definitionTruncated}, instance cut ${c.instanceTruncated}); skipped ${c.skipped}`,
+      `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating`,
+      `  wrote ${outDir}/{per_task.csv, per_category.csv, predictions.jsonl, summary.json}`,
+    ].join("\n"),
+  );
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name("tagi")
+    .description("TAGI in TypeScript: evaluation (and, later, training) from the command line")
+    .showHelpAfterError("(add --help for usage)");
+
+  program
+    .command("evaluate")
+    .description("evaluate a T5 checkpoint (or an untrained tiny T5) on a benchmark and write tables and a summary")
+    .addOption(new Option("--model <dir>", "Hugging Face T5 checkpoint folder (config.json + model.safetensors)").conflicts("randomTiny"))
+    .addOption(new Option("--random-tiny", "an untrained tiny T5 with the real vocabulary (smoke tests)").conflicts("model"))
+    .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample", intArg(0), 0)
+    .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
+    .addOption(new Option("--format <format>", "SNI prompt format").choices(["def", "def+2pos"]).default("def+2pos"))
+    .addOption(new Option("--input <part>", "what the model reads: the full prompt or the instance part only").choices(["full", "instance"]).default("full"))
+    .option("--max-input-tokens <n>", "source length limit, </s> included", intArg(1), 1024)
+    .option("--max-new-tokens <n>", "generation length limit", intArg(0), 128)
+    .option("--batch-size <n>", "instances per decoding batch", intArg(1), 8)
+    .option("--max-instances-per-task <n>", "evaluate a seeded sample of at most n instances per task", intArg(1))
+    .option("--tasks <names>", "comma-separated test task names (default: all)", (v: string) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    )
+    .option("--data-dir <dir>", "data folder holding sni/ and p3/ (default ../shared/data)")
+    .option("--tokenizer <file>", "tokenizer.json (default: <model>/tokenizer.json if present, else ../shared/data/t5/tokenizer.json)")
+    .option("--out <dir>", "output folder (default results/eval/<benchmark>-<timestamp>/)")
+    .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
+    .option("--no-progress", "no progress bar")
+    .action(async (opts: EvaluateOpts, cmd: Command) => evaluateCommand(opts, cmd));
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((e: unknown) => {
+      console.error(`tagi: ${e instanceof Error ? e.message : String(e)}`);
+      process.exit(1);
+    });
+}

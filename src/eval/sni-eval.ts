@@ -1,0 +1,365 @@
+/**
+ * Evaluation of a T5 on Super-NaturalInstructions' test tasks ("SNI-103"), as Tk-Instruct / TAGI evaluate:
+ * the collator's prompt (Def or Def + 2 Pos) cut to `maxInputTokens` (1024, the paper's max source length),
+ * greedy decoding of up to `maxNewTokens` (128) tokens, decoding that skips special tokens, ROUGE-L and exact
+ * match per instance as the official script (./rouge.ts), and means per task, per category and overall.
+ *
+ * Differences from Tk-Instruct, all reported in the result:
+ * - truncation keeps the instance whole by shortening the definition (`truncatePrompt`'s default
+ *   "keep-instance"); the collator instead cuts the end of the source (pass truncation "collator" for that);
+ * - `input: "instance"` feeds only the instance part (for models that read the instruction elsewhere, like
+ *   TAGI's hypernetwork).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTestTask } from "../data/sni";
+import { greedyDecode } from "../model/generate";
+import type { RunOptions, T5Model } from "../model/t5";
+import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
+import { padBatch, type T5Tokenizer } from "../text/tokenizer";
+import { aggregateScores, scoreInstance, type AggregateMetrics, type InstanceScore } from "./rouge";
+import type { TaskRow } from "./report";
+
+export interface SniProgress {
+  done: number;
+  total: number;
+  elapsedMs: number;
+  /** Instances per second so far (generation phase). */
+  instancesPerSec: number;
+  /** Estimated remaining time, ms (undefined before the first batch). */
+  etaMs: number | undefined;
+}
+
+export interface SniEvalOptions {
+  format: PromptFormat;
+  /** "full" (default): instruction + instance, as the Tk-Instruct baseline reads it; "instance": the instance part only. */
+  input?: "full" | "instance";
+  /** Source length limit, `</s>` included. Default 1024 (the paper's). */
+  maxInputTokens?: number;
+  /** Default 128. */
+  maxNewTokens?: number;
+  /** Default 8. */
+  batchSize?: number;
+  /** At most this many instances per task, drawn with `sampleInstances(task, n, seed)`. Default: all. */
+  maxInstancesPerTask?: number;
+  /** Seed for the instance sample. Default 0. */
+  seed?: number;
+  /** Only these test tasks (names; an unknown name is an error). Default: all. */
+  tasks?: string[];
+  /** Default `../shared/data` (DEFAULT_DATA_DIR). */
+  dataDir?: string;
+  /** Pre-loaded test tasks (skips reading the data; `skipped` is then empty unless given). */
+  testTasks?: readonly SniTestTask[];
+  /** "keep-instance" (default) or "collator" (Tk-Instruct's exact cut of the source). */
+  truncation?: "keep-instance" | "collator";
+  /** HF's clean_up_tokenization_spaces when decoding predictions. Default true (AutoTokenizer on a T5 folder). */
+  cleanUpTokenizationSpaces?: boolean;
+  /** Options for the forward pass (e.g. a LoRA adapter), or one set per task (then batches never mix tasks). */
+  runOptions?: RunOptions | ((task: string) => RunOptions);
+  onProgress?: (p: SniProgress) => void;
+}
+
+export interface SniPrediction {
+  task: string;
+  category: string;
+  id: string;
+  prediction: string;
+  references: string[];
+  /** x 100 */
+  rougeL: number;
+  /** 0 or 100 */
+  exactMatch: number;
+  inputTokens: number;
+  truncated: boolean;
+  /** What truncation did, in words (absent when nothing). */
+  truncation?: string[];
+}
+
+export interface SniTaskRow extends TaskRow {
+  rougeL: number;
+  exactMatch: number;
+  /** Instances whose prompt was truncated. */
+  truncated: number;
+}
+
+export interface SniCounts {
+  tasks: number;
+  categories: number;
+  instances: number;
+  /** Prompts changed to fit maxInputTokens (examples dropped, definition shortened or instance cut). */
+  truncated: number;
+  examplesDropped: number;
+  definitionTruncated: number;
+  /** Prompts whose instance part could not be kept whole. */
+  instanceTruncated: number;
+  /** Tasks/instances the loader left out (see `skips`). */
+  skipped: number;
+  skippedTasks: number;
+  skippedInstances: number;
+  /** Generated ids >= the tokenizer's vocabulary size (unused rows of the model's head), dropped when decoding. */
+  outOfVocabTokens: number;
+}
+
+export interface SniResult {
+  /** "SNI-103" when every test task was evaluated on all its instances, otherwise "SNI subset (...)". */
+  benchmark: string;
+  options: {
+    format: PromptFormat;
+    input: "full" | "instance";
+    maxInputTokens: number;
+    maxNewTokens: number;
+    batchSize: number;
+    maxInstancesPerTask: number | null;
+    seed: number;
+    tasks: string[] | null;
+    truncation: "keep-instance" | "collator";
+    cleanUpTokenizationSpaces: boolean;
+  };
+  metrics: { name: "rougeL" | "exactMatch"; description: string }[];
+  /** One row per task (x 100), in test-file order. */
+  rows: SniTaskRow[];
+  /** The official aggregation (instance means) and task means, from `aggregateScores`. */
+  aggregate: AggregateMetrics;
+  overall: { rougeL: number; exactMatch: number; rougeLTaskMean: number; exactMatchTaskMean: number; tasks: number; instances: number };
+  predictions: SniPrediction[];
+  counts: SniCounts;
+  skips: SniSkip[];
+  timing: { totalMs: number; prepareMs: number; generateMs: number; instancesPerSec: number };
+}
+
+export const SNI_METRICS: SniResult["metrics"] = [
+  { name: "rougeL", description: "ROUGE-L F (rouge-score 0.1.2, Porter stemmer), max over references, x 100, mean over instances" },
+  { name: "exactMatch", description: "exact match after SNI's normalize_answer (no article removal), any reference, x 100, mean over instances" },
+];
+
+interface Item {
+  index: number;
+  task: string;
+  category: string;
+  id: string;
+  references: string[];
+  ids: number[];
+  truncated: boolean;
+  notes: string[];
+  droppedExamples: number;
+  definitionTruncated: boolean;
+  instanceTruncated: boolean;
+}
+
+function positiveInt(v: number | undefined, dflt: number, name: string, min = 1): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min) throw new Error(`evaluateSni: ${name} must be an integer >= ${min}, got ${v}`);
+  return v;
+}
+
+/** Evaluates `model` on SNI's test tasks; see the module comment. */
+export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: SniEvalOptions): Promise<SniResult> {
+  const t0 = Date.now();
+  if (opts.format !== "def" && opts.format !== "def+2pos") throw new Error(`evaluateSni: format must be "def" or "def+2pos", got ${String(opts.format)}`);
+  const input = opts.input ?? "full";
+  if (input !== "full" && input !== "instance") throw new Error(`evaluateSni: input must be "full" or "instance", got ${String(input)}`);
+  const maxInputTokens = positiveInt(opts.maxInputTokens, 1024, "maxInputTokens");
+  const maxNewTokens = positiveInt(opts.maxNewTokens, 128, "maxNewTokens", 0);
+  const batchSize = positiveInt(opts.batchSize, 8, "batchSize");
+  const maxPerTask = opts.maxInstancesPerTask === undefined ? undefined : positiveInt(opts.maxInstancesPerTask, 0, "maxInstancesPerTask");
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed)) throw new Error(`evaluateSni: seed must be an integer, got ${seed}`);
+  const truncation = opts.truncation ?? "keep-instance";
+  const cleanUp = opts.cleanUpTokenizationSpaces ?? true;
+
+  let allTasks: readonly SniTestTask[];
+  let skips: SniSkip[] = [];
+  if (opts.testTasks) allTasks = opts.testTasks;
+  else {
+    const loaded = await loadSniSplit("test", opts.dataDir, { warn: false });
+    allTasks = loaded.tasks;
+    skips = loaded.skipped;
+  }
+  let tasks = allTasks;
+  if (opts.tasks) {
+    const byName = new Map(allTasks.map((t) => [t.name, t]));
+    const unknown = opts.tasks.filter((n) => !byName.has(n));
+    if (unknown.length > 0) {
+      const skippedNames = new Set(skips.map((s) => s.task));
+      throw new Error(
+        `evaluateSni: unknown test task(s): ${unknown
+          .map((n) => (skippedNames.has(n) ? `${n} (skipped by the loader)` : n))
+          .join(", ")}. Test tasks: ${allTasks.length}, e.g. ${allTasks
+          .slice(0, 3)
+          .map((t) => t.name)
+          .join(", ")}`,
+      );
+    }
+    const wanted = new Set(opts.tasks);
+    tasks = allTasks.filter((t) => wanted.has(t.name));
+    skips = skips.filter((s) => wanted.has(s.task));
+  }
+  if (tasks.length === 0) throw new Error("evaluateSni: no tasks to evaluate");
+
+  // Prompts and token ids.
+  const items: Item[] = [];
+  for (const task of tasks) {
+    const category = taskCategory(task);
+    const instances = maxPerTask === undefined ? task.instances : sampleInstances(task, maxPerTask, seed);
+    for (const inst of instances) {
+      const parts = buildPrompt(task, inst, { format: opts.format });
+      let ids: number[];
+      let notes: string[] = [];
+      let droppedExamples = 0;
+      let definitionTruncated = false;
+      let instanceTruncated = false;
+      if (input === "full") {
+        const tp = truncatePrompt(parts, tokenizer, maxInputTokens, { strategy: truncation });
+        notes = tp.notes;
+        droppedExamples = tp.droppedExamples;
+        definitionTruncated = tp.definitionTruncated;
+        instanceTruncated = tp.instanceTruncated;
+        ids = tokenizer.encode(tp.full, { maxLength: maxInputTokens, truncation: true });
+      } else {
+        const whole = tokenizer.encode(parts.instance);
+        if (whole.length > maxInputTokens) {
+          instanceTruncated = true;
+          notes = [`cut the instance from ${whole.length} to ${maxInputTokens} tokens`];
+        }
+        ids = tokenizer.encode(parts.instance, { maxLength: maxInputTokens, truncation: true });
+      }
+      items.push({
+        index: items.length,
+        task: task.name,
+        category,
+        id: inst.id,
+        references: inst.outputs,
+        ids,
+        truncated: notes.length > 0,
+        notes,
+        droppedExamples,
+        definitionTruncated,
+        instanceTruncated,
+      });
+    }
+  }
+  const tPrep = Date.now();
+
+  // Batches of similar length (longest first), never mixing tasks when run options are per task.
+  const perTask = typeof opts.runOptions === "function";
+  const order = [...items].sort((a, b) => (perTask && a.task !== b.task ? (a.task < b.task ? -1 : 1) : 0) || b.ids.length - a.ids.length || a.index - b.index);
+  const batches: Item[][] = [];
+  for (const it of order) {
+    const last = batches[batches.length - 1];
+    if (last && last.length < batchSize && (!perTask || last[0]?.task === it.task)) last.push(it);
+    else batches.push([it]);
+  }
+  const predictions = new Array<string>(items.length);
+  let done = 0;
+  let outOfVocab = 0;
+  for (const batch of batches) {
+    const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
+    const ids = tf.tensor2d(inputIds, undefined, "int32");
+    const mask = tf.tensor2d(attentionMask, undefined, "int32");
+    const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task) : (opts.runOptions ?? {});
+    let out: number[][];
+    try {
+      out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });
+    } finally {
+      tf.dispose([ids, mask]);
+    }
+    batch.forEach((b, i) => {
+      // Drop decoder_start_token_id, and ids past the tokenizer's vocabulary (a 32,128-row head has 28 unused
+      // rows over the 32,100 pieces; HF's fast tokenizer decodes them to nothing): counted.
+      const row = (out[i] ?? []).slice(1).filter((id) => {
+        if (id < tokenizer.vocabSize) return true;
+        outOfVocab++;
+        return false;
+      });
+      predictions[b.index] = tokenizer.decode(row, { skipSpecialTokens: true, cleanUpTokenizationSpaces: cleanUp }).trim();
+    });
+    done += batch.length;
+    if (opts.onProgress) {
+      const elapsedMs = Date.now() - tPrep;
+      const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : 0;
+      opts.onProgress({ done, total: items.length, elapsedMs, instancesPerSec: rate, etaMs: rate > 0 ? ((items.length - done) / rate) * 1000 : undefined });
+    }
+    await new Promise<void>((r) => setImmediate(r)); // let the progress bar draw
+  }
+  const tGen = Date.now();
+
+  // Scores.
+  const scores: InstanceScore[] = [];
+  const preds: SniPrediction[] = items.map((it) => {
+    const prediction = predictions[it.index] ?? "";
+    const s = scoreInstance(prediction, it.references, { task: it.task, category: it.category, id: it.id });
+    scores.push(s);
+    return {
+      task: it.task,
+      category: it.category,
+      id: it.id,
+      prediction,
+      references: it.references,
+      rougeL: 100 * s.rougeL,
+      exactMatch: 100 * s.exactMatch,
+      inputTokens: it.ids.length,
+      truncated: it.truncated,
+      ...(it.notes.length > 0 ? { truncation: it.notes } : {}),
+    };
+  });
+  const aggregate = aggregateScores(scores);
+  const truncByTask = new Map<string, number>();
+  for (const it of items) if (it.truncated) truncByTask.set(it.task, (truncByTask.get(it.task) ?? 0) + 1);
+  const rows: SniTaskRow[] = [];
+  for (const [task, m] of aggregate.perTask) {
+    rows.push({ task, category: m.category, instances: m.instances, rougeL: m.rougeL, exactMatch: m.exactMatch, truncated: truncByTask.get(task) ?? 0 });
+  }
+  const o = aggregate.overall;
+  const full = !opts.tasks && maxPerTask === undefined && !opts.testTasks;
+  const benchmark =
+    full && tasks.length === 103
+      ? "SNI-103"
+      : `SNI subset (${tasks.length} test task${tasks.length === 1 ? "" : "s"}${maxPerTask !== undefined ? `, <= ${maxPerTask} instances each` : ""})`;
+  const tEnd = Date.now();
+  return {
+    benchmark,
+    options: {
+      format: opts.format,
+      input,
+      maxInputTokens,
+      maxNewTokens,
+      batchSize,
+      maxInstancesPerTask: maxPerTask ?? null,
+      seed,
+      tasks: opts.tasks ? [...opts.tasks] : null,
+      truncation,
+      cleanUpTokenizationSpaces: cleanUp,
+    },
+    metrics: SNI_METRICS,
+    rows,
+    aggregate,
+    overall: {
+      rougeL: o.rougeL,
+      exactMatch: o.exactMatch,
+      rougeLTaskMean: o.rougeLTaskMean,
+      exactMatchTaskMean: o.exactMatchTaskMean,
+      tasks: o.tasks,
+      instances: o.instances,
+    },
+    predictions: preds,
+    counts: {
+      tasks: tasks.length,
+      categories: aggregate.perCategory.size,
+      instances: items.length,
+      truncated: items.filter((i) => i.truncated).length,
+      examplesDropped: items.filter((i) => i.droppedExamples > 0).length,
+      definitionTruncated: items.filter((i) => i.definitionTruncated).length,
+      instanceTruncated: items.filter((i) => i.instanceTruncated).length,
+      skipped: skips.length,
+      skippedTasks: skips.filter((s) => s.instanceId === undefined).length,
+      skippedInstances: skips.filter((s) => s.instanceId !== undefined).length,
+      outOfVocabTokens: outOfVocab,
+    },
+    skips,
+    timing: {
+      totalMs: tEnd - t0,
+      prepareMs: tPrep - t0,
+      generateMs: tGen - tPrep,
+      instancesPerSec: tGen > tPrep ? (items.length * 1000) / (tGen - tPrep) : 0,
+    },
+  };
+}

@@ -1,0 +1,174 @@
+/**
+ * evaluateSni on the untrained tiny T5 (real vocabulary) over real SNI test tasks, and `tagi evaluate` run as
+ * a child process writing its four files.
+ */
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { initBackend } from "../src/backend";
+import { loadSniSplit, sampleInstances, type SniTestTask } from "../src/data/sni";
+import { evaluateSni, type SniResult } from "../src/eval/sni-eval";
+import { parseCsv } from "../src/eval/report";
+import { randomTinyT5 } from "../src/model/tiny";
+import type { T5Model } from "../src/model/t5";
+import { T5Tokenizer } from "../src/text/tokenizer";
+
+const TASKS = ["task893_gap_fill_the_blank_coreference_resolution", "task641_esnli_classification"];
+const root = resolve(__dirname, "..");
+
+describe("evaluateSni (random tiny T5)", function () {
+  let model: T5Model;
+  let tok: T5Tokenizer;
+  let tasks: SniTestTask[];
+  let result: SniResult;
+  const progress: number[] = [];
+
+  before(async function () {
+    await initBackend({ backend: "wasm", log: false });
+    tok = T5Tokenizer.fromFile();
+    model = randomTinyT5(0);
+    tasks = (await loadSniSplit("test", undefined, { warn: false })).tasks;
+    result = await evaluateSni(model, tok, {
+      format: "def+2pos",
+      tasks: TASKS,
+      maxInstancesPerTask: 3,
+      maxNewTokens: 4,
+      batchSize: 4,
+      testTasks: tasks,
+      onProgress: (p) => progress.push(p.done),
+    });
+  });
+  after(function () {
+    for (const t of model.params.values()) t.dispose();
+  });
+
+  it("counts tasks, instances, truncations and skips", function () {
+    assert.equal(result.counts.tasks, 2);
+    assert.equal(result.counts.instances, 6);
+    assert.equal(result.counts.categories, 2);
+    assert.equal(result.counts.truncated, result.predictions.filter((p) => p.truncated).length);
+    assert.equal(result.counts.skipped, 0);
+    assert.equal(result.rows.length, 2);
+    assert.deepEqual(
+      result.rows.map((r) => [r.task, r.instances]),
+      TASKS.map((t) => [t, 3]),
+    );
+    assert.deepEqual(progress, [4, 6]);
+    assert.match(result.benchmark, /^SNI subset \(2 test tasks, <= 3 instances each\)$/);
+    assert.deepEqual(result.metrics.map((m) => m.name), ["rougeL", "exactMatch"]);
+  });
+
+  it("returns finite scores in [0, 100], consistent across instances, tasks and overall", function () {
+    const inRange = (x: number) => Number.isFinite(x) && x >= 0 && x <= 100;
+    for (const p of result.predictions) assert.ok(inRange(p.rougeL) && (p.exactMatch === 0 || p.exactMatch === 100), JSON.stringify(p));
+    for (const r of result.rows) assert.ok(inRange(r.rougeL) && inRange(r.exactMatch));
+    assert.ok(inRange(result.overall.rougeL) && inRange(result.overall.exactMatch));
+    const mean = result.predictions.reduce((s, p) => s + p.rougeL, 0) / result.predictions.length;
+    assert.ok(Math.abs(mean - result.overall.rougeL) < 1e-9);
+    for (const r of result.rows) {
+      const ps = result.predictions.filter((p) => p.task === r.task);
+      assert.ok(Math.abs(ps.reduce((s, p) => s + p.rougeL, 0) / ps.length - r.rougeL) < 1e-9);
+    }
+  });
+
+  it("keeps the input order (task order, sampled instances) and decodes predictions to text", function () {
+    const expected = TASKS.flatMap((name) => sampleInstances(tasks.find((t) => t.name === name)!, 3, 0).map((i) => [name, i.id]));
+    assert.deepEqual(
+      result.predictions.map((p) => [p.task, p.id]),
+      expected,
+    );
+    for (const p of result.predictions) {
+      assert.equal(typeof p.prediction, "string");
+      assert.ok(!/<\/s>|<pad>/.test(p.prediction), "special tokens skipped");
+      assert.ok(p.references.length > 0);
+      assert.ok(p.inputTokens > 0 && p.inputTokens <= 1024);
+    }
+    // Untrained, 4 new tokens: some text comes out.
+    assert.ok(result.predictions.some((p) => p.prediction.length > 0));
+  });
+
+  it("counts truncation with a short source limit; the instance-only input; unknown tasks are errors", async function () {
+    const r = await evaluateSni(model, tok, {
+      format: "def+2pos",
+      tasks: TASKS,
+      maxInstancesPerTask: 2,
+      maxNewTokens: 1,
+      maxInputTokens: 120,
+      batchSize: 8,
+      testTasks: tasks,
+    });
+    assert.ok(r.counts.truncated > 0);
+    assert.equal(r.counts.truncated, r.predictions.filter((p) => p.truncated).length);
+    for (const p of r.predictions) assert.ok(p.inputTokens <= 120);
+    assert.equal(r.rows.reduce((s, x) => s + (x.truncated as number), 0), r.counts.truncated);
+
+    const inst = await evaluateSni(model, tok, { format: "def", input: "instance", tasks: TASKS, maxInstancesPerTask: 1, maxNewTokens: 1, testTasks: tasks });
+    assert.equal(inst.counts.instances, 2);
+    assert.equal(inst.options.input, "instance");
+
+    await assert.rejects(
+      evaluateSni(model, tok, { format: "def", tasks: ["task_does_not_exist"], testTasks: tasks }),
+      /unknown test task\(s\): task_does_not_exist/,
+    );
+  });
+});
+
+describe("tagi evaluate (CLI)", function () {
+  let out: string;
+  before(function () {
+    out = mkdtempSync(join(tmpdir(), "tagi-cli-"));
+  });
+  after(function () {
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  it("--random-tiny --benchmark sni writes per_task.csv, per_category.csv, predictions.jsonl and summary.json", function () {
+    const dest = join(out, "run");
+    const args = ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "sni", "--tasks", TASKS.join(","), "--max-instances-per-task", "2", "--max-new-tokens", "8", "--out", dest];
+    const r = spawnSync(process.execPath, args, { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, TAGI_BACKEND: "wasm" } });
+    assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stdout, /ROUGE-L \d+\.\d\d, exact match \d+\.\d\d/);
+    for (const f of ["per_task.csv", "per_category.csv", "predictions.jsonl", "summary.json"]) assert.ok(existsSync(join(dest, f)), f);
+
+    const perTask = parseCsv(readFileSync(join(dest, "per_task.csv"), "utf8"));
+    assert.deepEqual(perTask[0], ["task", "category", "instances", "rougeL", "exactMatch", "truncated"]);
+    assert.deepEqual(
+      perTask.slice(1).map((r) => [r[0], r[2]]),
+      TASKS.map((t) => [t, "2"]),
+    );
+    const perCat = parseCsv(readFileSync(join(dest, "per_category.csv"), "utf8"));
+    assert.deepEqual(perCat[0], ["category", "tasks", "instances", "rougeL", "rougeL_taskMean", "exactMatch", "exactMatch_taskMean"]);
+    assert.equal(perCat.length, 3);
+
+    const preds = readFileSync(join(dest, "predictions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(preds.length, 4);
+    for (const p of preds) assert.equal(typeof p.prediction, "string");
+
+    const s = JSON.parse(readFileSync(join(dest, "summary.json"), "utf8")) as Record<string, any>;
+    assert.match(s.command, /^tagi evaluate --random-tiny --benchmark sni/);
+    assert.equal(s.seed, 0);
+    assert.equal(s.config.model.kind, "random-tiny");
+    assert.equal(s.config.modelConfig.vocab_size, 32128);
+    assert.equal(s.config.format, "def+2pos");
+    assert.equal(s.config.maxInputTokens, 1024);
+    assert.equal(s.config.maxNewTokens, 8);
+    assert.equal(s.backend.backend, "wasm");
+    assert.ok("commit" in s);
+    assert.ok(typeof s.wallSeconds === "number" && s.wallSeconds > 0);
+    assert.deepEqual([s.counts.tasks, s.counts.instances, s.counts.skipped], [2, 4, 0]);
+    assert.equal(typeof s.counts.truncated, "number");
+    assert.deepEqual(s.metrics.map((m: { name: string }) => m.name), ["rougeL", "exactMatch"]);
+    assert.ok(Number.isFinite(s.overall.rougeL));
+  });
+
+  it("refuses --model with --random-tiny, and --benchmark p3 says why", function () {
+    const both = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--model", "x", "--benchmark", "sni"], { cwd: root, encoding: "utf8" });
+    assert.notEqual(both.status, 0);
+    assert.match(both.stderr, /cannot be used with/);
+    const p3 = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "p3", "--out", join(out, "p3")], { cwd: root, encoding: "utf8", timeout: 120_000 });
+    assert.notEqual(p3.status, 0);
+    assert.match(p3.stderr, /p3/i);
+  });
+});

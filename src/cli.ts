@@ -55,6 +55,10 @@ interface EvaluateOpts {
   out?: string;
   backend?: string;
   progress: boolean;
+  maxExamplesPerTemplate?: number;
+  /** set by the action when --max-input-tokens was given on the command line */
+  maxInputTokensGiven?: boolean;
+  batchSizeGiven?: boolean;
 }
 
 /** A progress reporter: a cli-progress bar on a terminal, a line every ~10% otherwise. */
@@ -116,12 +120,8 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny", { exitCode: 2 });
 
   if (o.benchmark === "p3") {
-    // ---- P3 held-out (MTest): src/eval/p3-eval.ts exports evaluateP3(model, tokenizer, opts) => Promise<P3Result>.
-    // Wire it in here (like the SNI branch below: tables via taskTable/categoryTable, summary.json) once it lands.
-    cmd.error(
-      "error: --benchmark p3 is not available yet: the P3 held-out evaluation (evaluateP3 in src/eval/p3-eval.ts) has not landed. Use --benchmark sni.",
-      { exitCode: 2 },
-    );
+    await evaluateP3Command(o, started);
+    return;
   }
 
   const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
@@ -209,6 +209,128 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   );
 }
 
+// ---- P3 held-out (T0's MTest) ----------------------------------------------------------------------------
+// evaluateP3 lives in src/eval/p3-eval.ts (another work item). It is loaded at run time so that this file
+// builds without it; the types below are the part of its P3Result this command reads.
+interface P3ResultLike {
+  perTemplate: { task: string; template: string; n: number; accuracy: number }[];
+  perTask: { task: string; templates: number; meanAccuracy: number; medianAccuracy: number }[];
+  average: { name: string; accuracy: number };
+  coverage: { totals: { templates: number; renderedOk: number; failed: number; skippedExamples: number } };
+  skippedTasks: { task: string; reason: string }[];
+}
+type EvaluateP3 = (
+  model: T5Model,
+  tokenizer: T5Tokenizer,
+  opts: { tasks?: string[]; maxExamplesPerTemplate?: number; batchSize?: number; maxInputTokens?: number; dataDir?: string; onProgress?: (done: number, total: number) => void },
+) => Promise<P3ResultLike>;
+
+// Compile-time check that src/eval/p3-eval.ts's evaluateP3 fits the calls below (a type-only import: nothing is loaded).
+export type P3ContractHolds = typeof import("./eval/p3-eval").evaluateP3 extends EvaluateP3 ? true : never;
+const p3ContractHolds: P3ContractHolds = true;
+void p3ContractHolds;
+
+function loadEvaluateP3(): EvaluateP3 | string {
+  let mod: { evaluateP3?: unknown };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require("./eval/p3-eval") as { evaluateP3?: unknown };
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err.code === "MODULE_NOT_FOUND" && /p3-eval/.test(err.message)) return "src/eval/p3-eval.ts is not in this checkout";
+    throw e;
+  }
+  return typeof mod.evaluateP3 === "function" ? (mod.evaluateP3 as EvaluateP3) : "src/eval/p3-eval.ts does not export evaluateP3";
+}
+
+async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> {
+  const evaluateP3 = loadEvaluateP3();
+  if (typeof evaluateP3 === "string") {
+    throw new Error(`--benchmark p3 is not available yet: ${evaluateP3} (the P3 held-out evaluation). Use --benchmark sni.`);
+  }
+  const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+  console.error(describeBackend(backend));
+  const tokenizer = T5Tokenizer.fromFile(tokenizerPath(o));
+  const { model, description } = await loadModel(o);
+  const outDir = resolve(o.out ?? join("results", "eval", `${o.benchmark}-${timestamp(started)}`));
+  console.error(`[tagi] evaluate on P3 held-out sets (rank classification); writing to ${outDir}`);
+  const progress = makeProgress(o.progress);
+  const t0 = Date.now();
+  let result: P3ResultLike;
+  try {
+    result = await evaluateP3(model, tokenizer, {
+      ...(o.batchSizeGiven ? { batchSize: o.batchSize } : {}),
+      ...(o.maxInputTokensGiven ? { maxInputTokens: o.maxInputTokens } : {}),
+      ...(o.maxExamplesPerTemplate !== undefined ? { maxExamplesPerTemplate: o.maxExamplesPerTemplate } : {}),
+      ...(o.tasks ? { tasks: o.tasks } : {}),
+      ...(o.dataDir ? { dataDir: resolve(o.dataDir) } : {}),
+      onProgress: (done, total) => {
+        if (total === 0) return;
+        const elapsedMs = Date.now() - t0;
+        const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : 0;
+        progress.update({ done, total, elapsedMs, instancesPerSec: rate, etaMs: rate > 0 ? ((total - done) / rate) * 1000 : undefined });
+      },
+    });
+  } finally {
+    progress.stop();
+  }
+  const finished = new Date();
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { recordsTable, writeCsv, writeFileAtomic } = require("./eval/report") as typeof import("./eval/report");
+  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy"]), join(outDir, "per_template.csv"));
+  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy"]), join(outDir, "per_task.csv"));
+  const env = environmentReport();
+  const examples = result.perTemplate.reduce((s, r) => s + r.n, 0);
+  const summary = {
+    benchmark: result.average.name,
+    command: ["tagi", ...process.argv.slice(2)].join(" "),
+    argv: process.argv,
+    cwd: process.cwd(),
+    config: {
+      batchSize: o.batchSizeGiven ? o.batchSize : "evaluateP3 default",
+      maxInputTokens: o.maxInputTokensGiven ? o.maxInputTokens : "evaluateP3 default",
+      maxExamplesPerTemplate: o.maxExamplesPerTemplate ?? null,
+      tasks: o.tasks ?? null,
+      model: description,
+      modelConfig: model.config,
+      tokenizer: tokenizer.path,
+      dataDir: o.dataDir ? resolve(o.dataDir) : "../shared/data (default)",
+    },
+    seed: o.seed,
+    commit: env.commit,
+    backend: env.backend,
+    environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    counts: {
+      tasks: result.perTask.length,
+      templatesEvaluated: result.perTemplate.length,
+      examples,
+      skippedTasks: result.skippedTasks.length,
+      templates: result.coverage.totals.templates,
+      templatesRendered: result.coverage.totals.renderedOk,
+      templatesFailed: result.coverage.totals.failed,
+      skippedExamples: result.coverage.totals.skippedExamples,
+    },
+    metrics: [{ name: "accuracy", description: "rank classification (highest token-averaged log-likelihood), mean over templates, then tasks" }],
+    overall: result.average,
+    skippedTasks: result.skippedTasks,
+    coverage: result.coverage,
+    files: ["per_template.csv", "per_task.csv", "summary.json"],
+  };
+  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  console.log(
+    [
+      `${result.average.name}: accuracy ${(100 * result.average.accuracy).toFixed(2)}`,
+      `  ${result.perTask.length} tasks, ${result.perTemplate.length} templates, ${examples} examples; templates rendered ` +
+        `${result.coverage.totals.renderedOk}/${result.coverage.totals.templates}; skipped tasks ${result.skippedTasks.length}`,
+      `  ${fmtSeconds(summary.wallSeconds)} wall`,
+      `  wrote ${outDir}/{per_template.csv, per_task.csv, summary.json}`,
+    ].join("\n"),
+  );
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -225,9 +347,9 @@ export function buildProgram(): Command {
     .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
     .addOption(new Option("--format <format>", "SNI prompt format").choices(["def", "def+2pos"]).default("def+2pos"))
     .addOption(new Option("--input <part>", "what the model reads: the full prompt or the instance part only").choices(["full", "instance"]).default("full"))
-    .option("--max-input-tokens <n>", "source length limit, </s> included", intArg(1), 1024)
+    .option("--max-input-tokens <n>", "source length limit, </s> included (P3: evaluateP3's default unless given)", intArg(1), 1024)
     .option("--max-new-tokens <n>", "generation length limit", intArg(0), 128)
-    .option("--batch-size <n>", "instances per decoding batch", intArg(1), 8)
+    .option("--batch-size <n>", "SNI: instances per decoding batch; P3: (example, choice) pairs per pass (evaluateP3's default unless given)", intArg(1), 8)
     .option("--max-instances-per-task <n>", "evaluate a seeded sample of at most n instances per task", intArg(1))
     .option("--tasks <names>", "comma-separated test task names (default: all)", (v: string) =>
       v
@@ -235,12 +357,22 @@ export function buildProgram(): Command {
         .map((s) => s.trim())
         .filter((s) => s.length > 0),
     )
+    .option("--max-examples-per-template <n>", "P3: at most n examples per template", intArg(1))
     .option("--data-dir <dir>", "data folder holding sni/ and p3/ (default ../shared/data)")
     .option("--tokenizer <file>", "tokenizer.json (default: <model>/tokenizer.json if present, else ../shared/data/t5/tokenizer.json)")
     .option("--out <dir>", "output folder (default results/eval/<benchmark>-<timestamp>/)")
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
     .option("--no-progress", "no progress bar")
-    .action(async (opts: EvaluateOpts, cmd: Command) => evaluateCommand(opts, cmd));
+    .action(async (opts: EvaluateOpts, cmd: Command) =>
+      evaluateCommand(
+        {
+          ...opts,
+          maxInputTokensGiven: cmd.getOptionValueSource("maxInputTokens") === "cli",
+          batchSizeGiven: cmd.getOptionValueSource("batchSize") === "cli",
+        },
+        cmd,
+      ),
+    );
   return program;
 }
 

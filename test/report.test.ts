@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { batchMatMulGradConfig, initBackend } from "../src/backend";
-import { categoryRows, categoryTable, csvField, dfd, parseCsv, taskTable, toCsvString, writeCsv, type TaskRow } from "../src/eval/report";
+import { categoryRows, categoryTable, csvField, dfd, parseCsv, recordsTable, taskTable, toCsvString, writeCsv, type TaskRow } from "../src/eval/report";
 
 const rows: TaskRow[] = [
   { task: "task1_a", category: "Cat A", instances: 100, rougeL: 50, exactMatch: 10 },
@@ -136,6 +136,21 @@ describe("report tables", function () {
     writeCsv(taskTable(rows), path);
     assert.equal(parseCsv(readFileSync(path, "utf8")).length, 4);
     assert.equal(parseCsv(readFileSync(path, "utf8"))[1]![0], "task1_a");
+  });
+
+  it("recordsTable: columns in the given order, strings stay strings", function () {
+    const df = recordsTable(
+      [
+        { task: "rte", template: "GPT-3 style, \"quoted\"", n: 4, accuracy: 0.75 },
+        { task: "cb", template: "007", n: 2, accuracy: 0.5 },
+      ],
+      ["task", "template", "n", "accuracy"],
+    );
+    assert.deepEqual(df.values, [
+      ["rte", 'GPT-3 style, "quoted"', 4, 0.75],
+      ["cb", "007", 2, 0.5],
+    ]);
+    assert.deepEqual(parseCsv(toCsvString(df))[1], ["rte", 'GPT-3 style, "quoted"', "4", "0.75"]);
   });
 
   it("parseCsv handles CRLF, empty fields and a missing final newline; refuses an open quote", function () {

@@ -236,3 +236,19 @@ export function writeFileAtomic(path: string, text: string): void {
 export function writeCsv(df: dfd.DataFrame, path: string): void {
   writeFileAtomic(path, toCsvString(df));
 }
+
+/**
+ * A DataFrame from plain records (e.g. P3's per-template results), columns in the given order (default: the
+ * first record's keys); string columns stay strings, numeric ones numbers.
+ */
+export function recordsTable(records: readonly Record<string, unknown>[], columns?: string[]): dfd.DataFrame {
+  const cols = columns ?? Object.keys(records[0] ?? {});
+  const dtypes = cols.map((c) => (records.length > 0 && records.every((r) => typeof r[c] === "number") ? "float32" : "string"));
+  const data = records.map((r) =>
+    cols.map((c, j) => {
+      const v = r[c];
+      return dtypes[j] === "float32" ? (v as number) : v === undefined || v === null ? "" : typeof v === "string" ? v : JSON.stringify(v);
+    }),
+  );
+  return frame(cols, data, dtypes);
+}

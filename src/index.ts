@@ -30,3 +30,9 @@ export type { LoraAdapterConfig, PeftAdapter } from "./model/weights";
 export * from "./compute/flops";
 export * from "./eval/rouge";
 export { porterStem } from "./eval/porter";
+export * from "./data/p3";
+export * from "./data/t0-mixture";
+export { evaluateP3, rankClassify, MTEST10_NAME } from "./eval/p3-eval";
+export type { P3Result, P3EvalOptions, P3TemplateResult, P3TaskResult } from "./eval/p3-eval";
+// The SNI evaluation and the DataFrame reports load danfojs-node (a second tfjs copy, ~1.5 s): import them
+// from "tagi/dist/eval/sni-eval" and "tagi/dist/eval/report" where needed.

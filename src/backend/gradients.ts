@@ -60,11 +60,11 @@ export const batchMatMulGradConfig: tf.GradConfig = {
   },
 };
 
-let registered = false;
-
-/** Replaces tfjs's BatchMatMul gradient (for every backend). Idempotent. */
+/**
+ * Replaces tfjs's BatchMatMul gradient (for every backend). Idempotent, and safe to call again: another copy
+ * of the tfjs bundle loaded later (danfojs-node brings one) re-registers the stock gradient over this one,
+ * so initBackend and the report module call it after such imports.
+ */
 export function registerGradientFixes(): void {
-  if (registered) return;
-  tf.registerGradient(batchMatMulGradConfig);
-  registered = true;
+  if (tf.getGradient(tf.BatchMatMul) !== batchMatMulGradConfig) tf.registerGradient(batchMatMulGradConfig);
 }

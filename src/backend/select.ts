@@ -150,6 +150,7 @@ async function tryWasm(
  * backend: it falls back and says why in `tried`.
  */
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  registerGradientFixes(); // again: a tfjs copy loaded since import (danfojs-node's) may have replaced it
   const o = resolveOptions(options);
   const key = JSON.stringify({ ...o, log: undefined, warnings: undefined });
   if (current && current.key === key && tf.getBackend() === current.info.backend) {

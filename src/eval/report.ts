@@ -8,7 +8,7 @@
  *   "register all gradients" on the *global* gradient registry and so silently replaces the project's
  *   BatchMatMul gradient fix (src/backend/gradients.ts) with tfjs's stock one, which fails on broadcast batch
  *   dims. This module re-registers the fix right after importing danfojs; code that imports danfojs-node
- *   directly must call `tf.registerGradient(batchMatMulGradConfig)` afterwards. Kernels and the active backend
+ *   directly must call `registerGradientFixes()` afterwards (initBackend also calls it). Kernels and the active backend
  *   are not affected (the copy shares tfjs-core's engine and the wasm kernels).
  * - Its `toCSV` does not quote fields: a comma, quote or newline in a value (task names, predictions) breaks
  *   the file. `toCsvString` / `writeCsv` here quote as RFC 4180 does.
@@ -18,11 +18,10 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 import * as dfd from "danfojs-node";
-import * as tf from "@tensorflow/tfjs-core";
-import { batchMatMulGradConfig } from "../backend/gradients";
+import { registerGradientFixes } from "../backend/gradients";
 
 // Undo danfojs's side effect on the global gradient registry (see above).
-tf.registerGradient(batchMatMulGradConfig);
+registerGradientFixes();
 
 export { dfd };
 

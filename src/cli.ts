@@ -115,6 +115,28 @@ function tokenizerPath(o: EvaluateOpts): string | undefined {
   return undefined; // the shared T5 vocabulary
 }
 
+/** What every summary.json records about the model and the run (command, commit, backend, seed, time). */
+function provenance(o: EvaluateOpts, description: Record<string, unknown>, model: T5Model, tokenizer: { path: string }, started: Date, finished: Date) {
+  const env = environmentReport();
+  return {
+    modelFields: {
+      model: description,
+      modelConfig: model.config,
+      tokenizer: tokenizer.path,
+      dataDir: o.dataDir ? resolve(o.dataDir) : "../shared/data (default)",
+    },
+    run: {
+      seed: o.seed,
+      commit: env.commit,
+      backend: env.backend,
+      environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    },
+  };
+}
+
 async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   const started = new Date();
   if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny", { exitCode: 2 });
@@ -166,26 +188,14 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   writeCsv(perTask, join(outDir, "per_task.csv"));
   writeCsv(perCategory, join(outDir, "per_category.csv"));
   writeFileAtomic(join(outDir, "predictions.jsonl"), result.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
-  const env = environmentReport();
+  const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const summary = {
     benchmark: result.benchmark,
     command: ["tagi", ...process.argv.slice(2)].join(" "),
     argv: process.argv,
     cwd: process.cwd(),
-    config: {
-      ...result.options,
-      model: description,
-      modelConfig: model.config,
-      tokenizer: tokenizer.path,
-      dataDir: o.dataDir ? resolve(o.dataDir) : "../shared/data (default)",
-    },
-    seed: o.seed,
-    commit: env.commit,
-    backend: env.backend,
-    environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    config: { ...result.options, ...modelFields },
+    ...run,
     timing: { ...result.timing },
     counts: result.counts,
     metrics: result.metrics,
@@ -279,7 +289,7 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
   const { recordsTable, writeCsv, writeFileAtomic } = require("./eval/report") as typeof import("./eval/report");
   writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy"]), join(outDir, "per_template.csv"));
   writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy"]), join(outDir, "per_task.csv"));
-  const env = environmentReport();
+  const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const examples = result.perTemplate.reduce((s, r) => s + r.n, 0);
   const summary = {
     benchmark: result.average.name,
@@ -291,18 +301,9 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
       maxInputTokens: o.maxInputTokensGiven ? o.maxInputTokens : "evaluateP3 default",
       maxExamplesPerTemplate: o.maxExamplesPerTemplate ?? null,
       tasks: o.tasks ?? null,
-      model: description,
-      modelConfig: model.config,
-      tokenizer: tokenizer.path,
-      dataDir: o.dataDir ? resolve(o.dataDir) : "../shared/data (default)",
+      ...modelFields,
     },
-    seed: o.seed,
-    commit: env.commit,
-    backend: env.backend,
-    environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    ...run,
     counts: {
       tasks: result.perTask.length,
       templatesEvaluated: result.perTemplate.length,

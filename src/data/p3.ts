@@ -38,6 +38,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import nunjucks from "nunjucks";
+import { mulberry32 } from "./sni"; // the same seeded PRNG as SNI sampling
 import { parse as parseYaml, type Tags, type CollectionTag } from "yaml";
 
 // seek-bzip (pure JS bzip2 decoder) ships no type declarations: the one function used, typed here.
@@ -302,17 +303,6 @@ export function loadP3Templates(task: P3Task, dataDir = P3_DEFAULT_DIR): P3Templ
 // Rendering
 
 const PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pySplit(s: string, sep?: unknown, maxsplit?: unknown): string[] {
   const max = typeof maxsplit === "number" && maxsplit >= 0 ? maxsplit : Infinity;

@@ -13,7 +13,7 @@ import { readSafetensors } from "../src/model/safetensors";
 import { loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 import { crossEntropyLoss, decode, disposeCache, encode, forward, tokenLogProbs, type T5Model } from "../src/model/t5";
 import { greedyDecode, scoreTargets } from "../src/model/generate";
-import { createLoraVariables, mergeLora, type LoraAdapter } from "../src/model/lora";
+import { createLoraVariables, mergeLora, toPerExample, type LoraAdapter } from "../src/model/lora";
 import { relError } from "./helpers/crosscheck";
 
 const FIXTURES = join(__dirname, "fixtures", "t5");
@@ -177,8 +177,9 @@ describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
   it("per-example adapters (A [B,in,r], B [B,r,out]) equal the shared adapter and pass gradients to A and B", () => {
     const b = ids2(expected, "input_ids").shape[0];
     const names = [...adapter.modules.keys()];
-    const as = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.A), 0), [b, 1, 1]));
-    const bs = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.B), 0), [b, 1, 1]));
+    const repeated = toPerExample(adapter, b);
+    const as = names.map((m) => repeated.modules.get(m)!.A);
+    const bs = names.map((m) => repeated.modules.get(m)!.B);
     const perExample = (aa: tf.Tensor[], bb: tf.Tensor[]): LoraAdapter => ({
       layout: "perExample",
       scaling: adapter.scaling,
@@ -203,8 +204,9 @@ describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
     const b = ids2(expected, "input_ids").shape[0];
     const names = [...adapter.modules.keys()];
     const paramNames = [...model.params.keys()];
-    const as = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.A), 0), [b, 1, 1]));
-    const bs = names.map((m) => tf.tile(tf.expandDims(tf.transpose(adapter.modules.get(m)!.B), 0), [b, 1, 1]));
+    const repeated = toPerExample(adapter, b);
+    const as = names.map((m) => repeated.modules.get(m)!.A);
+    const bs = names.map((m) => repeated.modules.get(m)!.B);
     const labels = ids2(expected, "labels");
     const run = (recompute: boolean) =>
       tf.tidy(() => {

@@ -92,6 +92,23 @@ export function loraDelta(
 }
 
 /**
+ * The same adapter repeated for each of `batch` examples, in the per-example layout (A [B,in,r], B [B,r,out]):
+ * what a hypernetwork produces, built from a shared PEFT-layout adapter (for comparisons and baselines such as
+ * the mean teacher adapter). New tensors; the caller disposes them.
+ */
+export function toPerExample(adapter: LoraAdapter, batch: number): LoraAdapter {
+  if (adapter.layout !== "peft") throw new Error("toPerExample: the adapter is already per-example");
+  const modules = new Map<string, { A: tf.Tensor; B: tf.Tensor }>();
+  for (const [m, { A, B }] of adapter.modules) {
+    modules.set(m, {
+      A: tf.tidy(() => tf.tile(tf.expandDims(tf.transpose(A), 0), [batch, 1, 1])),
+      B: tf.tidy(() => tf.tile(tf.expandDims(tf.transpose(B), 0), [batch, 1, 1])),
+    });
+  }
+  return { ...adapter, layout: "perExample", modules };
+}
+
+/**
  * W + scaling·B·A for every adapted module (PEFT's merge), as a new parameter map sharing the untouched
  * tensors; `sign = -1` unmerges. Only the "peft" layout can be merged (per-example adapters differ by row).
  */

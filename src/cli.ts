@@ -8,13 +8,17 @@
  * From a checkout: `npm run tagi -- evaluate ...` (runs src/cli.ts under tsx) or, after `npm run build`,
  * `node dist/cli.js evaluate ...`.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { SingleBar } from "cli-progress";
 import { describeBackend, initBackend } from "./backend";
 import { environmentReport } from "./environment";
-import { loadT5Checkpoint } from "./model/weights";
+import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint, peftToLoraAdapter } from "./model/weights";
+import type { LoraAdapter } from "./model/lora";
+import { parsePretrainBaseConfig, pretrainBase, type StageOptions } from "./train/base-model";
+import { metatrain, parseMetatrainConfig } from "./train/metatrain";
+import { parseTeachersConfig, trainTeachers } from "./train/teachers";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -40,6 +44,7 @@ function fmtSeconds(s: number): string {
 
 interface EvaluateOpts {
   model?: string;
+  adapter?: string;
   randomTiny?: boolean;
   seed: number;
   benchmark: "sni" | "p3";
@@ -109,6 +114,14 @@ async function loadModel(o: EvaluateOpts): Promise<{ model: T5Model; description
   return { model: { config, params }, description: { kind: "checkpoint", path: dir } };
 }
 
+/** A PEFT adapter from --adapter as run options (checked against the model's shapes), or undefined. */
+function adapterOptions(o: EvaluateOpts, model: T5Model): { lora: LoraAdapter } | undefined {
+  if (!o.adapter) return undefined;
+  const peft = loadPeftAdapter(resolve(o.adapter));
+  checkAdapterShapes(peft, model.config);
+  return { lora: peftToLoraAdapter(peft) };
+}
+
 function tokenizerPath(o: EvaluateOpts): string | undefined {
   if (o.tokenizer) return resolve(o.tokenizer);
   if (o.model && existsSync(join(o.model, "tokenizer.json"))) return resolve(o.model, "tokenizer.json");
@@ -168,6 +181,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
       input: o.input,
       maxInputTokens: o.maxInputTokens,
       maxNewTokens: o.maxNewTokens,
+      runOptions: adapterOptions(o, model),
       batchSize: o.batchSize,
       seed: o.seed,
       ...(o.maxInstancesPerTask !== undefined ? { maxInstancesPerTask: o.maxInstancesPerTask } : {}),
@@ -336,7 +350,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name("tagi")
-    .description("TAGI in TypeScript: evaluation (and, later, training) from the command line")
+    .description("TAGI in TypeScript: training stages and evaluation from the command line")
     .showHelpAfterError("(add --help for usage)");
 
   program
@@ -344,6 +358,7 @@ export function buildProgram(): Command {
     .description("evaluate a T5 checkpoint (or an untrained tiny T5) on a benchmark and write tables and a summary")
     .addOption(new Option("--model <dir>", "Hugging Face T5 checkpoint folder (config.json + model.safetensors)").conflicts("randomTiny"))
     .addOption(new Option("--random-tiny", "an untrained tiny T5 with the real vocabulary (smoke tests)").conflicts("model"))
+    .option("--adapter <dir>", "a PEFT LoRA adapter folder applied to the model (e.g. a LoRA metatrain run's adapter/)")
     .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample", intArg(0), 0)
     .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
     .addOption(new Option("--format <format>", "SNI prompt format").choices(["def", "def+2pos"]).default("def+2pos"))
@@ -374,7 +389,99 @@ export function buildProgram(): Command {
         cmd,
       ),
     );
+  addTrainingCommand(program, "pretrain-base", "stage 0: pretrain a T5 base model from scratch on SNI train-task text (span corruption / prefix LM)", async (raw, so) => {
+    const r = await pretrainBase(parsePretrainBaseConfig(raw), so);
+    console.error(`[tagi] base model: ${r.model}`);
+  });
+  addTrainingCommand(program, "metatrain", "meta-train (Tk-Instruct style) a base model on SNI train tasks with the instruction in every input (full or LoRA)", async (raw, so) => {
+    const r = await metatrain(parseMetatrainConfig(raw), so);
+    console.error(`[tagi] meta-trained ${r.model.endsWith("adapter") ? "adapter" : "model"}: ${r.model}`);
+  });
+  addTrainingCommand(program, "teachers", "train the parameter teachers: one LoRA per task category (or task) on the meta-trained model", async (raw, so) => {
+    const r = await trainTeachers(parseTeachersConfig(raw), {
+      ...so,
+      onTeacher: (e, i, n) => console.error(`[tagi] teacher ${i}/${n} ${e.group}: ${e.steps} steps, final loss ${e.finalLoss.toFixed(4)} (${e.seconds.toFixed(0)} s) -> ${e.adapter}`),
+    });
+    console.error(`[tagi] ${r.manifest.teachers.length} teachers: ${join(r.out, "manifest.json")}`);
+  });
   return program;
+}
+
+interface TrainingOpts {
+  config?: string;
+  out: string;
+  resume?: boolean;
+  set: string[];
+  backend?: string;
+  progress: boolean;
+  stopAtStep?: number;
+}
+
+/** `--set a.b=value`: value parsed as JSON when it parses (numbers, true, null, arrays), else taken as a string. */
+export function applySets(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const s of sets) {
+    const eq = s.indexOf("=");
+    if (eq <= 0) throw new Error(`--set expects key=value (e.g. train.steps=50), got "${s}"`);
+    const keys = s.slice(0, eq).split(".");
+    const text = s.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = text;
+    }
+    let node: Record<string, unknown> = out;
+    for (const k of keys.slice(0, -1)) {
+      const next = node[k];
+      if (next === undefined) node[k] = {};
+      else if (typeof next !== "object" || next === null || Array.isArray(next)) throw new Error(`--set ${s}: '${k}' is not an object in the config`);
+      node = node[k] as Record<string, unknown>;
+    }
+    node[keys.at(-1)!] = value;
+  }
+  return out;
+}
+
+function addTrainingCommand(
+  program: Command,
+  name: string,
+  description: string,
+  run: (raw: Record<string, unknown>, so: StageOptions) => Promise<void>,
+): void {
+  program
+    .command(name)
+    .description(description)
+    .option("--config <file>", "JSON config (see configs/); omitted keys take the stage's defaults, unknown keys are errors")
+    .requiredOption("--out <dir>", "output folder (model, log.jsonl, checkpoint/, run.json)")
+    .option("--resume", "continue the run in --out from its last checkpoint (same config required)")
+    .option("--set <key=value>", "override a config value, e.g. --set train.steps=50 (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
+    .addOption(new Option("--stop-at-step <n>", "stop with a checkpoint after step n (resume later with --resume)").argParser(intArg(1)))
+    .option("--no-progress", "no progress bar or progress lines")
+    .action(async (o: TrainingOpts) => {
+      const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+      console.error(describeBackend(backend));
+      let raw: Record<string, unknown> = {};
+      if (o.config) {
+        if (!existsSync(o.config)) throw new Error(`${name}: config file not found: ${o.config}`);
+        try {
+          raw = JSON.parse(readFileSync(o.config, "utf8")) as Record<string, unknown>;
+        } catch (e) {
+          throw new Error(`${name}: cannot parse ${o.config} as JSON: ${(e as Error).message}`);
+        }
+      }
+      raw = applySets(raw, o.set);
+      const out = resolve(o.out);
+      console.error(`[tagi] ${name}${o.config ? ` --config ${o.config}` : ""} -> ${out}${o.resume ? " (resume)" : ""}`);
+      await run(raw, {
+        out,
+        resume: o.resume ?? false,
+        progress: o.progress ? "auto" : false,
+        command: ["tagi", ...process.argv.slice(2)],
+        stopAtStep: o.stopAtStep,
+      });
+    });
 }
 
 if (require.main === module) {
@@ -382,6 +489,7 @@ if (require.main === module) {
     .parseAsync(process.argv)
     .catch((e: unknown) => {
       console.error(`tagi: ${e instanceof Error ? e.message : String(e)}`);
+      if (process.env.TAGI_DEBUG && e instanceof Error) console.error(e.stack);
       process.exit(1);
     });
 }

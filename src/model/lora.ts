@@ -61,8 +61,8 @@ export function createLoraVariables(config: T5Config, lora: LoraConfig, seed = 0
     const [out, inn] = shapes.get(`${m}.weight`)!;
     const bound = 1 / Math.sqrt(inn!);
     modules.set(m, {
-      A: tf.variable(tf.randomUniform([lora.r, inn!], -bound, bound, "float32", seed * 1000 + i), true, `lora.${m}.A`),
-      B: tf.variable(tf.zeros([out!, lora.r]), true, `lora.${m}.B`),
+      A: tf.tidy(() => tf.variable(tf.randomUniform([lora.r, inn!], -bound, bound, "float32", seed * 1000 + i), true)),
+      B: tf.tidy(() => tf.variable(tf.zeros([out!, lora.r]), true)),
     });
   });
   return { layout: "peft", scaling: lora.alpha / lora.r, dropout: lora.dropout, modules };

@@ -17,6 +17,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { parseT5Config, t5ParameterShapes, TIED_ALIASES, type T5Config } from "./config";
 import { readSafetensors, readSafetensorsHeader, writeFileAtomic, writeSafetensors, type SafetensorsEntry } from "./safetensors";
+import type { LoraAdapter } from "./lora";
 
 const CONVERT_HINT =
   `python -c "from transformers import T5ForConditionalGeneration as M; ` +
@@ -725,4 +726,9 @@ export function savePeftAdapter(
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
   writeJsonAtomic(path.join(dir, "adapter_config.json"), Object.fromEntries(Object.entries(raw).sort(([a], [b]) => (a < b ? -1 : 1))));
+}
+
+/** A loaded PEFT adapter as the model's LoraAdapter (shared "peft" layout; no dropout at inference). */
+export function peftToLoraAdapter(peft: PeftAdapter, dropout = 0): LoraAdapter {
+  return { layout: "peft", scaling: scaling(peft.config), dropout, modules: peft.weights };
 }

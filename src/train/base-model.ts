@@ -1,0 +1,151 @@
+/**
+ * Stage 0: the project's own base model, a T5 pretrained from scratch on the SNI *train* tasks' text with
+ * T5's span-corruption objective (optionally followed by a prefix-LM phase, as T5-LM-adapt: set `init` to the
+ * span-corruption model and `objective` to "prefix-lm"). Writes `<out>/model/` (a Hugging Face T5 folder that
+ * transformers loads), `<out>/log.jsonl`, `<out>/checkpoint/` and `<out>/run.json`.
+ */
+import * as path from "node:path";
+import { loadSniSplit } from "../data/sni";
+import { buildPretrainCorpus, pretrainSource } from "../data/pretraining";
+import { saveT5Checkpoint } from "../model/weights";
+import { T5Tokenizer } from "../text/tokenizer";
+import { ADAFACTOR_DEFAULTS } from "./optimizer";
+import { train, type LogRecord, type TrainConfig, type TrainResult } from "./loop";
+import { loadStageConfig, trainDefaults } from "./run-config";
+import { disposeModel, loadOrInitModel, makeTrainable, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+import type { T5Model } from "../model/t5";
+
+export interface PretrainBaseConfig {
+  /** A preset ("tiny", "small"), T5 config fields, or (with `init`) ignored. */
+  model: string | Record<string, unknown>;
+  /** Continue from this Hugging Face T5 folder instead of a random init (e.g. for a prefix-LM phase). */
+  init: string | null;
+  initSeed: number;
+  /** Only the first N train tasks (file order) feed the corpus; null: all. For quick runs (tokenizing all takes ~25 s). */
+  maxTasks: number | null;
+  objective: "span-corruption" | "prefix-lm";
+  /** Raw tokens per example before corruption (T5: 568 for 512-token inputs; 114 gives ~104 input tokens). */
+  segmentLength: number;
+  noiseDensity: number;
+  meanNoiseSpanLength: number;
+  /** Dropout while pretraining (T5 v1.1 pretrained without); the saved config keeps the model's own rate for finetuning. */
+  dropout: number;
+  /** Folder holding sni/ (default ../shared/data). */
+  dataDir: string | null;
+  tokenizer: string | null;
+  train: TrainConfig;
+}
+
+export const PRETRAIN_BASE_DEFAULTS: PretrainBaseConfig = {
+  model: "tiny",
+  init: null,
+  initSeed: 0,
+  maxTasks: null,
+  objective: "span-corruption",
+  segmentLength: 114,
+  noiseDensity: 0.15,
+  meanNoiseSpanLength: 3,
+  dropout: 0,
+  dataDir: null,
+  tokenizer: null,
+  // T5's pretraining optimizer: Adafactor without momentum, inverse-square-root schedule after warmup.
+  train: trainDefaults({ steps: 200, batchSize: 16, optimizer: ADAFACTOR_DEFAULTS, schedule: { kind: "inverse-sqrt", lr: 0.01, warmupSteps: 20 } }),
+};
+
+export function parsePretrainBaseConfig(source: string | Record<string, unknown> | undefined): PretrainBaseConfig {
+  return loadStageConfig(source, PRETRAIN_BASE_DEFAULTS, "pretrain-base", ["config.model"], (c) => {
+    const p: string[] = [];
+    if (!["span-corruption", "prefix-lm"].includes(c.objective)) p.push(`config.objective must be "span-corruption" or "prefix-lm", got ${JSON.stringify(c.objective)}`);
+    if (!Number.isInteger(c.segmentLength) || c.segmentLength < 4) p.push(`config.segmentLength must be an integer >= 4, got ${c.segmentLength}`);
+    if (!(c.noiseDensity > 0 && c.noiseDensity < 1)) p.push(`config.noiseDensity must be in (0, 1), got ${c.noiseDensity}`);
+    if (c.maxTasks !== null && (!Number.isInteger(c.maxTasks) || c.maxTasks < 1)) p.push(`config.maxTasks must be a positive integer or null, got ${c.maxTasks}`);
+    if (!(c.dropout >= 0 && c.dropout < 1)) p.push(`config.dropout must be in [0, 1), got ${c.dropout}`);
+    if (!(c.meanNoiseSpanLength >= 1)) p.push(`config.meanNoiseSpanLength must be >= 1, got ${c.meanNoiseSpanLength}`);
+    return p;
+  });
+}
+
+export interface StageOptions {
+  out: string;
+  resume?: boolean;
+  progress?: boolean | "auto";
+  onLog?: (r: LogRecord) => void;
+  /** The command line, for run.json (null when called from a notebook). */
+  command?: string[] | null;
+  /** Stop after this step with a checkpoint (tests; time-boxed runs). */
+  stopAtStep?: number;
+}
+
+export interface StageResult {
+  out: string;
+  /** The trained model's folder (Hugging Face T5) or adapter folder (PEFT). */
+  model: string;
+  result: TrainResult;
+}
+
+export async function pretrainBase(config: PretrainBaseConfig, opts: StageOptions): Promise<StageResult> {
+  const started = new Date();
+  const c = config;
+  const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
+  const { tasks, skipped } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
+  const source = pretrainSource(corpus, tokenizer, {
+    objective: c.objective,
+    segmentLength: c.segmentLength,
+    seed: c.train.seed,
+    spanCorruption: { noiseDensity: c.noiseDensity, meanNoiseSpanLength: c.meanNoiseSpanLength },
+  });
+  const { model, source: modelSource } = loadOrInitModel(c.init ?? c.model, c.initSeed);
+  checkVocab(model, tokenizer);
+  try {
+    const trainable = makeTrainable(model);
+    const trainingView: T5Model = { config: { ...model.config, dropout_rate: c.dropout }, params: model.params };
+    const result = await train({
+      label: "pretrain-base",
+      out: opts.out,
+      config: c.train,
+      trainable,
+      source,
+      lossFn: (batch, ctx) => seq2seqLoss(trainingView, batch, { training: true, seed: ctx.seed }),
+      saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
+      resume: opts.resume,
+      progress: opts.progress,
+      onLog: opts.onLog,
+      stopAtStep: opts.stopAtStep,
+      fingerprint: { stage: c, model: model.config },
+    });
+    const modelDir = path.join(opts.out, "model");
+    saveT5Checkpoint(modelDir, model.config, model.params);
+    writeRunRecord(opts.out, {
+      stage: "pretrain-base",
+      command: opts.command ?? null,
+      config: c,
+      seed: c.train.seed,
+      started,
+      result,
+      extra: {
+        model: { source: modelSource, ...modelSummary(model.config) },
+        data: {
+          corpus: "SNI train tasks: definitions, positive examples, instances (input + first output)",
+          tasks: corpus.tasks,
+          texts: corpus.texts,
+          emptyTextsSkipped: corpus.emptyTexts,
+          tokens: corpus.tokens.length,
+          examples: source.size,
+          tasksSkippedByLoader: skipped.length,
+          epochsSeen: result.state.data.epoch + result.state.data.batch / Math.max(1, Math.ceil(source.size / c.train.batchSize)),
+        },
+        outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
+      },
+    });
+    return { out: opts.out, model: modelDir, result };
+  } finally {
+    disposeModel(model);
+  }
+}
+
+export function checkVocab(model: T5Model, tokenizer: T5Tokenizer): void {
+  if (model.config.vocab_size < tokenizer.vocabSize) {
+    throw new Error(`the model's vocab_size (${model.config.vocab_size}) is smaller than the tokenizer's ${tokenizer.vocabSize} ids (${tokenizer.path})`);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Training checkpoints: one folder `<out>/checkpoint/` holding
+ *   - the stage's model files (a Hugging Face T5 folder, or a PEFT adapter: whatever `saveModel` writes),
+ *   - `optimizer.safetensors`: every optimizer slot by `<param>/<slot>`,
+ *   - `trainable.safetensors`: the trainable tensors by the loop's names (what resuming restores),
+ *   - `trainer_state.json`: step, data-order state, optimizer step count, config fingerprint, losses so far.
+ *
+ * The folder is replaced atomically: everything is written to `checkpoint.tmp-<pid>/`, then the old folder
+ * is renamed to `checkpoint.old`, the new one to `checkpoint`, and the old one removed. A kill at any point
+ * leaves either the previous or the new checkpoint complete (`findCheckpoint` also accepts a lone
+ * `checkpoint.old`, the state between the two renames).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { readSafetensors, writeSafetensors } from "../model/safetensors";
+import type { DataOrderState } from "../data/batching";
+
+export interface TrainerState {
+  /** Optimizer steps completed. */
+  step: number;
+  totalSteps: number;
+  data: DataOrderState;
+  optimizerStep: number;
+  /** A hash of the training config: resuming with a different config is refused. */
+  configHash: string;
+  seed: number;
+  /** Wall seconds spent training so far (over all runs). */
+  seconds: number;
+  tokens: number;
+  savedAt: string;
+}
+
+export interface CheckpointContents {
+  state: TrainerState;
+  trainable: Map<string, tf.Tensor>;
+  optimizer: Map<string, tf.Tensor>;
+  dir: string;
+}
+
+export function checkpointDir(out: string): string {
+  return path.join(out, "checkpoint");
+}
+
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
+  fs.renameSync(tmp, file);
+}
+
+/** Writes the checkpoint folder atomically (see the module comment). */
+export function saveCheckpoint(
+  out: string,
+  contents: { state: TrainerState; trainable: Map<string, tf.Tensor>; optimizer: Map<string, tf.Tensor> },
+  saveModel: (dir: string) => void,
+): string {
+  const final = checkpointDir(out);
+  const tmp = `${final}.tmp-${process.pid}`;
+  const old = `${final}.old`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  try {
+    saveModel(tmp);
+    writeSafetensors(path.join(tmp, "trainable.safetensors"), contents.trainable, { format: "tagi-trainable" });
+    if (contents.optimizer.size) writeSafetensors(path.join(tmp, "optimizer.safetensors"), contents.optimizer, { format: "tagi-optimizer" });
+    writeJsonAtomic(path.join(tmp, "trainer_state.json"), contents.state);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  fs.rmSync(old, { recursive: true, force: true });
+  if (fs.existsSync(final)) fs.renameSync(final, old);
+  fs.renameSync(tmp, final);
+  fs.rmSync(old, { recursive: true, force: true });
+  return final;
+}
+
+/** The complete checkpoint folder under `out`, or null when there is none. */
+export function findCheckpoint(out: string): string | null {
+  for (const dir of [checkpointDir(out), `${checkpointDir(out)}.old`]) {
+    if (fs.existsSync(path.join(dir, "trainer_state.json"))) return dir;
+  }
+  return null;
+}
+
+export function readTrainerState(dir: string): TrainerState {
+  const file = path.join(dir, "trainer_state.json");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`checkpoint ${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
+  }
+  const s = raw as TrainerState;
+  if (!Number.isInteger(s.step) || !s.data || !Number.isInteger(s.data.epoch) || typeof s.configHash !== "string") {
+    throw new Error(`checkpoint ${dir}: trainer_state.json is not a trainer state (step, data, configHash missing)`);
+  }
+  return s;
+}
+
+export function loadCheckpoint(dir: string): CheckpointContents {
+  const state = readTrainerState(dir);
+  const trainableFile = path.join(dir, "trainable.safetensors");
+  if (!fs.existsSync(trainableFile)) throw new Error(`checkpoint ${dir}: trainable.safetensors is missing`);
+  const trainable = readSafetensors(trainableFile).tensors;
+  const optFile = path.join(dir, "optimizer.safetensors");
+  const optimizer = fs.existsSync(optFile) ? readSafetensors(optFile).tensors : new Map<string, tf.Tensor>();
+  return { state, trainable, optimizer, dir };
+}

@@ -1,0 +1,384 @@
+/**
+ * The training loop every stage uses (base-model pretraining, meta-training, teachers, and later the
+ * hypernetwork): a visible loop over optimizer steps, each accumulating gradients over micro-batches.
+ *
+ *   for step = s0+1 .. N:
+ *     for micro = 1 .. accumulation:  loss_m, grads_m = d lossFn(batch_m) / d trainable
+ *     g = mean_m grads_m;  clip g to maxGradNorm (global L2 norm);  optimizer.step(g, lr(step))
+ *     log {step, loss, every loss term, lr, grad norm, tokens/s} to <out>/log.jsonl
+ *     every checkpointEvery steps (and at the end): atomic checkpoint
+ *
+ * Only the variables in `trainable` get gradients and optimizer state; everything else the loss reads is
+ * frozen. Repeatability: the data order is a function of (seed, epoch) and dropout seeds of (seed, step,
+ * micro), so the same config gives the same losses on the same backend, and `resume` continues a killed run
+ * along the same curve. A non-finite loss or gradient stops the run before any update is applied, keeping
+ * the last good checkpoint.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { SingleBar } from "cli-progress";
+import { BatchStream, padSeq2Seq, type ExampleSource, type PaddedBatch } from "../data/batching";
+import { fnv1a } from "../data/sni";
+import { createOptimizer, validateOptimizerConfig, type OptimizerConfig } from "./optimizer";
+import { learningRate, validateScheduleConfig, type ScheduleConfig } from "./schedule";
+import { findCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
+
+export interface TrainConfig {
+  /** Optimizer steps. */
+  steps: number;
+  /** Examples per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per optimizer step (effective batch = batchSize × gradAccumulation). */
+  gradAccumulation: number;
+  /** Clip the global gradient L2 norm to this (null: no clipping). */
+  maxGradNorm: number | null;
+  optimizer: OptimizerConfig;
+  schedule: ScheduleConfig;
+  seed: number;
+  /** Steps between checkpoints (0: only at the end). */
+  checkpointEvery: number;
+  /** Steps between plain-text progress lines when stderr is not a terminal. */
+  logEvery: number;
+  /** Batches per length-sorting window (1: no bucketing). */
+  bucketWindow: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, "steps" | "batchSize" | "optimizer" | "schedule"> = {
+  gradAccumulation: 1,
+  maxGradNorm: 1.0,
+  seed: 0,
+  checkpointEvery: 0,
+  logEvery: 10,
+  bucketWindow: 16,
+};
+
+export function validateTrainConfig(c: TrainConfig, where = "train"): string[] {
+  const p: string[] = [];
+  const posInt = (name: keyof TrainConfig, min = 1) => {
+    const v = c[name] as number;
+    if (!Number.isInteger(v) || v < min) p.push(`${where}.${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  };
+  posInt("steps");
+  posInt("batchSize");
+  posInt("gradAccumulation");
+  posInt("checkpointEvery", 0);
+  posInt("logEvery");
+  posInt("bucketWindow");
+  if (!Number.isInteger(c.seed) || c.seed < 0) p.push(`${where}.seed must be an integer >= 0, got ${JSON.stringify(c.seed)}`);
+  if (c.maxGradNorm !== null && !(c.maxGradNorm > 0)) p.push(`${where}.maxGradNorm must be > 0 or null, got ${c.maxGradNorm}`);
+  p.push(...validateOptimizerConfig(c.optimizer, `${where}.optimizer`));
+  p.push(...validateScheduleConfig(c.schedule, c.steps, `${where}.schedule`));
+  return p;
+}
+
+/** One line of log.jsonl. */
+export interface LogRecord {
+  step: number;
+  epoch: number;
+  /** Mean total loss over the step's micro-batches. */
+  loss: number;
+  /** Each loss term (mean over micro-batches), e.g. {ce, kl, ins}. */
+  terms: Record<string, number>;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  tokensPerSec: number;
+  /** Real (non-padding) tokens read in this step. */
+  tokens: number;
+  stepSeconds: number;
+  /** Extra metrics from the `evaluate` hook, on the steps it ran. */
+  eval?: Record<string, number>;
+}
+
+export interface LossOutput {
+  /** The scalar to minimise. */
+  loss: tf.Scalar;
+  /** Named terms to log (each a scalar; they need not sum to `loss`). */
+  terms?: Record<string, tf.Scalar>;
+}
+
+export interface TrainRun {
+  /** Stage name shown in progress and errors, e.g. "pretrain-base". */
+  label: string;
+  out: string;
+  config: TrainConfig;
+  /** The variables to train, by name (checkpoint key). */
+  trainable: Map<string, tf.Variable>;
+  source: ExampleSource;
+  /** Loss of one micro-batch; called inside the gradient tape. `seed` is for dropout. */
+  lossFn: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number }) => LossOutput;
+  /** Writes the stage's model files into a checkpoint folder (HF T5 folder, PEFT adapter, ...). */
+  saveModel: (dir: string) => void;
+  /** Continue from `<out>/checkpoint` if present (error if the config differs). */
+  resume?: boolean;
+  /** Progress bar on stderr: true, false, or "auto" (when stderr is a terminal). Default "auto". */
+  progress?: boolean | "auto";
+  /** Called with every log record (notebooks plot these live). */
+  onLog?: (r: LogRecord) => void;
+  /** Runs every `every` steps (and after the last); its numbers go into that step's log record. */
+  evaluate?: { every: number; fn: (step: number) => Record<string, number> };
+  /** Stop (with a checkpoint) after this step, as if killed there cleanly; for tests and time-boxed runs. */
+  stopAtStep?: number;
+  /** Extra fields for the config fingerprint (e.g. the model config), so resuming a different run is refused. */
+  fingerprint?: unknown;
+}
+
+export interface TrainResult {
+  log: LogRecord[];
+  state: TrainerState;
+  checkpoint: string;
+  resumedFrom: number | null;
+  /** Wall seconds of this process's part of the run. */
+  seconds: number;
+}
+
+export class NonFiniteLossError extends Error {}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function configHash(v: unknown): string {
+  return fnv1a(stableJson(v)).toString(16).padStart(8, "0");
+}
+
+function readLog(file: string, upToStep: number): LogRecord[] {
+  if (!fs.existsSync(file)) return [];
+  const out: LogRecord[] = [];
+  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as LogRecord;
+      if (r.step <= upToStep) out.push(r);
+    } catch {
+      // A line cut by a kill mid-write: everything after the checkpoint is rewritten anyway.
+    }
+  }
+  return out;
+}
+
+function fmtEta(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return "?";
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${s.toFixed(0)}s`;
+}
+
+/** Dropout seed of (run seed, step, micro-batch): distinct per micro-batch, identical on a resumed run. */
+function microSeed(seed: number, step: number, micro: number): number {
+  return fnv1a(`${seed}:${step}:${micro}`) % 2_000_000_000;
+}
+
+export async function train(run: TrainRun): Promise<TrainResult> {
+  const { config: c, out, label } = run;
+  const problems = validateTrainConfig(c);
+  if (problems.length) throw new Error(`${label}: invalid training config:\n  - ${problems.join("\n  - ")}`);
+  if (run.trainable.size === 0) throw new Error(`${label}: no trainable parameters`);
+  fs.mkdirSync(out, { recursive: true });
+  const hash = configHash({ train: c, label, extra: run.fingerprint ?? null });
+  const stream = new BatchStream(run.source, { batchSize: c.batchSize, seed: c.seed, bucketWindow: c.bucketWindow });
+  const optimizer = createOptimizer(c.optimizer, run.trainable);
+  const logFile = path.join(out, "log.jsonl");
+
+  let step = 0;
+  let priorSeconds = 0;
+  let priorTokens = 0;
+  let resumedFrom: number | null = null;
+  const existing = findCheckpoint(out);
+  if (existing && !run.resume) {
+    throw new Error(`${label}: ${out} already holds a checkpoint (${existing}); pass --resume to continue it, or choose another --out`);
+  }
+  if (run.resume && existing) {
+    const ck = loadCheckpoint(existing);
+    try {
+      if (ck.state.configHash !== hash) {
+        throw new Error(
+          `${label}: cannot resume ${existing}: it was written by a different configuration (fingerprint ${ck.state.configHash}, this run ${hash}); use the same config or another --out`,
+        );
+      }
+      const missing = [...run.trainable.keys()].filter((k) => !ck.trainable.has(k));
+      const extra = [...ck.trainable.keys()].filter((k) => !run.trainable.has(k));
+      if (missing.length || extra.length) {
+        throw new Error(`${label}: checkpoint ${existing} does not hold this run's trainable tensors (missing: ${missing.slice(0, 5).join(", ") || "none"}; unexpected: ${extra.slice(0, 5).join(", ") || "none"})`);
+      }
+      for (const [k, v] of run.trainable) {
+        const t = ck.trainable.get(k)!;
+        if (t.shape.join() !== v.shape.join()) throw new Error(`${label}: checkpoint tensor '${k}' has shape [${t.shape}], the model [${v.shape}]`);
+        v.assign(t);
+      }
+      optimizer.loadState({ step: ck.state.optimizerStep, slots: ck.optimizer });
+    } finally {
+      for (const t of ck.trainable.values()) t.dispose();
+      for (const t of ck.optimizer.values()) t.dispose();
+    }
+    step = ck.state.step;
+    stream.state = { ...ck.state.data };
+    priorSeconds = ck.state.seconds;
+    priorTokens = ck.state.tokens;
+    resumedFrom = step;
+  } else if (fs.existsSync(logFile)) {
+    fs.rmSync(logFile); // a run that died before its first checkpoint starts over
+  }
+
+  // The log holds exactly the steps up to the checkpoint; later lines (written after it, before a kill) go.
+  const log = readLog(logFile, step);
+  fs.writeFileSync(logFile, log.map((r) => JSON.stringify(r) + "\n").join(""));
+
+  const state = (): TrainerState => ({
+    step,
+    totalSteps: c.steps,
+    data: { ...stream.state },
+    optimizerStep: optimizer.stepCount,
+    configHash: hash,
+    seed: c.seed,
+    seconds: priorSeconds + (performance.now() - t0) / 1000,
+    tokens: priorTokens + tokensThisRun,
+    savedAt: new Date().toISOString(),
+  });
+  const checkpoint = (): string => {
+    for (const [k, v] of run.trainable) {
+      const finite = tf.tidy(() => tf.all(tf.isFinite(v)).dataSync()[0]);
+      if (!finite) throw new NonFiniteLossError(`${label}: parameter '${k}' is not finite at step ${step}; no checkpoint written`);
+    }
+    return saveCheckpoint(out, { state: state(), trainable: run.trainable, optimizer: optimizer.state().slots }, run.saveModel);
+  };
+
+  const t0 = performance.now();
+  let tokensThisRun = 0;
+  const stderrTty = Boolean(process.stderr.isTTY);
+  const showBar = run.progress === true || ((run.progress ?? "auto") === "auto" && stderrTty);
+  const bar = showBar
+    ? new SingleBar({
+        format: `${label} |{bar}| {value}/{total} | loss {loss} | {tps} tok/s | {elapsed} | ETA {etaText}`,
+        hideCursor: true,
+        stream: process.stderr,
+      })
+    : null;
+  bar?.start(c.steps, step, { loss: "-", tps: "-", etaText: "?", elapsed: "0s" });
+  const printLines = run.progress !== false && !showBar;
+  const variables = [...run.trainable.values()];
+  const names = [...run.trainable.keys()];
+  const stopAt = Math.min(c.steps, run.stopAtStep ?? c.steps);
+  let lastCheckpoint = existing ?? "";
+
+  try {
+    while (step < stopAt) {
+      const stepNo = step + 1;
+      const tStep = performance.now();
+      let acc: tf.Tensor[] | null = null;
+      let lossSum = 0;
+      const termSums: Record<string, number> = {};
+      let tokens = 0;
+      let epoch = stream.state.epoch;
+      for (let micro = 0; micro < c.gradAccumulation; micro++) {
+        const b = stream.next();
+        epoch = b.epoch;
+        const batch = padSeq2Seq(b.examples);
+        tokens += batch.inputTokens + batch.targetTokens;
+        const seed = microSeed(c.seed, stepNo, micro);
+        let terms: Record<string, tf.Scalar> = {};
+        const { value, grads } = tf.variableGrads(() => {
+          const r = run.lossFn(batch, { step: stepNo, micro, seed });
+          terms = {};
+          for (const [k, t] of Object.entries(r.terms ?? {})) terms[k] = tf.keep(t);
+          return r.loss;
+        }, variables);
+        const lossValue = (await value.data())[0]!;
+        const termValues = Object.fromEntries(Object.entries(terms).map(([k, t]) => [k, t.dataSync()[0]!]));
+        // A term may be the loss tensor itself (e.g. ce when it is the only term): dispose each tensor once.
+        for (const t of new Set<tf.Tensor>([value, ...Object.values(terms)])) t.dispose();
+        if (!Number.isFinite(lossValue)) {
+          for (const g of Object.values(grads)) g.dispose();
+          acc?.forEach((t) => t.dispose());
+          throw new NonFiniteLossError(
+            `${label}: the loss is ${lossValue} at step ${stepNo} (micro-batch ${micro + 1}, epoch ${b.epoch}, batch ${b.batch}); ` +
+              `stopped before updating. ${lastCheckpoint ? `The last good checkpoint (step ${step === resumedFrom ? step : "saved earlier"}) is kept in ${lastCheckpoint}.` : "No checkpoint had been written yet."} ` +
+              `Lower the learning rate or check the data.`,
+          );
+        }
+        lossSum += lossValue;
+        for (const [k, v] of Object.entries(termValues)) termSums[k] = (termSums[k] ?? 0) + v;
+        const gs = names.map((n, i) => grads[variables[i]!.name] ?? missingGrad(label, n));
+        if (acc === null) acc = gs;
+        else {
+          const prev: tf.Tensor[] = acc;
+          acc = prev.map((a, i) => tf.add(a, gs[i]!));
+          prev.forEach((t) => t.dispose());
+          gs.forEach((t) => t.dispose());
+        }
+      }
+      const k = c.gradAccumulation;
+      const { mean, norm } = tf.tidy(() => {
+        const mean = k > 1 ? acc!.map((g) => tf.div(g, k)) : acc!.map((g) => tf.clone(g));
+        const norm = tf.sqrt(tf.addN(mean.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+        return { mean, norm };
+      });
+      acc!.forEach((t) => t.dispose());
+      const gradNorm = (await norm.data())[0]!;
+      norm.dispose();
+      if (!Number.isFinite(gradNorm)) {
+        mean.forEach((t) => t.dispose());
+        throw new NonFiniteLossError(
+          `${label}: the gradient norm is ${gradNorm} at step ${stepNo}; stopped before updating.${lastCheckpoint ? ` The last good checkpoint is kept in ${lastCheckpoint}.` : ""}`,
+        );
+      }
+      const clipScale = c.maxGradNorm !== null ? Math.min(1, c.maxGradNorm / (gradNorm + 1e-6)) : 1;
+      const gradMap = new Map<string, tf.Tensor>();
+      names.forEach((n, i) => gradMap.set(n, clipScale < 1 ? tf.tidy(() => tf.mul(mean[i]!, clipScale)) : mean[i]!));
+      const lr = learningRate(c.schedule, stepNo, c.steps);
+      optimizer.step(gradMap, lr);
+      if (clipScale < 1) mean.forEach((t) => t.dispose());
+      for (const t of gradMap.values()) t.dispose();
+
+      step = stepNo;
+      tokensThisRun += tokens;
+      const stepSeconds = (performance.now() - tStep) / 1000;
+      const record: LogRecord = {
+        step,
+        epoch,
+        loss: lossSum / k,
+        terms: Object.fromEntries(Object.entries(termSums).map(([n, v]) => [n, v / k])),
+        lr,
+        gradNorm,
+        tokensPerSec: tokens / stepSeconds,
+        tokens,
+        stepSeconds,
+      };
+      if (run.evaluate && (step % run.evaluate.every === 0 || step === c.steps)) record.eval = run.evaluate.fn(step);
+      log.push(record);
+      fs.appendFileSync(logFile, JSON.stringify(record) + "\n");
+      run.onLog?.(record);
+
+      const elapsed = (performance.now() - t0) / 1000;
+      const eta = ((c.steps - step) * elapsed) / Math.max(1, step - (resumedFrom ?? 0));
+      const recent = log.slice(-10);
+      const tps = recent.reduce((s, r) => s + r.tokens, 0) / recent.reduce((s, r) => s + r.stepSeconds, 0);
+      bar?.update(step, { loss: record.loss.toFixed(4), tps: tps.toFixed(0), etaText: fmtEta(eta), elapsed: fmtEta(elapsed) });
+      if (printLines && (step % c.logEvery === 0 || step === stopAt)) {
+        const termText = Object.entries(record.terms)
+          .map(([n, v]) => ` ${n} ${v.toFixed(4)}`)
+          .join("");
+        process.stderr.write(
+          `${label} step ${step}/${c.steps} loss ${record.loss.toFixed(4)}${termText} lr ${lr.toExponential(2)} |g| ${gradNorm.toFixed(3)} ${tps.toFixed(0)} tok/s elapsed ${fmtEta(elapsed)} ETA ${fmtEta(eta)}\n`,
+        );
+      }
+      if ((c.checkpointEvery > 0 && step % c.checkpointEvery === 0) || step === stopAt) lastCheckpoint = checkpoint();
+    }
+  } finally {
+    bar?.stop();
+    optimizer.dispose();
+  }
+  return { log, state: state(), checkpoint: lastCheckpoint, resumedFrom, seconds: (performance.now() - t0) / 1000 };
+}
+
+function missingGrad(label: string, name: string): never {
+  throw new Error(`${label}: the loss does not depend on trainable parameter '${name}' (no gradient); freeze it or fix the loss`);
+}

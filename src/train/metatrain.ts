@@ -1,0 +1,171 @@
+/**
+ * Meta-training, Tk-Instruct style (the "training with instance" baseline and TAGI's logit teacher): the base
+ * model trained on SNI train tasks with the instruction (Def, or Def + 2 Pos) prepended to every input.
+ * `mode: "full"` finetunes every parameter (Tk-Instruct); `mode: "lora"` trains one shared LoRA on the frozen
+ * base (the "Tk-Instruct LoRA" row). A held-out dev split of train tasks (stratified by category) is left out
+ * of training so later stages can select on tasks no model has seen; its task names go into run.json.
+ *
+ * Writes `<out>/model/` (full: a Hugging Face T5 folder) or `<out>/adapter/` (lora: a PEFT adapter whose base
+ * is `config.base`), `<out>/log.jsonl`, `<out>/checkpoint/`, `<out>/run.json`.
+ */
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { arraySource } from "../data/batching";
+import { devSplit, loadSniSplit, type SniTrainTask } from "../data/sni";
+import { instanceExamples } from "../data/instances";
+import { createLoraVariables, validateLoraConfig, type LoraAdapter, type LoraConfig } from "../model/lora";
+import { savePeftAdapter, saveT5Checkpoint } from "../model/weights";
+import type { PromptFormat } from "../text/prompts";
+import { T5Tokenizer } from "../text/tokenizer";
+import { ADAMW_DEFAULTS } from "./optimizer";
+import { train, type TrainConfig } from "./loop";
+import { loadStageConfig, trainDefaults } from "./run-config";
+import { checkVocab, type StageOptions, type StageResult } from "./base-model";
+import { disposeModel, loadBaseModel, makeTrainable, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+
+export interface DevConfig {
+  /** Share of train tasks held out (stratified by category); null: none. */
+  fraction: number | null;
+  seed: number;
+}
+
+export interface MetatrainConfig {
+  /** The base model: a Hugging Face T5 folder (e.g. <pretrain-base out>/model, or google/t5-base-lm-adapt). */
+  base: string | null;
+  format: PromptFormat;
+  mode: "full" | "lora";
+  lora: LoraConfig;
+  maxInputTokens: number;
+  maxTargetTokens: number;
+  instancesPerTask: number | null;
+  dev: DevConfig;
+  dataDir: string | null;
+  tokenizer: string | null;
+  train: TrainConfig;
+}
+
+export const METATRAIN_DEFAULTS: MetatrainConfig = {
+  base: null,
+  format: "def+2pos",
+  mode: "full",
+  lora: { r: 32, alpha: 32, dropout: 0.05, targetModules: ["q", "v"] },
+  maxInputTokens: 512,
+  maxTargetTokens: 64,
+  instancesPerTask: 100,
+  dev: { fraction: 0.05, seed: 0 },
+  dataDir: null,
+  tokenizer: null,
+  train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 5e-4, warmupSteps: 10 } }),
+};
+
+export function checkSniStageFields(c: {
+  base: string | null;
+  format: string;
+  maxInputTokens: number;
+  maxTargetTokens: number;
+  instancesPerTask: number | null;
+  dev: DevConfig;
+  lora: LoraConfig;
+}): string[] {
+  const p: string[] = [];
+  if (!c.base) p.push("config.base is required: the base model folder (Hugging Face T5: config.json + model.safetensors)");
+  if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
+  if (!Number.isInteger(c.maxInputTokens) || c.maxInputTokens < 8) p.push(`config.maxInputTokens must be an integer >= 8, got ${c.maxInputTokens}`);
+  if (!Number.isInteger(c.maxTargetTokens) || c.maxTargetTokens < 2) p.push(`config.maxTargetTokens must be an integer >= 2, got ${c.maxTargetTokens}`);
+  if (c.instancesPerTask !== null && (!Number.isInteger(c.instancesPerTask) || c.instancesPerTask < 1)) p.push(`config.instancesPerTask must be a positive integer or null, got ${c.instancesPerTask}`);
+  if (c.dev.fraction !== null && !(c.dev.fraction > 0 && c.dev.fraction < 1)) p.push(`config.dev.fraction must be in (0, 1) or null, got ${c.dev.fraction}`);
+  try {
+    validateLoraConfig(c.lora);
+  } catch (e) {
+    p.push(`config.lora: ${(e as Error).message}`);
+  }
+  return p;
+}
+
+export function parseMetatrainConfig(source: string | Record<string, unknown> | undefined): MetatrainConfig {
+  return loadStageConfig(source, METATRAIN_DEFAULTS, "metatrain", [], (c) => {
+    const p = checkSniStageFields(c);
+    if (c.mode !== "full" && c.mode !== "lora") p.push(`config.mode must be "full" or "lora", got ${JSON.stringify(c.mode)}`);
+    return p;
+  });
+}
+
+/** Train tasks minus the dev split (deterministic in dev.seed), and the dev tasks. */
+export function trainAndDevTasks(tasks: SniTrainTask[], dev: DevConfig): { train: SniTrainTask[]; dev: SniTrainTask[] } {
+  if (dev.fraction === null) return { train: tasks, dev: [] };
+  return devSplit(tasks, { fraction: dev.fraction, seed: dev.seed, stratifyByCategory: true });
+}
+
+export async function metatrain(config: MetatrainConfig, opts: StageOptions): Promise<StageResult> {
+  const started = new Date();
+  const c = config;
+  const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
+  const { tasks: all, skipped } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const split = trainAndDevTasks(all, c.dev);
+  const { examples, counts } = instanceExamples(split.train, tokenizer, {
+    format: c.format,
+    input: "full",
+    maxInputTokens: c.maxInputTokens,
+    maxTargetTokens: c.maxTargetTokens,
+    instancesPerTask: c.instancesPerTask,
+    seed: c.train.seed,
+  });
+  const model = loadBaseModel(c.base!);
+  checkVocab(model, tokenizer);
+  let lora: LoraAdapter | undefined;
+  try {
+    let trainable: Map<string, tf.Variable>;
+    if (c.mode === "full") trainable = makeTrainable(model);
+    else {
+      lora = createLoraVariables(model.config, c.lora, c.train.seed);
+      trainable = new Map();
+      for (const [m, { A, B }] of lora.modules) {
+        trainable.set(`${m}.lora_A.weight`, A as tf.Variable);
+        trainable.set(`${m}.lora_B.weight`, B as tf.Variable);
+      }
+    }
+    const saveModel = (dir: string) =>
+      c.mode === "full"
+        ? saveT5Checkpoint(dir, model.config, model.params)
+        : savePeftAdapter(
+            dir,
+            { r: c.lora.r, lora_alpha: c.lora.alpha, lora_dropout: c.lora.dropout, target_modules: c.lora.targetModules, bias: "none", task_type: "SEQ_2_SEQ_LM" },
+            lora!.modules,
+            path.resolve(c.base!),
+          );
+    const result = await train({
+      label: `metatrain-${c.mode}`,
+      out: opts.out,
+      config: c.train,
+      trainable,
+      source: arraySource(examples, `${examples.length} SNI train instances (${c.format})`),
+      lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
+      saveModel,
+      resume: opts.resume,
+      progress: opts.progress,
+      onLog: opts.onLog,
+      stopAtStep: opts.stopAtStep,
+      fingerprint: { stage: c, model: model.config },
+    });
+    const artifact = path.join(opts.out, c.mode === "full" ? "model" : "adapter");
+    saveModel(artifact);
+    writeRunRecord(opts.out, {
+      stage: "metatrain",
+      command: opts.command ?? null,
+      config: c,
+      seed: c.train.seed,
+      started,
+      result,
+      extra: {
+        model: { base: path.resolve(c.base!), mode: c.mode, ...modelSummary(model.config) },
+        data: { ...counts, trainTasks: split.train.length, tasksSkippedByLoader: skipped.length },
+        devTasks: split.dev.map((t) => t.name),
+        outputs: { [c.mode === "full" ? "model" : "adapter"]: path.basename(artifact) + "/", log: "log.jsonl", checkpoint: "checkpoint/" },
+      },
+    });
+    return { out: opts.out, model: artifact, result };
+  } finally {
+    disposeModel(model);
+    if (lora) for (const { A, B } of lora.modules.values()) (A.dispose(), B.dispose());
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Parameter teachers ("training with instance"): one LoRA per task category (the paper; per task as an
+ * option), trained on that group's instances on top of the meta-trained model (as the official code) or the
+ * base model (set `base` accordingly). Each is saved as a PEFT adapter; `<out>/manifest.json` lists them with
+ * category, tasks, steps and final loss. TAGI's L_ins aligns generated adapters with these.
+ *
+ * Layout: `<out>/<group-slug>/adapter/` (PEFT), `<out>/<group-slug>/log.jsonl`, `.../checkpoint/`, and
+ * `<out>/manifest.json` (rewritten atomically after each teacher). `resume` skips finished teachers and resumes
+ * the interrupted one.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { arraySource } from "../data/batching";
+import { groupByCategory, loadSniSplit, type SniTrainTask } from "../data/sni";
+import { instanceExamples } from "../data/instances";
+import { createLoraVariables, type LoraConfig } from "../model/lora";
+import { savePeftAdapter } from "../model/weights";
+import type { PromptFormat } from "../text/prompts";
+import { T5Tokenizer } from "../text/tokenizer";
+import { ADAMW_DEFAULTS } from "./optimizer";
+import { train, type LogRecord, type TrainConfig } from "./loop";
+import { loadStageConfig, trainDefaults } from "./run-config";
+import { checkVocab, type StageOptions } from "./base-model";
+import { checkSniStageFields, trainAndDevTasks, type DevConfig } from "./metatrain";
+import { disposeModel, loadBaseModel, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+import { writeJsonAtomic } from "./checkpoint";
+
+export interface TeachersConfig {
+  /** The model the teachers adapt: the meta-trained model's folder (default in the paper) or the base model. */
+  base: string | null;
+  groupBy: "category" | "task";
+  /** Only these categories (or tasks); null: all groups of the train tasks. */
+  groups: string[] | null;
+  /** At most this many groups (in order of first appearance); null: no limit. */
+  maxGroups: number | null;
+  format: PromptFormat;
+  /** What the teacher reads: the full prompt (as the meta-trained model does) or the instance only. */
+  input: "full" | "instance";
+  lora: LoraConfig;
+  maxInputTokens: number;
+  maxTargetTokens: number;
+  instancesPerTask: number | null;
+  /** The same dev split as meta-training, so dev tasks stay unseen by every teacher. */
+  dev: DevConfig;
+  dataDir: string | null;
+  tokenizer: string | null;
+  train: TrainConfig;
+}
+
+export const TEACHERS_DEFAULTS: TeachersConfig = {
+  base: null,
+  groupBy: "category",
+  groups: null,
+  maxGroups: null,
+  format: "def+2pos",
+  input: "full",
+  // The paper's teachers: rank 32, AdamW lr 1e-4.
+  lora: { r: 32, alpha: 32, dropout: 0.05, targetModules: ["q", "v"] },
+  maxInputTokens: 512,
+  maxTargetTokens: 64,
+  instancesPerTask: 100,
+  dev: { fraction: 0.05, seed: 0 },
+  dataDir: null,
+  tokenizer: null,
+  train: trainDefaults({ steps: 100, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-3, warmupSteps: 0 } }),
+};
+
+export function parseTeachersConfig(source: string | Record<string, unknown> | undefined): TeachersConfig {
+  return loadStageConfig(source, TEACHERS_DEFAULTS, "teachers", [], (c) => {
+    const p = checkSniStageFields(c);
+    if (c.groupBy !== "category" && c.groupBy !== "task") p.push(`config.groupBy must be "category" or "task", got ${JSON.stringify(c.groupBy)}`);
+    if (c.input !== "full" && c.input !== "instance") p.push(`config.input must be "full" or "instance", got ${JSON.stringify(c.input)}`);
+    if (c.maxGroups !== null && (!Number.isInteger(c.maxGroups) || c.maxGroups < 1)) p.push(`config.maxGroups must be a positive integer or null, got ${c.maxGroups}`);
+    return p;
+  });
+}
+
+export interface TeacherEntry {
+  group: string;
+  groupBy: "category" | "task";
+  /** Folder of this teacher, relative to the teachers' out folder. */
+  dir: string;
+  adapter: string;
+  tasks: string[];
+  examples: number;
+  steps: number;
+  finalLoss: number;
+  /** Mean loss over the last 10 steps (less noisy than the last step). */
+  meanLossLast10: number;
+  seconds: number;
+}
+
+export interface TeachersManifest {
+  base: string;
+  groupBy: "category" | "task";
+  lora: LoraConfig;
+  format: PromptFormat;
+  input: "full" | "instance";
+  teachers: TeacherEntry[];
+}
+
+export function groupSlug(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "group";
+}
+
+/** The groups (category or task -> tasks) a teachers config selects, with an error naming unknown groups. */
+export function teacherGroups(tasks: readonly SniTrainTask[], c: Pick<TeachersConfig, "groupBy" | "groups" | "maxGroups">): Map<string, SniTrainTask[]> {
+  const all = c.groupBy === "category" ? groupByCategory(tasks) : new Map(tasks.map((t) => [t.name, [t]]));
+  let names = [...all.keys()];
+  if (c.groups) {
+    const unknown = c.groups.filter((g) => !all.has(g));
+    if (unknown.length) throw new Error(`teachers: unknown ${c.groupBy}(s): ${unknown.join(", ")} (e.g. ${names.slice(0, 4).join("; ")})`);
+    names = c.groups;
+  }
+  if (c.maxGroups !== null) names = names.slice(0, c.maxGroups);
+  return new Map(names.map((n) => [n, all.get(n)!]));
+}
+
+export async function trainTeachers(
+  config: TeachersConfig,
+  opts: StageOptions & { onTeacher?: (e: TeacherEntry, index: number, total: number) => void },
+): Promise<{ out: string; manifest: TeachersManifest }> {
+  const started = new Date();
+  const c = config;
+  const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
+  const { tasks: all } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const split = trainAndDevTasks(all, c.dev);
+  const groups = teacherGroups(split.train, c);
+  const model = loadBaseModel(c.base!);
+  checkVocab(model, tokenizer);
+  fs.mkdirSync(opts.out, { recursive: true });
+  const manifestFile = path.join(opts.out, "manifest.json");
+  const manifest: TeachersManifest = { base: path.resolve(c.base!), groupBy: c.groupBy, lora: c.lora, format: c.format, input: c.input, teachers: [] };
+  if (opts.resume && fs.existsSync(manifestFile)) {
+    const prev = JSON.parse(fs.readFileSync(manifestFile, "utf8")) as TeachersManifest;
+    manifest.teachers = prev.teachers.filter((t) => groups.has(t.group));
+  } else if (fs.existsSync(manifestFile)) {
+    throw new Error(`teachers: ${opts.out} already holds teachers (manifest.json); pass --resume to continue, or choose another --out`);
+  }
+  const done = new Set(manifest.teachers.map((t) => t.group));
+  let index = 0;
+  try {
+    for (const [group, tasks] of groups) {
+      index++;
+      if (done.has(group)) continue;
+      const slug = groupSlug(group);
+      const dir = path.join(opts.out, slug);
+      const { examples } = instanceExamples(tasks, tokenizer, {
+        format: c.format,
+        input: c.input,
+        maxInputTokens: c.maxInputTokens,
+        maxTargetTokens: c.maxTargetTokens,
+        instancesPerTask: c.instancesPerTask,
+        seed: c.train.seed,
+      });
+      const lora = createLoraVariables(model.config, c.lora, c.train.seed);
+      const trainable = new Map<string, tf.Variable>();
+      for (const [m, { A, B }] of lora.modules) {
+        trainable.set(`${m}.lora_A.weight`, A as tf.Variable);
+        trainable.set(`${m}.lora_B.weight`, B as tf.Variable);
+      }
+      const saveModel = (d: string) =>
+        savePeftAdapter(
+          d,
+          { r: c.lora.r, lora_alpha: c.lora.alpha, lora_dropout: c.lora.dropout, target_modules: c.lora.targetModules, bias: "none", task_type: "SEQ_2_SEQ_LM" },
+          lora.modules,
+          path.resolve(c.base!),
+        );
+      const t0 = performance.now();
+      try {
+        const trainCfg = { ...c.train, batchSize: Math.min(c.train.batchSize, examples.length) };
+        const result = await train({
+          label: `teacher ${index}/${groups.size} ${slug}`,
+          out: dir,
+          config: trainCfg,
+          trainable,
+          source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
+          lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
+          saveModel,
+          resume: opts.resume,
+          progress: opts.progress,
+          onLog: opts.onLog as ((r: LogRecord) => void) | undefined,
+          fingerprint: { stage: c, group, model: model.config },
+        });
+        saveModel(path.join(dir, "adapter"));
+        const last = result.log.slice(-10);
+        const entry: TeacherEntry = {
+          group,
+          groupBy: c.groupBy,
+          dir: slug,
+          adapter: `${slug}/adapter`,
+          tasks: tasks.map((t) => t.name),
+          examples: examples.length,
+          steps: result.state.step,
+          finalLoss: result.log.at(-1)?.loss ?? NaN,
+          meanLossLast10: last.reduce((s, r) => s + r.loss, 0) / Math.max(1, last.length),
+          seconds: (performance.now() - t0) / 1000,
+        };
+        manifest.teachers.push(entry);
+        writeJsonAtomic(manifestFile, manifest);
+        opts.onTeacher?.(entry, index, groups.size);
+      } finally {
+        for (const { A, B } of lora.modules.values()) (A.dispose(), B.dispose());
+      }
+    }
+    writeRunRecord(opts.out, {
+      stage: "teachers",
+      command: opts.command ?? null,
+      config: c,
+      seed: c.train.seed,
+      started,
+      extra: {
+        model: { base: path.resolve(c.base!), ...modelSummary(model.config) },
+        teachers: manifest.teachers.length,
+        trainTasks: split.train.length,
+        devTasks: split.dev.map((t) => t.name),
+        outputs: { manifest: "manifest.json" },
+      },
+    });
+    writeJsonAtomic(manifestFile, manifest);
+    return { out: opts.out, manifest };
+  } finally {
+    disposeModel(model);
+  }
+}

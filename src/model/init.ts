@@ -18,7 +18,8 @@ export function initT5Params(config: T5Config, seed = 0, options: { hfLmHead?: b
   const params = new Map<string, tf.Tensor>();
   let i = 0;
   for (const [name, shape] of t5ParameterShapes(c)) {
-    const s = seed * 100_003 + i++;
+    // +1: tfjs's randomNormal treats a seed of 0 as "no seed" (Math.random), so seed 0 would not repeat.
+    const s = seed * 100_003 + i++ + 1;
     let std: number;
     if (name.endsWith("layer_norm.weight")) {
       params.set(name, tf.ones(shape));

@@ -330,7 +330,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
           `${label}: the gradient norm is ${gradNorm} at step ${stepNo}; stopped before updating.${lastCheckpoint ? ` The last good checkpoint is kept in ${lastCheckpoint}.` : ""}`,
         );
       }
-      const clipScale = c.maxGradNorm !== null ? Math.min(1, c.maxGradNorm / (gradNorm + 1e-6)) : 1;
+      const clipScale = clipScaleFor(gradNorm, c.maxGradNorm);
       const gradMap = new Map<string, tf.Tensor>();
       names.forEach((n, i) => gradMap.set(n, clipScale < 1 ? tf.tidy(() => tf.mul(mean[i]!, clipScale)) : mean[i]!));
       const lr = learningRate(c.schedule, stepNo, c.steps);
@@ -377,6 +377,19 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     optimizer.dispose();
   }
   return { log, state: state(), checkpoint: lastCheckpoint, resumedFrom, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The factor that clips a gradient of global L2 norm `norm` to `maxNorm` (torch.nn.utils.clip_grad_norm_:
+ * maxNorm / (norm + 1e-6), at most 1); 1 when maxNorm is null.
+ */
+export function clipScaleFor(norm: number, maxNorm: number | null): number {
+  return maxNorm === null ? 1 : Math.min(1, maxNorm / (norm + 1e-6));
+}
+
+/** The global L2 norm of a set of gradients (as one number). */
+export function globalNorm(grads: readonly tf.Tensor[]): number {
+  return tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
 }
 
 function missingGrad(label: string, name: string): never {

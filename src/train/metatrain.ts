@@ -37,6 +37,8 @@ export interface MetatrainConfig {
   lora: LoraConfig;
   maxInputTokens: number;
   maxTargetTokens: number;
+  /** Only the first N training tasks (file order, after the dev split); null: all. For quick runs. */
+  maxTasks: number | null;
   instancesPerTask: number | null;
   dev: DevConfig;
   dataDir: string | null;
@@ -52,6 +54,7 @@ export const METATRAIN_DEFAULTS: MetatrainConfig = {
   maxInputTokens: 512,
   maxTargetTokens: 64,
   instancesPerTask: 100,
+  maxTasks: null,
   dev: { fraction: 0.05, seed: 0 },
   dataDir: null,
   tokenizer: null,
@@ -64,6 +67,7 @@ export function checkSniStageFields(c: {
   maxInputTokens: number;
   maxTargetTokens: number;
   instancesPerTask: number | null;
+  maxTasks: number | null;
   dev: DevConfig;
   lora: LoraConfig;
 }): string[] {
@@ -73,6 +77,7 @@ export function checkSniStageFields(c: {
   if (!Number.isInteger(c.maxInputTokens) || c.maxInputTokens < 8) p.push(`config.maxInputTokens must be an integer >= 8, got ${c.maxInputTokens}`);
   if (!Number.isInteger(c.maxTargetTokens) || c.maxTargetTokens < 2) p.push(`config.maxTargetTokens must be an integer >= 2, got ${c.maxTargetTokens}`);
   if (c.instancesPerTask !== null && (!Number.isInteger(c.instancesPerTask) || c.instancesPerTask < 1)) p.push(`config.instancesPerTask must be a positive integer or null, got ${c.instancesPerTask}`);
+  if (c.maxTasks !== null && (!Number.isInteger(c.maxTasks) || c.maxTasks < 1)) p.push(`config.maxTasks must be a positive integer or null, got ${c.maxTasks}`);
   if (c.dev.fraction !== null && !(c.dev.fraction > 0 && c.dev.fraction < 1)) p.push(`config.dev.fraction must be in (0, 1) or null, got ${c.dev.fraction}`);
   try {
     validateLoraConfig(c.lora);
@@ -91,9 +96,9 @@ export function parseMetatrainConfig(source: string | Record<string, unknown> | 
 }
 
 /** Train tasks minus the dev split (deterministic in dev.seed), and the dev tasks. */
-export function trainAndDevTasks(tasks: SniTrainTask[], dev: DevConfig): { train: SniTrainTask[]; dev: SniTrainTask[] } {
-  if (dev.fraction === null) return { train: tasks, dev: [] };
-  return devSplit(tasks, { fraction: dev.fraction, seed: dev.seed, stratifyByCategory: true });
+export function trainAndDevTasks(tasks: SniTrainTask[], dev: DevConfig, maxTasks: number | null = null): { train: SniTrainTask[]; dev: SniTrainTask[] } {
+  const split = dev.fraction === null ? { train: tasks, dev: [] } : devSplit(tasks, { fraction: dev.fraction, seed: dev.seed, stratifyByCategory: true });
+  return maxTasks === null ? split : { train: split.train.slice(0, maxTasks), dev: split.dev };
 }
 
 export async function metatrain(config: MetatrainConfig, opts: StageOptions): Promise<StageResult> {
@@ -101,7 +106,7 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
   const { tasks: all, skipped } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
-  const split = trainAndDevTasks(all, c.dev);
+  const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const { examples, counts } = instanceExamples(split.train, tokenizer, {
     format: c.format,
     input: "full",

@@ -40,6 +40,8 @@ export interface TeachersConfig {
   lora: LoraConfig;
   maxInputTokens: number;
   maxTargetTokens: number;
+  /** Only the first N training tasks (file order, after the dev split); null: all. For quick runs. */
+  maxTasks: number | null;
   instancesPerTask: number | null;
   /** The same dev split as meta-training, so dev tasks stay unseen by every teacher. */
   dev: DevConfig;
@@ -60,6 +62,7 @@ export const TEACHERS_DEFAULTS: TeachersConfig = {
   maxInputTokens: 512,
   maxTargetTokens: 64,
   instancesPerTask: 100,
+  maxTasks: null,
   dev: { fraction: 0.05, seed: 0 },
   dataDir: null,
   tokenizer: null,
@@ -125,7 +128,7 @@ export async function trainTeachers(
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
   const { tasks: all } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
-  const split = trainAndDevTasks(all, c.dev);
+  const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const groups = teacherGroups(split.train, c);
   const model = loadBaseModel(c.base!);
   checkVocab(model, tokenizer);

@@ -4,7 +4,9 @@
  * span-corruption model and `objective` to "prefix-lm"). Writes `<out>/model/` (a Hugging Face T5 folder that
  * transformers loads), `<out>/log.jsonl`, `<out>/checkpoint/` and `<out>/run.json`.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { MODEL_PRESETS } from "../model/presets";
 import { loadSniSplit } from "../data/sni";
 import { buildPretrainCorpus, pretrainSource } from "../data/pretraining";
 import { saveT5Checkpoint } from "../model/weights";
@@ -59,6 +61,9 @@ export function parsePretrainBaseConfig(source: string | Record<string, unknown>
     if (!Number.isInteger(c.segmentLength) || c.segmentLength < 4) p.push(`config.segmentLength must be an integer >= 4, got ${c.segmentLength}`);
     if (!(c.noiseDensity > 0 && c.noiseDensity < 1)) p.push(`config.noiseDensity must be in (0, 1), got ${c.noiseDensity}`);
     if (c.maxTasks !== null && (!Number.isInteger(c.maxTasks) || c.maxTasks < 1)) p.push(`config.maxTasks must be a positive integer or null, got ${c.maxTasks}`);
+    if (typeof c.model === "string" && c.init === null && !(c.model in MODEL_PRESETS) && !fs.existsSync(c.model)) {
+      p.push(`config.model: '${c.model}' is neither a preset (${Object.keys(MODEL_PRESETS).join(", ")}) nor a checkpoint folder`);
+    }
     if (!(c.dropout >= 0 && c.dropout < 1)) p.push(`config.dropout must be in [0, 1), got ${c.dropout}`);
     if (!(c.meanNoiseSpanLength >= 1)) p.push(`config.meanNoiseSpanLength must be >= 1, got ${c.meanNoiseSpanLength}`);
     return p;

@@ -172,11 +172,10 @@ export async function trainTeachers(
         );
       const t0 = performance.now();
       try {
-        const trainCfg = { ...c.train, batchSize: Math.min(c.train.batchSize, examples.length) };
         const result = await train({
           label: `teacher ${index}/${groups.size} ${slug}`,
           out: dir,
-          config: trainCfg,
+          config: c.train,
           trainable,
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
           lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),

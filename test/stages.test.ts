@@ -1,0 +1,179 @@
+/**
+ * The tiny training pipeline end to end, as the CLI and notebooks run it: stage 0 (span-corruption
+ * pretraining from scratch), Tk-Instruct-style meta-training (full and LoRA), per-category LoRA teachers;
+ * a real kill (SIGKILL) of `tagi pretrain-base` mid-run and `--resume` giving the uninterrupted loss curve;
+ * and the bad inputs the training issue lists, each a clear error.
+ */
+import { strict as assert } from "node:assert";
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend";
+import { parsePretrainBaseConfig, pretrainBase } from "../src/train/base-model";
+import { metatrain, parseMetatrainConfig } from "../src/train/metatrain";
+import { parseTeachersConfig, trainTeachers, type TeachersManifest } from "../src/train/teachers";
+import { applySets } from "../src/cli";
+import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
+
+const ROOT = path.join(__dirname, "..");
+const CLI = path.join(ROOT, "src", "cli.ts");
+
+function config(file: string, sets: string[] = []): Record<string, unknown> {
+  return applySets(JSON.parse(fs.readFileSync(path.join(ROOT, "configs", "tiny", file), "utf8")) as Record<string, unknown>, sets);
+}
+function lossesOf(dir: string): number[] {
+  return fs
+    .readFileSync(path.join(dir, "log.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => (JSON.parse(l) as { loss: number }).loss);
+}
+function disposeAll(m: Map<string, tf.Tensor>): void {
+  for (const t of m.values()) t.dispose();
+}
+
+describe("training stages (tiny pipeline)", function () {
+  this.timeout(600_000);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-stages-"));
+  const base = path.join(work, "base");
+  const meta = path.join(work, "metatrain");
+
+  before(async () => {
+    await initBackend({ log: false });
+  });
+
+  it("pretrain-base: a T5 trained from scratch on SNI train text, saved as a Hugging Face folder, loss falling", async () => {
+    const r = await pretrainBase(parsePretrainBaseConfig(config("pretrain-base.json", ["train.steps=30"])), { out: base, progress: false });
+    const log = r.result.log;
+    assert.equal(log.length, 30);
+    const head = log.slice(0, 5).reduce((s, x) => s + x.loss, 0) / 5;
+    const tail = log.slice(-5).reduce((s, x) => s + x.loss, 0) / 5;
+    assert.ok(tail < head - 1, `loss ${head.toFixed(3)} -> ${tail.toFixed(3)}`);
+    const { config: cfg, params } = loadT5Checkpoint(path.join(base, "model"));
+    assert.equal(cfg.d_model, 64);
+    assert.equal(cfg.dropout_rate, 0.1, "the saved config keeps the model's finetuning dropout");
+    disposeAll(params);
+    const run = JSON.parse(fs.readFileSync(path.join(base, "run.json"), "utf8"));
+    for (const k of ["command", "config", "commit", "backend", "seed", "wallSeconds", "training", "data", "model"]) assert.ok(k in run, `run.json lacks ${k}`);
+    assert.equal(run.data.tasks, 40);
+    assert.equal(run.training.steps, 30);
+  });
+
+  it("metatrain (full): Def+2Pos prompts of train tasks only, dev tasks held out and recorded", async () => {
+    const r = await metatrain(parseMetatrainConfig(config("metatrain.json", [`base=${JSON.stringify(path.join(base, "model"))}`])), { out: meta, progress: false });
+    assert.equal(r.result.log.length, 20);
+    const run = JSON.parse(fs.readFileSync(path.join(meta, "run.json"), "utf8"));
+    assert.equal(run.data.trainTasks, 30);
+    assert.ok(run.devTasks.length >= 30, `${run.devTasks.length} dev tasks`);
+    assert.equal(run.data.examples, 300);
+    const { params } = loadT5Checkpoint(path.join(meta, "model"));
+    disposeAll(params);
+  });
+
+  it("metatrain (lora): a PEFT adapter on the frozen base", async () => {
+    const out = path.join(work, "metatrain-lora");
+    const r = await metatrain(
+      parseMetatrainConfig(config("metatrain.json", [`base=${JSON.stringify(path.join(base, "model"))}`, `mode="lora"`, "train.steps=4", 'lora={"r":4,"alpha":8,"dropout":0,"targetModules":["q","v"]}'])),
+      { out, progress: false },
+    );
+    assert.equal(r.model, path.join(out, "adapter"));
+    const peft = loadPeftAdapter(r.model);
+    const { config: cfg, params } = loadT5Checkpoint(path.join(base, "model"));
+    checkAdapterShapes(peft, cfg);
+    assert.equal(peft.config.r, 4);
+    assert.equal(peft.weights.size, 2 * 2 + 2 * 2 + 2 * 2); // q, v of enc self, dec self, dec cross, 2 layers each
+    disposeAll(params);
+    for (const { A, B } of peft.weights.values()) (A.dispose(), B.dispose());
+  });
+
+  it("teachers: one PEFT LoRA per category on the meta-trained model, a manifest, resume skips finished ones", async () => {
+    const out = path.join(work, "teachers");
+    const c = parseTeachersConfig(config("teachers.json", [`base=${JSON.stringify(path.join(meta, "model"))}`]));
+    const r = await trainTeachers(c, { out, progress: false });
+    assert.equal(r.manifest.teachers.length, 2);
+    for (const t of r.manifest.teachers) {
+      assert.equal(t.steps, 10);
+      assert.ok(Number.isFinite(t.finalLoss) && t.tasks.length > 0 && t.examples > 0, JSON.stringify(t));
+      const peft = loadPeftAdapter(path.join(out, t.adapter));
+      assert.equal(peft.config.r, 8);
+      for (const { A, B } of peft.weights.values()) (A.dispose(), B.dispose());
+    }
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")) as TeachersManifest;
+    assert.deepEqual(manifest.teachers.map((t) => t.group), r.manifest.teachers.map((t) => t.group));
+    const again = await trainTeachers(c, { out, resume: true, progress: false });
+    assert.deepEqual(again.manifest.teachers, r.manifest.teachers);
+    await assert.rejects(trainTeachers(c, { out, progress: false }), /already holds teachers .* --resume/);
+  });
+
+  it("tagi pretrain-base killed with SIGKILL mid-run, then --resume: the same loss curve as an uninterrupted run", async () => {
+    const sets = ["train.steps=16", "train.checkpointEvery=3", "maxTasks=10"];
+    const whole = path.join(work, "whole");
+    await pretrainBase(parsePretrainBaseConfig(config("pretrain-base.json", sets)), { out: whole, progress: false });
+    const out = path.join(work, "killed");
+    const args = ["--import", "tsx", CLI, "pretrain-base", "--config", path.join(ROOT, "configs", "tiny", "pretrain-base.json"), "--out", out, "--no-progress", ...sets.flatMap((s) => ["--set", s])];
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: "ignore" });
+    const logFile = path.join(out, "log.jsonl");
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const n = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").split("\n").length - 1 : 0;
+        if (n >= 7) {
+          clearInterval(timer);
+          child.kill("SIGKILL");
+          resolve();
+        }
+      }, 50);
+      child.on("exit", () => {
+        clearInterval(timer);
+        reject(new Error("the training process ended before it could be killed"));
+      });
+    });
+    await new Promise((r) => child.once("exit", r));
+    const killedAt = lossesOf(out).length;
+    assert.ok(killedAt < 16, `killed after ${killedAt} steps`);
+    const resumed = spawnSync(process.execPath, args.concat("--resume"), { cwd: ROOT, encoding: "utf8" });
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.deepEqual(lossesOf(out), lossesOf(whole));
+    const state = JSON.parse(fs.readFileSync(path.join(out, "checkpoint", "trainer_state.json"), "utf8"));
+    assert.equal(state.step, 16);
+  });
+
+  describe("bad input: a clear error, nothing written", () => {
+    it("unknown keys, rank 0, negative lr, impossible values: every problem listed", () => {
+      assert.throws(
+        () => parseMetatrainConfig({ base: "x", lr: 1, train: { steps: 10, stepz: 3 } }),
+        (e: unknown) => /unknown key 'config.lr'/.test(String(e)) && /unknown key 'config.train.stepz' \(valid keys of config.train: .*steps/.test(String(e)),
+      );
+      assert.throws(() => parseTeachersConfig({ base: "x", lora: { r: 0 } }), /config.lora: invalid LoRA config: r must be a positive integer, got 0/);
+      assert.throws(() => parseMetatrainConfig({ base: "x", train: { schedule: { lr: -1 } } }), /config.train.schedule.lr must be a finite number > 0, got -1/);
+      assert.throws(() => parseMetatrainConfig({ base: "x", mode: "half", train: { steps: "ten" } }), (e: unknown) => /config.train.steps must be a number/.test(String(e)));
+      assert.throws(() => parseMetatrainConfig({}), /config.base is required/);
+      assert.throws(() => parsePretrainBaseConfig({ objective: "mlm" }), /config.objective must be "span-corruption" or "prefix-lm"/);
+      assert.throws(() => parsePretrainBaseConfig(path.join(work, "nope.json")), /config file not found/);
+      assert.throws(() => parsePretrainBaseConfig({ model: "huge" }), /config.model: 'huge' is neither a preset \(tiny, small\) nor a checkpoint folder/);
+    });
+
+    it("a batch larger than the data", async () => {
+      const c = parseTeachersConfig(config("teachers.json", [`base=${JSON.stringify(path.join(meta, "model"))}`, "instancesPerTask=2", "train.batchSize=64", "maxGroups=1"]));
+      await assert.rejects(trainTeachers(c, { out: path.join(work, "t-big"), progress: false }), /batch size 64 is larger than the data \(\d+ examples of .*instances of category/);
+    });
+
+    it("a missing base model folder, and a checkpoint of another architecture", async () => {
+      const c = parseMetatrainConfig(config("metatrain.json", [`base=${JSON.stringify(path.join(work, "missing"))}`]));
+      await assert.rejects(metatrain(c, { out: path.join(work, "m-missing"), progress: false }), /base model folder not found: .*missing/);
+      const bert = path.join(work, "bert");
+      fs.mkdirSync(bert);
+      fs.writeFileSync(path.join(bert, "config.json"), JSON.stringify({ model_type: "bert", architectures: ["BertModel"], hidden_size: 64 }));
+      const c2 = parseMetatrainConfig(config("metatrain.json", [`base=${JSON.stringify(bert)}`]));
+      await assert.rejects(metatrain(c2, { out: path.join(work, "m-bert"), progress: false }), /bert/i);
+      assert.ok(!fs.existsSync(path.join(work, "m-bert", "checkpoint")));
+    });
+
+    it("the CLI prints the error and exits 1 (unknown key through --set)", () => {
+      const r = spawnSync(process.execPath, ["--import", "tsx", CLI, "metatrain", "--out", path.join(work, "cli-bad"), "--set", "base=x", "--set", "train.lr=1"], { cwd: ROOT, encoding: "utf8" });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /tagi: metatrain: invalid config .*\n.*unknown key 'config.train.lr'/);
+    });
+  });
+});

@@ -19,6 +19,7 @@ import type { LoraAdapter } from "./model/lora";
 import { parsePretrainBaseConfig, pretrainBase, type StageOptions } from "./train/base-model";
 import { metatrain, parseMetatrainConfig } from "./train/metatrain";
 import { parseTeachersConfig, trainTeachers } from "./train/teachers";
+import { trainingReport } from "./experiments/training-report";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -404,6 +405,16 @@ export function buildProgram(): Command {
     });
     console.error(`[tagi] ${r.manifest.teachers.length} teachers: ${join(r.out, "manifest.json")}`);
   });
+  program
+    .command("training-report")
+    .description("copy a scale's run records and logs (no weights) to results/, draw the loss curves, write README.md")
+    .requiredOption("--runs <dir>", "the runs folder of one scale (holding base/, metatrain/, teachers/)")
+    .requiredOption("--out <dir>", "where to write (e.g. results/training/small)")
+    .option("--eval <dirs>", "comma-separated SNI evaluation folders (summary.json) to quote", (v: string) => v.split(",").filter(Boolean))
+    .action(async (o: { runs: string; out: string; eval?: string[] }) => {
+      const readme = await trainingReport({ runs: o.runs, out: o.out, evals: o.eval, command: ["tagi", ...process.argv.slice(2)] });
+      console.error(`[tagi] training report: ${readme}`);
+    });
   return program;
 }
 

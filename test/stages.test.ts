@@ -15,6 +15,7 @@ import { parsePretrainBaseConfig, pretrainBase } from "../src/train/base-model";
 import { metatrain, parseMetatrainConfig } from "../src/train/metatrain";
 import { parseTeachersConfig, trainTeachers, type TeachersManifest } from "../src/train/teachers";
 import { applySets } from "../src/cli";
+import { trainingReport } from "../src/experiments/training-report";
 import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 
 const ROOT = path.join(__dirname, "..");
@@ -105,6 +106,21 @@ describe("training stages (tiny pipeline)", function () {
     const again = await trainTeachers(c, { out, resume: true, progress: false });
     assert.deepEqual(again.manifest.teachers, r.manifest.teachers);
     await assert.rejects(trainTeachers(c, { out, progress: false }), /already holds teachers .* --resume/);
+  });
+
+  it("training-report: copies run records and logs (no weights), draws curves, writes a README from them", async () => {
+    const out = path.join(work, "report");
+    const readme = await trainingReport({ runs: work, out });
+    const text = fs.readFileSync(readme, "utf8");
+    assert.match(text, /\| base \| 4\.3M \(4\.1M\) \| 30 x 16 \|/);
+    assert.match(text, /\| metatrain \|/);
+    assert.match(text, /## Parameter teachers \(2, one LoRA per category\)/);
+    for (const f of ["curve-base.png", "curve-base.svg", "curve-metatrain.png", "teachers-loss.png", "base/log.jsonl", "base/run.json", "teachers/manifest.json"]) {
+      assert.ok(fs.existsSync(path.join(out, f)), f);
+    }
+    const png = fs.readFileSync(path.join(out, "curve-base.png"));
+    assert.equal(png.subarray(1, 4).toString(), "PNG");
+    assert.ok(!fs.readdirSync(out, { recursive: true }).some((f) => String(f).endsWith(".safetensors")), "no weights in the report");
   });
 
   it("tagi pretrain-base killed with SIGKILL mid-run, then --resume: the same loss curve as an uninterrupted run", async () => {

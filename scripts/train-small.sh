@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The `small` training pipeline of the training issue, in order: stage 0 (pretrain-base), Tk-Instruct-style
+# meta-training, its SNI-103 evaluation, then the per-category LoRA teachers. Every stage resumes from its
+# checkpoint, so rerunning after a kill continues where it stopped. Weights go to runs/small/ (not committed);
+# `npm run tagi -- training-report` then copies logs and run records to results/training/ and draws the curves.
+# About 2.5 hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tagi() { node --import tsx src/cli.ts "$@"; }
+[ -f runs/small/base/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base.json --out runs/small/base --resume
+[ -f runs/small/metatrain/model/model.safetensors ] || tagi metatrain --config configs/small/metatrain.json --out runs/small/metatrain --resume
+[ -f results/eval/sni103-def2pos-small-metatrain/summary.json ] || tagi evaluate --model runs/small/metatrain/model --benchmark sni \
+  --format def+2pos --max-input-tokens 512 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def2pos-small-metatrain
+tagi teachers --config configs/small/teachers.json --out runs/small/teachers --resume

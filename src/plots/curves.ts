@@ -1,0 +1,55 @@
+/**
+ * Training curves: loss against optimizer step for one or more runs (their log.jsonl records), raw and
+ * smoothed (moving mean), as a Vega-Lite spec.
+ */
+import * as fs from "node:fs";
+import type { LogRecord } from "../train/loop";
+
+export function readTrainingLog(file: string): LogRecord[] {
+  if (!fs.existsSync(file)) throw new Error(`training log not found: ${file}`);
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as LogRecord;
+      } catch {
+        throw new Error(`${file}:${i + 1}: not a JSON log record`);
+      }
+    });
+}
+
+export interface CurveSeries {
+  name: string;
+  log: readonly LogRecord[];
+}
+
+/** Loss (nats per target token) against step, one colour per series; faint raw lines, bold moving means. */
+export function lossCurveSpec(series: readonly CurveSeries[], opts: { title?: string; smooth?: number; width?: number; height?: number; logY?: boolean } = {}): Record<string, unknown> {
+  const smooth = opts.smooth ?? 20;
+  const yTitle = "loss (nats per target token)";
+  const values = series.flatMap((s) => s.log.map((r) => ({ run: s.name, step: r.step, loss: r.loss })));
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title: { text: opts.title ?? "Training loss", subtitle: `faint: every step; bold: mean of the last ${smooth} steps` },
+    width: opts.width ?? 560,
+    height: opts.height ?? 300,
+    data: { values },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimizer step" },
+      color: { field: "run", type: "nominal", title: "run" },
+    },
+    layer: [
+      {
+        mark: { type: "line", opacity: 0.25, strokeWidth: 1 },
+        encoding: { y: { field: "loss", type: "quantitative", title: yTitle, scale: { type: opts.logY ? "log" : "linear", zero: false } } },
+      },
+      {
+        transform: [{ window: [{ op: "mean", field: "loss", as: "smoothed" }], frame: [-(smooth - 1), 0], groupby: ["run"], sort: [{ field: "step" }] }],
+        mark: { type: "line", strokeWidth: 2 },
+        encoding: { y: { field: "smoothed", type: "quantitative", title: yTitle } },
+      },
+    ],
+  };
+}

@@ -36,3 +36,20 @@ export { evaluateP3, rankClassify, MTEST10_NAME } from "./eval/p3-eval";
 export type { P3Result, P3EvalOptions, P3TemplateResult, P3TaskResult } from "./eval/p3-eval";
 // The SNI evaluation and the DataFrame reports load danfojs-node (a second tfjs copy, ~1.5 s): import them
 // from "tagi/dist/eval/sni-eval" and "tagi/dist/eval/report" where needed.
+export * from "./data/batching";
+export * from "./data/pretraining";
+export * from "./data/instances";
+export * from "./model/presets";
+export { peftToLoraAdapter } from "./model/weights";
+export * from "./train/optimizer";
+export * from "./train/schedule";
+export * from "./train/loop";
+export * from "./train/checkpoint";
+export * from "./train/run-config";
+export * from "./train/seq2seq";
+export * from "./train/base-model";
+export * from "./train/metatrain";
+export * from "./train/teachers";
+export * from "./plots/render";
+export * from "./plots/curves";
+export { trainingReport } from "./experiments/training-report";

@@ -34,7 +34,7 @@ function copy(from: string, to: string): void {
 }
 
 const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d));
-const millions = (n: number | undefined) => (n === undefined ? "–" : `${(n / 1e6).toFixed(1)}M`);
+const millions = (n: number | undefined) => (n === undefined ? "–" : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(0)}k`);
 const minutes = (s: number | undefined) => (s === undefined ? "–" : `${(s / 60).toFixed(1)} min`);
 const meanOf = (xs: readonly LogRecord[]) => xs.reduce((s, r) => s + r.loss, 0) / Math.max(1, xs.length);
 

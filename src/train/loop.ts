@@ -267,7 +267,8 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   const variables = [...run.trainable.values()];
   const names = [...run.trainable.keys()];
   const stopAt = Math.min(c.steps, run.stopAtStep ?? c.steps);
-  let lastCheckpoint = existing ?? "";
+  let lastCheckpoint = run.resume && existing ? existing : "";
+  let lastCheckpointStep = step;
 
   try {
     while (step < stopAt) {
@@ -300,7 +301,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
           acc?.forEach((t) => t.dispose());
           throw new NonFiniteLossError(
             `${label}: the loss is ${lossValue} at step ${stepNo} (micro-batch ${micro + 1}, epoch ${b.epoch}, batch ${b.batch}); ` +
-              `stopped before updating. ${lastCheckpoint ? `The last good checkpoint (step ${step === resumedFrom ? step : "saved earlier"}) is kept in ${lastCheckpoint}.` : "No checkpoint had been written yet."} ` +
+              `stopped before updating. ${lastCheckpoint ? `The last good checkpoint (step ${lastCheckpointStep}) is kept in ${lastCheckpoint}.` : "No checkpoint had been written yet."} ` +
               `Lower the learning rate or check the data.`,
           );
         }
@@ -327,7 +328,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
       if (!Number.isFinite(gradNorm)) {
         mean.forEach((t) => t.dispose());
         throw new NonFiniteLossError(
-          `${label}: the gradient norm is ${gradNorm} at step ${stepNo}; stopped before updating.${lastCheckpoint ? ` The last good checkpoint is kept in ${lastCheckpoint}.` : ""}`,
+          `${label}: the gradient norm is ${gradNorm} at step ${stepNo}; stopped before updating.${lastCheckpoint ? ` The last good checkpoint (step ${lastCheckpointStep}) is kept in ${lastCheckpoint}.` : ""}`,
         );
       }
       const clipScale = clipScaleFor(gradNorm, c.maxGradNorm);
@@ -370,7 +371,10 @@ export async function train(run: TrainRun): Promise<TrainResult> {
           `${label} step ${step}/${c.steps} loss ${record.loss.toFixed(4)}${termText} lr ${lr.toExponential(2)} |g| ${gradNorm.toFixed(3)} ${tps.toFixed(0)} tok/s elapsed ${fmtEta(elapsed)} ETA ${fmtEta(eta)}\n`,
         );
       }
-      if ((c.checkpointEvery > 0 && step % c.checkpointEvery === 0) || step === stopAt) lastCheckpoint = checkpoint();
+      if ((c.checkpointEvery > 0 && step % c.checkpointEvery === 0) || step === stopAt) {
+        lastCheckpoint = checkpoint();
+        lastCheckpointStep = step;
+      }
     }
   } finally {
     bar?.stop();

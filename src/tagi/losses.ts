@@ -1,0 +1,134 @@
+/**
+ * TAGI's distillation losses (paper Eq. 3-6), L_finetune = L_ce + λ1·L_kl + λ2·L_ins:
+ *
+ * - L_ce (label level): the student's token cross-entropy on the targets (`crossEntropyLoss` of the model).
+ * - L_kl (logit level, `distillationKl`): T²·KL(teacher ‖ student) of the temperature-T output
+ *   distributions, averaged over target positions with padding masked (Hinton et al.'s T² keeps the gradient
+ *   scale independent of T). The teacher is the meta-trained model reading instruction + instance.
+ * - L_ins (parameter level, `parameterAlignmentLoss`): mean squared error between the generated LoRA and the
+ *   task category's teacher LoRA, A with A and B with B, both with their LoRA scaling folded into B so the
+ *   two sides follow one convention; or between the products s·A·B (option "product", invariant to the
+ *   A·R, R⁻¹·B ambiguity of a factorisation).
+ *
+ * The official code differs (REFERENCE.md): 0.4·KL_T + 0.6·CE with no T² and no padding mask, and the MSE
+ * taken between swapped, untransposed factors. `distillationKl`'s options reproduce its KL for comparison.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { LoraAdapter } from "../model/lora";
+
+export interface KlOptions {
+  temperature: number;
+  /** Multiply by T² (Hinton). Default true. */
+  scaleByTemperatureSquared?: boolean;
+  /** Average over target positions whose label is not -100 (default), or over every position (official code). */
+  maskPadding?: boolean;
+}
+
+/**
+ * T²·KL(softmax(teacher/T) ‖ softmax(student/T)) per position, summed over the vocabulary and averaged over
+ * valid target positions. Logits [B, T, V]; labels [B, T] with -100 on padding. Gradients flow into the
+ * student logits only (the teacher's are constants here).
+ */
+export function distillationKl(studentLogits: tf.Tensor3D, teacherLogits: tf.Tensor3D, labels: tf.Tensor2D, opts: KlOptions): tf.Scalar {
+  const T = opts.temperature;
+  if (!(T > 0) || !Number.isFinite(T)) throw new Error(`distillationKl: temperature must be a finite number > 0, got ${T}`);
+  if (studentLogits.shape.join() !== teacherLogits.shape.join()) {
+    throw new Error(`distillationKl: student logits [${studentLogits.shape}] and teacher logits [${teacherLogits.shape}] differ in shape`);
+  }
+  const [b, t] = studentLogits.shape;
+  if (labels.shape[0] !== b || labels.shape[1] !== t) throw new Error(`distillationKl: labels [${labels.shape}] do not match logits [${studentLogits.shape}]`);
+  return tf.tidy(() => {
+    const logPs = tf.logSoftmax(tf.div(studentLogits, T));
+    const logPt = tf.logSoftmax(tf.div(teacherLogits, T));
+    const perPosition = tf.sum(tf.mul(tf.exp(logPt), tf.sub(logPt, logPs)), -1); // [B, T]
+    const weight = opts.maskPadding === false ? tf.onesLike(perPosition) : tf.cast(tf.notEqual(labels, -100), "float32");
+    const mean = tf.div(tf.sum(tf.mul(perPosition, weight)), tf.maximum(tf.sum(weight), 1));
+    return (opts.scaleByTemperatureSquared === false ? mean : tf.mul(mean, T * T)) as tf.Scalar;
+  });
+}
+
+export type AlignmentMode = "factors" | "product";
+
+/**
+ * L_ins: mean over the adapted modules of the MSE between generated and teacher adapters, both in the
+ * per-example layout (A [B, in, r], B [B, r, out]; `stackTeacherAdapters` builds the teachers' side).
+ * "factors": MSE(A_g, A_t) + MSE(s_g·B_g, s_t·B_t); "product": MSE(s_g·A_g·B_g, s_t·A_t·B_t).
+ * Every module of the generated adapter must have a teacher of the same rank, and vice versa.
+ */
+export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdapter, mode: AlignmentMode = "factors"): tf.Scalar {
+  if (generated.layout !== "perExample" || teacher.layout !== "perExample") {
+    throw new Error("parameterAlignmentLoss: both adapters must be in the per-example layout (see stackTeacherAdapters)");
+  }
+  const problems: string[] = [];
+  for (const m of generated.modules.keys()) if (!teacher.modules.has(m)) problems.push(`the teacher has no adapter for ${m}`);
+  for (const m of teacher.modules.keys()) if (!generated.modules.has(m)) problems.push(`the generated adapter has no ${m}, the teacher does`);
+  for (const [m, g] of generated.modules) {
+    const t = teacher.modules.get(m);
+    if (t && (g.A.shape.join() !== t.A.shape.join() || g.B.shape.join() !== t.B.shape.join())) {
+      problems.push(`${m}: generated A [${g.A.shape}] B [${g.B.shape}], teacher A [${t.A.shape}] B [${t.B.shape}] (rank or batch differs)`);
+    }
+  }
+  if (problems.length) throw new Error(`parameterAlignmentLoss: generated and teacher adapters do not match:\n  - ${problems.slice(0, 8).join("\n  - ")}`);
+  if (generated.modules.size === 0) throw new Error("parameterAlignmentLoss: empty adapters");
+  return tf.tidy(() => {
+    const terms: tf.Scalar[] = [];
+    for (const [m, g] of generated.modules) {
+      const t = teacher.modules.get(m)!;
+      if (mode === "product") {
+        const dg = tf.mul(tf.matMul(g.A as tf.Tensor3D, g.B as tf.Tensor3D), generated.scaling);
+        const dt = tf.mul(tf.matMul(t.A as tf.Tensor3D, t.B as tf.Tensor3D), teacher.scaling);
+        terms.push(tf.mean(tf.squaredDifference(dg, dt)) as tf.Scalar);
+      } else {
+        const a = tf.mean(tf.squaredDifference(g.A, t.A));
+        const bb = tf.mean(tf.squaredDifference(tf.mul(g.B, generated.scaling), tf.mul(t.B, teacher.scaling)));
+        terms.push(tf.add(a, bb) as tf.Scalar);
+      }
+    }
+    return tf.div(tf.addN(terms), terms.length) as tf.Scalar;
+  });
+}
+
+/**
+ * Teacher adapters (PEFT layout, one per group) as one per-example adapter: example i gets teacher
+ * `groupOfExample[i]`. All teachers must share modules, rank and scaling. New tensors; the caller disposes.
+ */
+export function stackTeacherAdapters(teachers: readonly LoraAdapter[], groupOfExample: readonly number[]): LoraAdapter {
+  if (teachers.length === 0) throw new Error("stackTeacherAdapters: no teachers");
+  const first = teachers[0]!;
+  for (const [i, t] of teachers.entries()) {
+    if (t.layout !== "peft") throw new Error(`stackTeacherAdapters: teacher ${i} is not in the PEFT layout`);
+    if (t.scaling !== first.scaling) throw new Error(`stackTeacherAdapters: teacher ${i} has scaling ${t.scaling}, teacher 0 ${first.scaling}`);
+    const a = [...t.modules.keys()].sort().join();
+    if (a !== [...first.modules.keys()].sort().join()) throw new Error(`stackTeacherAdapters: teacher ${i} adapts other modules than teacher 0`);
+  }
+  for (const g of groupOfExample) {
+    if (!Number.isInteger(g) || g < 0 || g >= teachers.length) throw new Error(`stackTeacherAdapters: example teacher index ${g} is out of range [0, ${teachers.length})`);
+  }
+  const idx = tf.tensor1d([...groupOfExample], "int32");
+  const modules = new Map<string, { A: tf.Tensor; B: tf.Tensor }>();
+  try {
+    for (const m of first.modules.keys()) {
+      for (const t of teachers) {
+        const x = t.modules.get(m)!;
+        const f = first.modules.get(m)!;
+        if (x.A.shape.join() !== f.A.shape.join() || x.B.shape.join() !== f.B.shape.join()) {
+          throw new Error(`stackTeacherAdapters: ${m} has A [${x.A.shape}] B [${x.B.shape}] in one teacher, A [${f.A.shape}] B [${f.B.shape}] in teacher 0`);
+        }
+      }
+      modules.set(
+        m,
+        tf.tidy(() => ({
+          // PEFT stores A [r, in] and B [out, r]; the per-example layout is A [in, r] and B [r, out].
+          A: tf.gather(tf.stack(teachers.map((t) => tf.transpose(t.modules.get(m)!.A))), idx),
+          B: tf.gather(tf.stack(teachers.map((t) => tf.transpose(t.modules.get(m)!.B))), idx),
+        })),
+      );
+    }
+  } catch (e) {
+    for (const { A, B } of modules.values()) (A.dispose(), B.dispose());
+    throw e;
+  } finally {
+    idx.dispose();
+  }
+  return { layout: "perExample", scaling: first.scaling, dropout: 0, modules };
+}

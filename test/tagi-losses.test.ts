@@ -1,0 +1,95 @@
+/**
+ * TAGI's distillation losses against hand-computed values: L_kl (T²·KL with padding masked, and the
+ * official code's variant), L_ins (factors and product, one scaling convention), the teachers' per-example
+ * stacking, the gradient of each into its inputs, and the errors for mismatched adapters.
+ */
+import { strict as assert } from "node:assert";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend";
+import { distillationKl, parameterAlignmentLoss, stackTeacherAdapters } from "../src/tagi/losses";
+import type { LoraAdapter } from "../src/model/lora";
+
+const close = (a: number, b: number, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
+const softmax = (xs: number[]) => {
+  const m = Math.max(...xs);
+  const e = xs.map((x) => Math.exp(x - m));
+  const s = e.reduce((a, b) => a + b);
+  return e.map((x) => x / s);
+};
+const kl = (p: number[], q: number[]) => p.reduce((s, pi, i) => s + pi * Math.log(pi / q[i]!), 0);
+
+describe("TAGI losses", () => {
+  before(async () => {
+    await initBackend({ log: false });
+  });
+
+  it("L_kl = T²·KL(teacher‖student) over valid target positions; the padding position is ignored", () => {
+    const student = [[0, 0, 1], [1, 0, 0], [5, -3, 2]];
+    const teacher = [[Math.log(3), 0, 0.5], [0, 0, 0], [0, 9, 0]];
+    const s = tf.tensor3d([student]);
+    const t = tf.tensor3d([teacher]);
+    const labels = tf.tensor2d([[4, 7, -100]], undefined, "int32");
+    for (const T of [1, 2, 3]) {
+      const expected = ((kl(softmax(teacher[0]!.map((x) => x / T)), softmax(student[0]!.map((x) => x / T))) + kl(softmax(teacher[1]!.map((x) => x / T)), softmax(student[1]!.map((x) => x / T)))) / 2) * T * T;
+      close(distillationKl(s, t, labels, { temperature: T }).dataSync()[0]!, expected, 1e-5);
+    }
+    // The official code's variant: no T², every position averaged (padding included).
+    const all = [0, 1, 2].map((i) => kl(softmax(teacher[i]!.map((x) => x / 3)), softmax(student[i]!.map((x) => x / 3))));
+    close(distillationKl(s, t, labels, { temperature: 3, scaleByTemperatureSquared: false, maskPadding: false }).dataSync()[0]!, (all[0]! + all[1]! + all[2]!) / 3, 1e-5);
+    assert.throws(() => distillationKl(s, t, labels, { temperature: 0 }), /temperature must be a finite number > 0, got 0/);
+    assert.throws(() => distillationKl(s, tf.zeros([1, 2, 3]) as tf.Tensor3D, labels, { temperature: 1 }), /differ in shape/);
+  });
+
+  it("L_kl's gradient on the student logits is T·(p_s - p_t)/count on valid positions, 0 on padding", () => {
+    const T = 2;
+    const student = tf.tensor3d([[[0.3, -1, 2], [1, 1, 0]]]);
+    const teacher = tf.tensor3d([[[1, 0, 0], [0, 3, 0]]]);
+    const labels = tf.tensor2d([[1, -100]], undefined, "int32");
+    const g = tf.grad((x: tf.Tensor) => distillationKl(x as tf.Tensor3D, teacher, labels, { temperature: T }))(student).arraySync() as number[][][];
+    const ps = softmax([0.3, -1, 2].map((x) => x / T));
+    const pt = softmax([1, 0, 0].map((x) => x / T));
+    ps.forEach((p, i) => close(g[0]![0]![i]!, T * (p - pt[i]!), 1e-5));
+    assert.ok(g[0]![1]!.every((x) => x === 0), `padding gradient ${g[0]![1]}`);
+  });
+
+  function adapter(A: number[][][], B: number[][][], scaling: number): LoraAdapter {
+    return { layout: "perExample", scaling, dropout: 0, modules: new Map([["encoder.block.0.layer.0.SelfAttention.q", { A: tf.tensor3d(A), B: tf.tensor3d(B) }]]) };
+  }
+
+  it("L_ins: A with A and s·B with s·B (factors), or s·A·B (product), hand-computed", () => {
+    const g = adapter([[[1], [2]]], [[[3, 4]]], 2);
+    const t = adapter([[[0], [2]]], [[[1, 1]]], 1);
+    // factors: MSE(A) = (1 + 0)/2 = 0.5; MSE(sB) = ((6-1)^2 + (8-1)^2)/2 = 37
+    close(parameterAlignmentLoss(g, t, "factors").dataSync()[0]!, 37.5);
+    // product: 2·[[3,4],[6,8]] - [[0,0],[2,2]] -> (36 + 64 + 100 + 196)/4 = 99
+    close(parameterAlignmentLoss(g, t, "product").dataSync()[0]!, 99);
+    // Its gradient reaches the generated factors: d/dA of MSE(A_g, A_t) = 2(A_g - A_t)/n.
+    const A = tf.tensor3d([[[1], [2]]]);
+    const dA = tf.grad((a: tf.Tensor) => parameterAlignmentLoss({ ...g, modules: new Map([["encoder.block.0.layer.0.SelfAttention.q", { A: a, B: g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!.B }]]) }, t))(A);
+    assert.deepEqual([...dA.dataSync()], [1, 0]);
+  });
+
+  it("L_ins refuses adapters of another rank or module set, naming them", () => {
+    const g = adapter([[[1], [2]]], [[[3, 4]]], 1);
+    const r2 = adapter([[[1, 1], [2, 2]]], [[[3, 4], [3, 4]]], 1);
+    assert.throws(() => parameterAlignmentLoss(g, r2), /SelfAttention\.q: generated A \[1,2,1\] B \[1,1,2\], teacher A \[1,2,2\] B \[1,2,2\]/);
+    const other: LoraAdapter = { ...g, modules: new Map([["decoder.block.0.layer.0.SelfAttention.v", g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!]]) };
+    assert.throws(() => parameterAlignmentLoss(g, other), /the teacher has no adapter for encoder\.block\.0\.layer\.0\.SelfAttention\.q/);
+  });
+
+  it("stackTeacherAdapters: example i gets its group's teacher, transposed to the per-example layout", () => {
+    const peft = (a: number, b: number): LoraAdapter => ({
+      layout: "peft",
+      scaling: 1,
+      dropout: 0,
+      modules: new Map([["m", { A: tf.tensor2d([[a, a + 1, a + 2]]), B: tf.tensor2d([[b], [b + 1]]) }]]), // A [r=1, in=3], B [out=2, r=1]
+    });
+    const stacked = stackTeacherAdapters([peft(0, 10), peft(100, 200)], [1, 0, 1]);
+    const m = stacked.modules.get("m")!;
+    assert.deepEqual(m.A.shape, [3, 3, 1]);
+    assert.deepEqual(m.B.shape, [3, 1, 2]);
+    assert.deepEqual(m.A.arraySync(), [[[100], [101], [102]], [[0], [1], [2]], [[100], [101], [102]]]);
+    assert.deepEqual(m.B.arraySync(), [[[200, 201]], [[10, 11]], [[200, 201]]]);
+    assert.throws(() => stackTeacherAdapters([peft(0, 1)], [1]), /index 1 is out of range \[0, 1\)/);
+  });
+});

@@ -2,7 +2,7 @@
  * Batched greedy decoding with a key/value cache, and per-token scoring of given targets.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { decode, disposeCache, encode, tokenLogProbs, type DecoderCache, type RunOptions, type T5Model } from "./t5";
+import { decode, disposeCache, encode, memoryMask, tokenLogProbs, type DecoderCache, type RunOptions, type T5Model } from "./t5";
 
 export interface GreedyOptions extends RunOptions {
   /** Stop after this many new tokens (HF's max_new_tokens). */
@@ -24,12 +24,13 @@ export function greedyDecode(model: T5Model, inputIds: tf.Tensor2D, attentionMas
   const out = Array.from({ length: b }, () => [c.decoder_start_token_id]);
   const finished = new Array<boolean>(b).fill(false);
   const enc = encode(model, inputIds, attentionMask, options);
+  const memMask = memoryMask(options, attentionMask, b, inputIds.shape[1]);
   let cache: DecoderCache | undefined;
   try {
     let next = out.map((row) => row[row.length - 1]!);
     for (let step = 0; step < maxNewTokens && finished.some((f) => !f); step++) {
       const ids = tf.tensor2d(next, [b, 1], "int32");
-      const { logits, cache: extended } = decode(model, ids, enc, attentionMask, options, cache);
+      const { logits, cache: extended } = decode(model, ids, enc, memMask, options, cache);
       ids.dispose();
       if (cache) for (const e of cache.self) tf.dispose([e.k, e.v]); // cross entries are carried over
       cache = extended;
@@ -47,6 +48,7 @@ export function greedyDecode(model: T5Model, inputIds: tf.Tensor2D, attentionMas
   } finally {
     if (cache) disposeCache(cache);
     enc.dispose();
+    if (memMask && memMask !== attentionMask) memMask.dispose();
   }
   return out;
 }
@@ -69,7 +71,7 @@ export function scoreTargets(
   const values = tf.tidy(() => {
     const enc = encode(model, inputIds, attentionMask, options);
     const dec = tf.tensor2d(decoderIds, undefined, "int32");
-    const { logits, cache } = decode(model, dec, enc, attentionMask, options);
+    const { logits, cache } = decode(model, dec, enc, memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]), options);
     disposeCache(cache);
     return tokenLogProbs(logits, tf.tensor2d(padded, undefined, "int32")).arraySync();
   });

@@ -33,6 +33,37 @@ export interface RunOptions {
    * unchanged. Ignored by incremental (cached) decoding.
    */
   recompute?: boolean;
+  /** TAGI's instruction fusion (paper Eq. 1), or HINT-style concatenation; see InstructionFusion. */
+  fusion?: InstructionFusion;
+}
+
+/**
+ * The encoded instruction I_x joined to the model (TAGI Eq. 1; src/tagi/fusion.ts builds these):
+ * - crossAttention: in every encoder layer, after self-attention, a pre-norm cross-attention sublayer from the
+ *   self-attention output to I_x with a residual: F_l = S_l + CrossAttn_l(norm(S_l), I_x). Its parameters,
+ *   `encoder.block.{l}.fusion.layer_norm.weight` and `encoder.block.{l}.fusion.CrossAttention.{q,k,v,o}.weight`,
+ *   come from `params` (they are not part of the T5 checkpoint).
+ * - concatenate: the decoder attends over (I_x ; F_L): `encode` returns the concatenation [B, S + T, d] and the
+ *   decoder's memory mask is (instructionMask ; attentionMask) (see memoryMask).
+ * Both off is the plain model; concatenate alone is HINT's fusion.
+ */
+export interface InstructionFusion {
+  /** I_x: the instruction's encoding [B, S, d_model] (one row per example). */
+  instruction: tf.Tensor3D;
+  /** 1 on instruction tokens, 0 on padding [B, S]. */
+  instructionMask: tf.Tensor2D;
+  crossAttention: boolean;
+  concatenate: boolean;
+  params: Map<string, tf.Tensor>;
+}
+
+/** The mask of what the decoder attends over: the input's mask, preceded by the instruction's under concatenation. */
+export function memoryMask(opts: RunOptions, attentionMask: tf.Tensor2D | undefined, batch: number, inputLength: number): tf.Tensor2D | undefined {
+  const f = opts.fusion;
+  if (!f?.concatenate) return attentionMask;
+  return tf.tidy(() =>
+    tf.concat([tf.cast(f.instructionMask, "int32"), attentionMask ? tf.cast(attentionMask, "int32") : tf.ones([batch, inputLength], "int32")], 1),
+  ) as tf.Tensor2D;
 }
 
 /** Per-layer key/value cache for incremental decoding. */
@@ -57,7 +88,7 @@ class Context {
     return this.model.config;
   }
   param(name: string): tf.Tensor {
-    const t = this.overrides?.get(name) ?? this.model.params.get(name);
+    const t = this.overrides?.get(name) ?? this.model.params.get(name) ?? this.opts.fusion?.params.get(name);
     if (!t) throw new Error(`T5: parameter '${name}' is missing from the model`);
     return t;
   }
@@ -95,7 +126,9 @@ class Context {
     this.seed += 1_000; // the block's dropout seeds: the same whether recomputed or not, and when replayed
     if (!this.opts.recompute) return block(new Context(this.model, { ...this.opts, seed }, this.overrides), inputs);
     // The relative attention bias table lives in block 0 but is read before the blocks (the bias is an input).
-    const names = [...this.model.params.keys()].filter((n) => n.startsWith(prefix) && !n.includes("relative_attention_bias"));
+    const names = [...this.model.params.keys(), ...(this.opts.fusion?.params.keys() ?? [])].filter(
+      (n) => n.startsWith(prefix) && !n.includes("relative_attention_bias"),
+    );
     const loraKeys: string[] = [];
     const loraTensors: tf.Tensor[] = [];
     for (const [m, { A, B }] of this.opts.lora?.modules ?? []) {
@@ -204,16 +237,35 @@ function encodeWith(ctx: Context, inputIds: tf.Tensor2D, attentionMask?: tf.Tens
     c.relative_attention_max_distance,
   );
   if (attentionMask) bias = tf.add(bias, paddingMask(attentionMask));
+  const fusion = ctx.opts.fusion;
+  if (fusion) checkFusion(fusion, b, c.d_model);
+  const cross = fusion?.crossAttention ?? false;
+  // Eq. 1's inputs: I_x flattened to rows, and its padding as an additive mask (no position bias, as T5's cross-attention).
+  const instr = cross ? (tf.reshape(fusion!.instruction, [b * fusion!.instruction.shape[1], c.d_model]) as tf.Tensor2D) : null;
+  const instrBias = cross ? paddingMask(fusion!.instructionMask) : null;
   for (let i = 0; i < c.num_layers; i++) {
     const p = `encoder.block.${i}`;
-    x = ctx.block(`${p}.`, [x, bias], (cx, [xi, bi]) => {
+    const inputs = cross ? [x, bias, instr!, instrBias!] : [x, bias];
+    x = ctx.block(`${p}.`, inputs, (cx, [xi, bi, ins, insBias]) => {
       const h = rmsNorm(xi!, cx.param(`${p}.layer.0.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
-      const y = tf.add(xi!, cx.dropout(attention(cx, `${p}.layer.0.SelfAttention`, h, null, b, bi!).out)) as tf.Tensor2D;
+      let y = tf.add(xi!, cx.dropout(attention(cx, `${p}.layer.0.SelfAttention`, h, null, b, bi!).out)) as tf.Tensor2D;
+      if (ins) {
+        const hf = rmsNorm(y, cx.param(`${p}.fusion.layer_norm.weight`), c.layer_norm_epsilon) as tf.Tensor2D;
+        y = tf.add(y, cx.dropout(attention(cx, `${p}.fusion.CrossAttention`, hf, ins as tf.Tensor2D, b, insBias!).out)) as tf.Tensor2D;
+      }
       return feedForward(cx, `${p}.layer.1`, y, b);
     }) as tf.Tensor2D;
   }
-  const out = ctx.dropout(rmsNorm(x, ctx.param("encoder.final_layer_norm.weight"), c.layer_norm_epsilon));
-  return tf.reshape(out, [b, t, c.d_model]) as tf.Tensor3D;
+  const out = tf.reshape(ctx.dropout(rmsNorm(x, ctx.param("encoder.final_layer_norm.weight"), c.layer_norm_epsilon)), [b, t, c.d_model]) as tf.Tensor3D;
+  return fusion?.concatenate ? (tf.concat([fusion.instruction, out], 1) as tf.Tensor3D) : out;
+}
+
+function checkFusion(f: InstructionFusion, batch: number, d: number): void {
+  const [fb, fs, fd] = f.instruction.shape;
+  if (fb !== batch || fd !== d) throw new Error(`instruction fusion: the instruction encoding is [${f.instruction.shape}], expected [${batch}, S, ${d}]`);
+  if (f.instructionMask.shape[0] !== fb || f.instructionMask.shape[1] !== fs) {
+    throw new Error(`instruction fusion: the instruction mask is [${f.instructionMask.shape}], expected [${fb}, ${fs}]`);
+  }
 }
 
 /**
@@ -326,7 +378,7 @@ export function forward(model: T5Model, batch: Seq2SeqBatch, opts: RunOptions = 
       model,
       batch.decoderInputIds,
       enc,
-      batch.attentionMask,
+      memoryMask(opts, batch.attentionMask, b, tin),
       { ...opts, seed: (opts.seed ?? 0) + 1_000_003 },
       undefined,
       decEmb,

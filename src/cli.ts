@@ -20,6 +20,11 @@ import { parsePretrainBaseConfig, pretrainBase, type StageOptions } from "./trai
 import { metatrain, parseMetatrainConfig } from "./train/metatrain";
 import { parseTeachersConfig, trainTeachers } from "./train/teachers";
 import { trainingReport } from "./experiments/training-report";
+import { loadTagiParams, readTagiConfig, type TagiModel } from "./tagi/model";
+import { evaluateTagiSni } from "./tagi/evaluate";
+import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
+import { writeGeneratedAdapter } from "./tagi/generate-adapter";
+import { loadBaseModel } from "./train/seq2seq";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -45,6 +50,7 @@ function fmtSeconds(s: number): string {
 
 interface EvaluateOpts {
   model?: string;
+  tagi?: string;
   adapter?: string;
   randomTiny?: boolean;
   seed: number;
@@ -123,6 +129,15 @@ function adapterOptions(o: EvaluateOpts, model: T5Model): { lora: LoraAdapter } 
   return { lora: peftToLoraAdapter(peft) };
 }
 
+/** A TAGI checkpoint for evaluation: its base model (from tagi_config.json, or --model) with generator and fusion. */
+function loadTagiForEval(o: EvaluateOpts): { model: T5Model; description: Record<string, unknown>; tagi: TagiModel } {
+  const dir = resolve(o.tagi!);
+  const { base } = readTagiConfig(dir);
+  const baseDir = o.model ? resolve(o.model) : base;
+  const model = loadBaseModel(baseDir);
+  return { model, description: { kind: "tagi", path: dir, base: baseDir }, tagi: loadTagiParams(dir, model) };
+}
+
 function tokenizerPath(o: EvaluateOpts): string | undefined {
   if (o.tokenizer) return resolve(o.tokenizer);
   if (o.model && existsSync(join(o.model, "tokenizer.json"))) return resolve(o.model, "tokenizer.json");
@@ -153,7 +168,10 @@ function provenance(o: EvaluateOpts, description: Record<string, unknown>, model
 
 async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   const started = new Date();
-  if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny", { exitCode: 2 });
+  if (o.tagi) {
+    if (o.randomTiny) cmd.error("error: --tagi takes its base model from the checkpoint (or --model), not --random-tiny", { exitCode: 2 });
+    if (o.benchmark !== "sni") cmd.error("error: --tagi is evaluated on --benchmark sni", { exitCode: 2 });
+  } else if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>)", { exitCode: 2 });
 
   if (o.benchmark === "p3") {
     await evaluateP3Command(o, started);
@@ -164,32 +182,34 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   console.error(describeBackend(backend));
   const tokPath = tokenizerPath(o);
   const tokenizer = T5Tokenizer.fromFile(tokPath);
-  const { model, description } = await loadModel(o);
+  const loaded = o.tagi ? loadTagiForEval(o) : { ...(await loadModel(o)), tagi: null };
+  const { model, description, tagi } = loaded;
   if (tokenizer.vocabSize > model.config.vocab_size) {
     throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${model.config.vocab_size}`);
   }
   const outDir = resolve(o.out ?? join("results", "eval", `${o.benchmark}-${timestamp(started)}`));
   console.error(
-    `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : String(description.path)} on SNI test, ` +
-      `format ${o.format}, input ${o.input}, batch ${o.batchSize}; writing to ${outDir}`,
+    `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : `${tagi ? "TAGI " : ""}${String(description.path)}`} on SNI test, ` +
+      `format ${o.format}, input ${tagi ? "instance (instruction through the generated adapter and fusion)" : o.input}, batch ${o.batchSize}; writing to ${outDir}`,
   );
 
   const progress = makeProgress(o.progress);
   let result: SniResult;
   try {
-    result = await evaluateSni(model, tokenizer, {
+    const common = {
       format: o.format,
-      input: o.input,
       maxInputTokens: o.maxInputTokens,
       maxNewTokens: o.maxNewTokens,
-      runOptions: adapterOptions(o, model),
       batchSize: o.batchSize,
       seed: o.seed,
       ...(o.maxInstancesPerTask !== undefined ? { maxInstancesPerTask: o.maxInstancesPerTask } : {}),
       ...(o.tasks ? { tasks: o.tasks } : {}),
       ...(o.dataDir ? { dataDir: resolve(o.dataDir) } : {}),
       onProgress: progress.update,
-    });
+    };
+    result = tagi
+      ? await evaluateTagiSni(tagi, tokenizer, common)
+      : await evaluateSni(model, tokenizer, { ...common, input: o.input, runOptions: adapterOptions(o, model) });
   } finally {
     progress.stop();
   }
@@ -356,10 +376,12 @@ export function buildProgram(): Command {
 
   program
     .command("evaluate")
+    .alias("eval")
     .description("evaluate a T5 checkpoint (or an untrained tiny T5) on a benchmark and write tables and a summary")
     .addOption(new Option("--model <dir>", "Hugging Face T5 checkpoint folder (config.json + model.safetensors)").conflicts("randomTiny"))
     .addOption(new Option("--random-tiny", "an untrained tiny T5 with the real vocabulary (smoke tests)").conflicts("model"))
     .option("--adapter <dir>", "a PEFT LoRA adapter folder applied to the model (e.g. a LoRA metatrain run's adapter/)")
+    .option("--tagi <dir>", "a TAGI checkpoint (tagi_config.json + tagi.safetensors): instances only, the instruction through the generated adapter and fusion")
     .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample", intArg(0), 0)
     .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
     .addOption(new Option("--format <format>", "SNI prompt format").choices(["def", "def+2pos"]).default("def+2pos"))
@@ -405,6 +427,38 @@ export function buildProgram(): Command {
     });
     console.error(`[tagi] ${r.manifest.teachers.length} teachers: ${join(r.out, "manifest.json")}`);
   });
+  addTrainingCommand(program, "pretrain-hyper", "TAGI stage 1: pretrain the adapter generator and fusion on a|b|c splits of SNI train-task text", async (raw, so) => {
+    const r = await pretrainHyper(parsePretrainHyperConfig(raw), so);
+    console.error(`[tagi] TAGI checkpoint: ${r.model}`);
+  });
+  addTrainingCommand(program, "finetune", "TAGI stage 2: finetune on SNI train tasks with L_ce + lambda1 L_kl + lambda2 L_ins (or a Hypter/HINT baseline by config)", async (raw, so) => {
+    const r = await finetuneTagi(parseFinetuneConfig(raw), so);
+    console.error(`[tagi] TAGI checkpoint: ${r.model}`);
+  });
+  program
+    .command("generate")
+    .description("write the LoRA adapter a trained generator produces for an instruction, as a PEFT adapter folder")
+    .requiredOption("--checkpoint <dir>", "TAGI checkpoint (tagi_config.json + tagi.safetensors)")
+    .addOption(new Option("--instruction <text>", "the task instruction").conflicts("instructionFile"))
+    .option("--instruction-file <file>", "read the instruction from a file")
+    .requiredOption("--out <dir>", "output folder (adapter_config.json + adapter_model.safetensors)")
+    .option("--model <dir>", "base model folder (default: the one in tagi_config.json)")
+    .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
+    .action(async (o: { checkpoint: string; instruction?: string; instructionFile?: string; out: string; model?: string; backend?: string }) => {
+      await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+      if (!o.instruction && !o.instructionFile) throw new Error("generate: give --instruction TEXT or --instruction-file FILE");
+      const instruction = o.instruction ?? readFileSync(o.instructionFile!, "utf8");
+      const dir = resolve(o.checkpoint);
+      const { base } = readTagiConfig(dir);
+      const baseDir = o.model ? resolve(o.model) : base;
+      const m = loadTagiParams(dir, loadBaseModel(baseDir));
+      try {
+        const r = writeGeneratedAdapter(m, T5Tokenizer.fromFile(), instruction, resolve(o.out), baseDir);
+        console.error(`[tagi] generated ${r.modules} LoRA modules in ${(r.seconds * 1000).toFixed(0)} ms -> ${resolve(o.out)}`);
+      } finally {
+        disposeTagi(m);
+      }
+    });
   program
     .command("training-report")
     .description("copy a scale's run records and logs (no weights) to results/, draw the loss curves, write README.md")

@@ -16,6 +16,12 @@ import { metatrain, parseMetatrainConfig } from "../src/train/metatrain";
 import { parseTeachersConfig, trainTeachers, type TeachersManifest } from "../src/train/teachers";
 import { applySets } from "../src/cli";
 import { trainingReport } from "../src/experiments/training-report";
+import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "../src/tagi/train";
+import { loadTagiParams, readTagiConfig } from "../src/tagi/model";
+import { writeGeneratedAdapter } from "../src/tagi/generate-adapter";
+import { evaluateTagiSni } from "../src/tagi/evaluate";
+import { loadBaseModel } from "../src/train/seq2seq";
+import { T5Tokenizer } from "../src/text/tokenizer";
 import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 
 const ROOT = path.join(__dirname, "..");
@@ -106,6 +112,47 @@ describe("training stages (tiny pipeline)", function () {
     const again = await trainTeachers(c, { out, resume: true, progress: false });
     assert.deepEqual(again.manifest.teachers, r.manifest.teachers);
     await assert.rejects(trainTeachers(c, { out, progress: false }), /already holds teachers .* --resume/);
+  });
+
+  it("TAGI stage 1 (pretrain-hyper) and stage 2 (finetune with L_ce, L_kl, L_ins logged separately), generate, eval", async () => {
+    const hyper = path.join(work, "pretrain-hyper");
+    const p = await pretrainHyper(parsePretrainHyperConfig(config("pretrain-hyper.json", [`base=${JSON.stringify(path.join(base, "model"))}`, "train.steps=4"])), { out: hyper, progress: false });
+    assert.equal(p.result.log.length, 4);
+    assert.ok(fs.existsSync(path.join(hyper, "model", "tagi.safetensors")));
+    const ft = path.join(work, "finetune");
+    const sets = [
+      `base=${JSON.stringify(path.join(base, "model"))}`,
+      `init=${JSON.stringify(path.join(hyper, "model"))}`,
+      `teacher=${JSON.stringify(path.join(meta, "model"))}`,
+      `teachers=${JSON.stringify(path.join(work, "teachers"))}`,
+      "train.steps=4",
+    ];
+    const f = await finetuneTagi(parseFinetuneConfig(config("finetune.json", sets)), { out: ft, progress: false });
+    for (const r of f.result.log) {
+      assert.deepEqual(Object.keys(r.terms).sort(), ["ce", "ins", "kl"]);
+      assert.ok(Object.values(r.terms).every((x) => Number.isFinite(x) && x >= 0), JSON.stringify(r.terms));
+      assert.ok(Math.abs(r.loss - (r.terms["ce"]! + r.terms["kl"]! + r.terms["ins"]!)) < 1e-4);
+    }
+    // A teacher of another rank is refused with a clear message.
+    await assert.rejects(
+      finetuneTagi(parseFinetuneConfig(config("finetune.json", [...sets.filter((s) => !s.startsWith("init=")), "init=null", 'tagi.hypernetwork={"rank":4,"alpha":4,"hidden":16,"idDim":8}'])), { out: path.join(work, "ft-rank"), progress: false }),
+      /the parameter teachers have rank 8, the generator 4/,
+    );
+    // generate: a PEFT adapter folder for one instruction.
+    const { base: baseDir } = readTagiConfig(path.join(ft, "model"));
+    const m = loadTagiParams(path.join(ft, "model"), loadBaseModel(baseDir));
+    const r = writeGeneratedAdapter(m, T5Tokenizer.fromFile(), "Definition: Translate the sentence into French.", path.join(work, "generated"), baseDir);
+    assert.equal(r.modules, 12);
+    const peft = loadPeftAdapter(path.join(work, "generated"));
+    assert.equal(peft.config.r, 8);
+    for (const { A, B } of peft.weights.values()) (A.dispose(), B.dispose());
+    assert.throws(() => writeGeneratedAdapter(m, T5Tokenizer.fromFile(), "  ", path.join(work, "g2"), baseDir), /instruction 0 is empty or whitespace/);
+    // eval: instances only, one adapter per task.
+    const res = await evaluateTagiSni(m, T5Tokenizer.fromFile(), { format: "def+2pos", maxInputTokens: 128, maxNewTokens: 4, maxInstancesPerTask: 2, tasks: ["task893_gap_fill_the_blank_coreference_resolution", "task641_esnli_classification"] });
+    assert.equal(res.options.input, "instance");
+    assert.equal(res.overall.instances, 4);
+    disposeTagi(m);
+    assert.throws(() => loadTagiParams(path.join(meta, "model"), loadBaseModel(baseDir)), /not a TAGI checkpoint: tagi_config.json is missing/);
   });
 
   it("training-report: copies run records and logs (no weights), draws curves, writes a README from them", async () => {

@@ -14,6 +14,12 @@ import { seededRandom, shuffled } from "./sni";
 export interface Seq2SeqExample {
   input: number[];
   target: number[];
+  /** TAGI: the instruction the adapter is generated from (examples of one task share it). */
+  instruction?: number[];
+  /** TAGI: what the logit teacher reads (instruction + instance). */
+  teacherInput?: number[];
+  /** TAGI: index of the example's parameter teacher (its category's LoRA). */
+  group?: number;
 }
 
 /** Examples addressed by index; `example(i, epoch)` may differ per epoch (e.g. fresh span-corruption noise). */
@@ -119,6 +125,25 @@ export interface PaddedBatch {
   /** Real (non-padding) input and target tokens, for throughput. */
   inputTokens: number;
   targetTokens: number;
+  /**
+   * TAGI fields, present when every example has them. Instructions are deduplicated: `instructionIds` holds
+   * each distinct instruction once (padded) and `instructionOfExample[i]` names example i's row, so a batch
+   * of one task encodes its instruction once.
+   */
+  instructionIds?: number[][];
+  instructionMask?: number[][];
+  instructionOfExample?: number[];
+  teacherInputIds?: number[][];
+  teacherMask?: number[][];
+  groups?: number[];
+}
+
+function padRows(rows: readonly (readonly number[])[], padId: number): { ids: number[][]; mask: number[][] } {
+  const len = Math.max(...rows.map((r) => r.length));
+  return {
+    ids: rows.map((r) => [...r, ...Array<number>(len - r.length).fill(padId)]),
+    mask: rows.map((r) => [...Array<number>(r.length).fill(1), ...Array<number>(len - r.length).fill(0)]),
+  };
 }
 
 export function padSeq2Seq(examples: readonly Seq2SeqExample[], padId = 0, decoderStartId = 0): PaddedBatch {
@@ -140,7 +165,37 @@ export function padSeq2Seq(examples: readonly Seq2SeqExample[], padId = 0, decod
     labels.push([...e.target, ...Array<number>(lout - e.target.length).fill(-100)]);
     decoderInputIds.push([decoderStartId, ...e.target.slice(0, -1), ...Array<number>(lout - e.target.length).fill(padId)]);
   }
-  return { inputIds, attentionMask, decoderInputIds, labels, inputTokens, targetTokens };
+  const batch: PaddedBatch = { inputIds, attentionMask, decoderInputIds, labels, inputTokens, targetTokens };
+  const has = (k: "instruction" | "teacherInput" | "group") => examples.every((e) => e[k] !== undefined);
+  const some = (k: "instruction" | "teacherInput" | "group") => examples.some((e) => e[k] !== undefined);
+  for (const k of ["instruction", "teacherInput", "group"] as const) {
+    if (some(k) && !has(k)) throw new Error(`padSeq2Seq: some examples have '${k}' and some do not`);
+  }
+  if (has("instruction")) {
+    const keyOf = (ids: readonly number[]) => ids.join(",");
+    const rows = new Map<string, number>();
+    const unique: number[][] = [];
+    batch.instructionOfExample = examples.map((e) => {
+      const k = keyOf(e.instruction!);
+      let r = rows.get(k);
+      if (r === undefined) {
+        r = unique.length;
+        rows.set(k, r);
+        unique.push(e.instruction!);
+      }
+      return r;
+    });
+    const p = padRows(unique, padId);
+    batch.instructionIds = p.ids;
+    batch.instructionMask = p.mask;
+  }
+  if (has("teacherInput")) {
+    const p = padRows(examples.map((e) => e.teacherInput!), padId);
+    batch.teacherInputIds = p.ids;
+    batch.teacherMask = p.mask;
+  }
+  if (has("group")) batch.groups = examples.map((e) => e.group!);
+  return batch;
 }
 
 /** The batch as int32 tensors (the caller disposes them). */

@@ -54,7 +54,7 @@ export interface SniEvalOptions {
   /** HF's clean_up_tokenization_spaces when decoding predictions. Default true (AutoTokenizer on a T5 folder). */
   cleanUpTokenizationSpaces?: boolean;
   /** Options for the forward pass (e.g. a LoRA adapter), or one set per task (then batches never mix tasks). */
-  runOptions?: RunOptions | ((task: string) => RunOptions);
+  runOptions?: RunOptions | ((task: string, batchSize: number) => RunOptions);
   onProgress?: (p: SniProgress) => void;
 }
 
@@ -255,7 +255,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
     const ids = tf.tensor2d(inputIds, undefined, "int32");
     const mask = tf.tensor2d(attentionMask, undefined, "int32");
-    const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task) : (opts.runOptions ?? {});
+    const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task, batch.length) : (opts.runOptions ?? {});
     let out: number[][];
     try {
       out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });

@@ -107,7 +107,12 @@ export interface TrainRun {
   trainable: Map<string, tf.Variable>;
   source: ExampleSource;
   /** Loss of one micro-batch; called inside the gradient tape. `seed` is for dropout. */
-  lossFn: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number }) => LossOutput;
+  lossFn: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number; constants: Map<string, tf.Tensor> }) => LossOutput;
+  /**
+   * Computed before the gradient tape for each micro-batch (e.g. a teacher's logits): tensors that need no
+   * gradient, passed to lossFn as ctx.constants and disposed after the micro-step.
+   */
+  constants?: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number }) => Map<string, tf.Tensor>;
   /** Writes the stage's model files into a checkpoint folder (HF T5 folder, PEFT adapter, ...). */
   saveModel: (dir: string) => void;
   /** Continue from `<out>/checkpoint` if present (error if the config differs). */
@@ -286,12 +291,14 @@ export async function train(run: TrainRun): Promise<TrainResult> {
         tokens += batch.inputTokens + batch.targetTokens;
         const seed = microSeed(c.seed, stepNo, micro);
         let terms: Record<string, tf.Scalar> = {};
+        const constants = run.constants ? run.constants(batch, { step: stepNo, micro, seed }) : new Map<string, tf.Tensor>();
         const { value, grads } = tf.variableGrads(() => {
-          const r = run.lossFn(batch, { step: stepNo, micro, seed });
+          const r = run.lossFn(batch, { step: stepNo, micro, seed, constants });
           terms = {};
           for (const [k, t] of Object.entries(r.terms ?? {})) terms[k] = tf.keep(t);
           return r.loss;
         }, variables);
+        for (const t of constants.values()) t.dispose();
         const lossValue = (await value.data())[0]!;
         const termValues = Object.fromEntries(Object.entries(terms).map(([k, t]) => [k, t.dataSync()[0]!]));
         // A term may be the loss tensor itself (e.g. ce when it is the only term): dispose each tensor once.

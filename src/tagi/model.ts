@@ -1,0 +1,168 @@
+/**
+ * The TAGI student: a frozen base T5, an adapter generator (hypernetwork, Eq. 2) and instruction fusion
+ * (Eq. 1). For a batch it encodes each distinct instruction once with the base encoder, generates one
+ * adapter per instruction, and runs the base model on the instances with that adapter and the fused
+ * instruction — the instruction itself is never prepended to the instances.
+ *
+ * The same code gives the neighbouring methods by configuration: Hypter-style (generator, no fusion), HINT-
+ * style (generator + concatenation), TAGI (generator + cross-attention fusion + concatenation).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { forward, type T5Model } from "../model/t5";
+import type { LoraAdapter } from "../model/lora";
+import { readSafetensors, writeSafetensors } from "../model/safetensors";
+import { encodeInstruction, type InstructionEncoding, type Pooling } from "./instruction-encoder";
+import { fusionParameterShapes, initFusionParams, instructionFusion, type FusionMode } from "./fusion";
+import { generateAdapter, hypernetworkParameterShapes, initHypernetwork, validateHypernetworkConfig, HYPERNETWORK_DEFAULTS, type HypernetworkConfig } from "./hypernetwork";
+
+export interface TagiConfig {
+  hypernetwork: HypernetworkConfig;
+  /** "cross-attention+concatenate": TAGI (paper); "concatenate": HINT; "none": Hypter; "cross-attention": Eq. 1 only. */
+  fusion: FusionMode;
+  pooling: Pooling;
+  /** Instruction length limit (tokens, `</s>` included); longer instructions are cut with a warning. */
+  maxInstructionTokens: number;
+}
+
+export const TAGI_DEFAULTS: TagiConfig = {
+  hypernetwork: HYPERNETWORK_DEFAULTS,
+  fusion: "cross-attention+concatenate",
+  pooling: "mean",
+  maxInstructionTokens: 512,
+};
+
+export function validateTagiConfig(c: TagiConfig, where = "tagi"): string[] {
+  const p = validateHypernetworkConfig(c.hypernetwork, `${where}.hypernetwork`);
+  if (!["cross-attention+concatenate", "cross-attention", "concatenate", "none"].includes(c.fusion)) {
+    p.push(`${where}.fusion must be one of cross-attention+concatenate, cross-attention, concatenate, none; got ${JSON.stringify(c.fusion)}`);
+  }
+  if (c.pooling !== "mean" && c.pooling !== "first-last") p.push(`${where}.pooling must be "mean" or "first-last", got ${JSON.stringify(c.pooling)}`);
+  if (!Number.isInteger(c.maxInstructionTokens) || c.maxInstructionTokens < 2) p.push(`${where}.maxInstructionTokens must be an integer >= 2, got ${c.maxInstructionTokens}`);
+  return p;
+}
+
+export interface TagiModel {
+  base: T5Model;
+  config: TagiConfig;
+  /** Generator parameters (`hyper.*`). */
+  hyper: Map<string, tf.Tensor>;
+  /** Fusion parameters (`encoder.block.{l}.fusion.*`; empty without cross-attention fusion). */
+  fusion: Map<string, tf.Tensor>;
+}
+
+export function usesCrossAttention(c: TagiConfig): boolean {
+  return c.fusion === "cross-attention" || c.fusion === "cross-attention+concatenate";
+}
+
+/** A fresh generator (and fusion layers) on a base model. */
+export function createTagiModel(base: T5Model, config: TagiConfig, seed: number): TagiModel {
+  const problems = validateTagiConfig(config);
+  if (problems.length) throw new Error(`invalid TAGI config: ${problems.join("; ")}`);
+  return {
+    base,
+    config,
+    hyper: initHypernetwork(base.config, config.hypernetwork, seed),
+    fusion: usesCrossAttention(config) ? initFusionParams(base.config, seed) : new Map(),
+  };
+}
+
+/** The instruction rows of a batch, encoded once each (constants: the base encoder is frozen). */
+export function encodeInstructions(m: TagiModel, instructionIds: number[][], instructionMask: number[][]): InstructionEncoding {
+  const ids = tf.tensor2d(instructionIds, undefined, "int32");
+  const mask = tf.tensor2d(instructionMask, undefined, "int32");
+  try {
+    return encodeInstruction(m.base, ids, mask, m.config.pooling);
+  } finally {
+    tf.dispose([ids, mask]);
+  }
+}
+
+/** Rows of a per-instruction adapter picked per example (A [I, in, r] -> [B, in, r]). */
+export function adapterPerExample(a: LoraAdapter, rows: tf.Tensor1D): LoraAdapter {
+  const modules = new Map<string, { A: tf.Tensor; B: tf.Tensor }>();
+  for (const [k, { A, B }] of a.modules) modules.set(k, { A: tf.gather(A, rows), B: tf.gather(B, rows) });
+  return { ...a, modules };
+}
+
+export interface StudentBatch {
+  inputIds: tf.Tensor2D;
+  attentionMask: tf.Tensor2D;
+  decoderInputIds: tf.Tensor2D;
+  /** Row of `encoding` (one per distinct instruction) for each example. */
+  instructionOfExample: tf.Tensor1D;
+}
+
+/**
+ * Student logits [B, T, vocab] and the generated adapter (per example, for L_ins): generator and fusion read
+ * the instruction encoding; the instances go through the base model with the adapter and fusion.
+ */
+export function studentForward(
+  m: TagiModel,
+  encoding: InstructionEncoding,
+  batch: StudentBatch,
+  opts: { training?: boolean; seed?: number; recompute?: boolean } = {},
+): { logits: tf.Tensor3D; adapter: LoraAdapter } {
+  const perInstruction = generateAdapter(m.hyper, m.base.config, m.config.hypernetwork, encoding.pooled);
+  const adapter = adapterPerExample(perInstruction, batch.instructionOfExample);
+  const rows = batch.instructionOfExample;
+  const perExample: InstructionEncoding = {
+    states: tf.gather(encoding.states, rows) as tf.Tensor3D,
+    mask: tf.gather(encoding.mask, rows) as tf.Tensor2D,
+    pooled: tf.gather(encoding.pooled, rows) as tf.Tensor2D,
+  };
+  const logits = forward(
+    m.base,
+    { inputIds: batch.inputIds, attentionMask: batch.attentionMask, decoderInputIds: batch.decoderInputIds },
+    { ...opts, lora: adapter, fusion: instructionFusion(m.config.fusion, perExample, m.fusion) },
+  );
+  return { logits, adapter };
+}
+
+// ------------------------------------------------------------------------------------------- checkpoints
+
+/**
+ * A TAGI checkpoint folder: `tagi_config.json` (the config and the base model's folder) and
+ * `tagi.safetensors` (generator and fusion parameters). The base model is referenced, not copied (it is
+ * frozen); `saveTagi` refuses nothing else.
+ */
+export function saveTagi(dir: string, m: TagiModel, baseDir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, "tagi.safetensors"), new Map([...m.hyper, ...m.fusion]), { format: "tagi" });
+  const tmp = path.join(dir, `tagi_config.json.tmp-${process.pid}`);
+  fs.writeFileSync(tmp, JSON.stringify({ base: path.resolve(baseDir), baseConfig: m.base.config, tagi: m.config }, null, 2) + "\n");
+  fs.renameSync(tmp, path.join(dir, "tagi_config.json"));
+}
+
+export function readTagiConfig(dir: string): { base: string; tagi: TagiConfig } {
+  const file = path.join(dir, "tagi_config.json");
+  if (!fs.existsSync(file)) throw new Error(`${dir} is not a TAGI checkpoint: tagi_config.json is missing (a checkpoint without a hypernetwork?)`);
+  const raw = JSON.parse(fs.readFileSync(file, "utf8")) as { base: string; tagi: TagiConfig };
+  const problems = validateTagiConfig(raw.tagi);
+  if (problems.length) throw new Error(`${file}: ${problems.join("; ")}`);
+  return raw;
+}
+
+/** Loads generator and fusion parameters saved by saveTagi onto `base`, checking names and shapes. */
+export function loadTagiParams(dir: string, base: T5Model): TagiModel {
+  const { tagi } = readTagiConfig(dir);
+  const file = path.join(dir, "tagi.safetensors");
+  if (!fs.existsSync(file)) throw new Error(`${dir}: tagi.safetensors is missing (a checkpoint without a hypernetwork?)`);
+  const tensors = readSafetensors(file).tensors;
+  const want = new Map([...hypernetworkParameterShapes(base.config, tagi.hypernetwork), ...(usesCrossAttention(tagi) ? fusionParameterShapes(base.config) : [])]);
+  const problems: string[] = [];
+  for (const [k, shape] of want) {
+    const t = tensors.get(k);
+    if (!t) problems.push(`missing ${k}`);
+    else if (t.shape.join() !== shape.join()) problems.push(`${k}: [${t.shape}] in the file, [${shape}] for this base model`);
+  }
+  for (const k of tensors.keys()) if (!want.has(k)) problems.push(`unexpected ${k}`);
+  if (problems.length) {
+    for (const t of tensors.values()) t.dispose();
+    throw new Error(`${file} does not fit this base model and config:\n  - ${problems.slice(0, 10).join("\n  - ")}`);
+  }
+  const hyper = new Map([...tensors].filter(([k]) => k.startsWith("hyper.")));
+  const fusion = new Map([...tensors].filter(([k]) => !k.startsWith("hyper.")));
+  return { base, config: tagi, hyper, fusion };
+}

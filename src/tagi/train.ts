@@ -1,0 +1,505 @@
+/**
+ * TAGI's two training stages on the shared loop (src/train/loop.ts).
+ *
+ * Stage 1, hypernetwork pretraining (`pretrainHyper`, following HINT): each text segment of the project's
+ * pretraining corpus (SNI train tasks only) is cut at random into a | b | c; a is the "instruction" the
+ * generator and fusion read, b goes to the base model, c is predicted (cross-entropy only).
+ *
+ * Stage 2, finetuning (`finetuneTagi`): SNI train instances; the student reads the instance only, the
+ * instruction (Def or Def + 2 Pos) reaching it through the generated adapter and fusion; the loss is
+ *   L = w_ce·L_ce + λ1·L_kl + λ2·L_ins
+ * with the meta-trained model reading instruction + instance as logit teacher and the category's LoRA teacher
+ * as parameter teacher (src/tagi/losses.ts). Each term is logged; weight 0 switches a term (and its teacher)
+ * off. The same stage trains the Hypter-style (fusion "none") and HINT-style (fusion "concatenate", CE only)
+ * baselines.
+ *
+ * Trainable in both stages: the generator and the fusion layers (the base model stays frozen), plus whatever
+ * `trainBase` names (layer norms, FFNs: the official code's options).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { arraySource, type PaddedBatch, type Seq2SeqExample } from "../data/batching";
+import { loadSniSplit, sampleInstances, seededRandom, taskCategory, type SniTrainTask } from "../data/sni";
+import { buildPretrainCorpus } from "../data/pretraining";
+import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
+import { T5Tokenizer } from "../text/tokenizer";
+import { crossEntropyLoss, forward, type T5Model } from "../model/t5";
+import { loadPeftAdapter, peftToLoraAdapter, checkAdapterShapes } from "../model/weights";
+import type { LoraAdapter } from "../model/lora";
+import { ADAMW_DEFAULTS, ADAFACTOR_DEFAULTS } from "../train/optimizer";
+import { train, type LogRecord, type TrainConfig } from "../train/loop";
+import { loadStageConfig, trainDefaults } from "../train/run-config";
+import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
+import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
+import { disposeModel, loadBaseModel, modelSummary, writeRunRecord } from "../train/seq2seq";
+import type { TeachersManifest } from "../train/teachers";
+import { writeJsonAtomic } from "../train/checkpoint";
+import { createTagiModel, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
+import { distillationKl, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
+
+export interface TrainBaseParts {
+  /** Also train the base model's layer norms (official code). */
+  layerNorms: boolean;
+  /** Also train the base model's feed-forward weights (official code, every run). */
+  feedForward: boolean;
+}
+
+function baseSelector(t: TrainBaseParts): ((name: string) => boolean) | null {
+  if (!t.layerNorms && !t.feedForward) return null;
+  return (n) => (t.layerNorms && n.includes("layer_norm")) || (t.feedForward && n.includes("DenseReluDense"));
+}
+
+/** Turns the generator, fusion and selected base parameters into variables; returns them by name. */
+function makeTagiTrainable(m: TagiModel, parts: TrainBaseParts): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  const lift = (map: Map<string, tf.Tensor>, select: (n: string) => boolean, prefix: string) => {
+    for (const [k, t] of map) {
+      if (!select(k)) continue;
+      const v = t instanceof tf.Variable ? t : tf.variable(t, true);
+      if (v !== t) t.dispose();
+      map.set(k, v);
+      out.set(prefix + k, v);
+    }
+  };
+  lift(m.hyper, () => true, "");
+  lift(m.fusion, () => true, "");
+  const sel = baseSelector(parts);
+  if (sel) lift(m.base.params, sel, "base.");
+  return out;
+}
+
+function batchTensorsOf(b: PaddedBatch) {
+  if (!b.instructionIds || !b.instructionOfExample) throw new Error("TAGI batch without instructions");
+  return {
+    inputIds: tf.tensor2d(b.inputIds, undefined, "int32"),
+    attentionMask: tf.tensor2d(b.attentionMask, undefined, "int32"),
+    decoderInputIds: tf.tensor2d(b.decoderInputIds, undefined, "int32"),
+    labels: tf.tensor2d(b.labels, undefined, "int32"),
+    instructionOfExample: tf.tensor1d(b.instructionOfExample, "int32"),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- stage 1
+
+export interface PretrainHyperConfig {
+  base: string | null;
+  tagi: TagiConfig;
+  /** Raw tokens per example, cut into a | b | c. */
+  segmentLength: number;
+  trainBase: TrainBaseParts;
+  maxTasks: number | null;
+  initSeed: number;
+  dataDir: string | null;
+  tokenizer: string | null;
+  train: TrainConfig;
+}
+
+export const PRETRAIN_HYPER_DEFAULTS: PretrainHyperConfig = {
+  base: null,
+  tagi: TAGI_DEFAULTS,
+  segmentLength: 256,
+  trainBase: { layerNorms: false, feedForward: false },
+  maxTasks: null,
+  initSeed: 0,
+  dataDir: null,
+  tokenizer: null,
+  // The paper: Adafactor, lr 1e-3.
+  train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAFACTOR_DEFAULTS, schedule: { kind: "constant", lr: 1e-3, warmupSteps: 10 } }),
+};
+
+export function parsePretrainHyperConfig(source: string | Record<string, unknown> | undefined): PretrainHyperConfig {
+  return loadStageConfig(source, PRETRAIN_HYPER_DEFAULTS, "pretrain-hyper", [], (c) => {
+    const p = validateTagiConfig(c.tagi, "config.tagi");
+    if (!c.base) p.push("config.base is required: the base model folder (Hugging Face T5)");
+    if (!Number.isInteger(c.segmentLength) || c.segmentLength < 12) p.push(`config.segmentLength must be an integer >= 12, got ${c.segmentLength}`);
+    return p;
+  });
+}
+
+/** a | b | c cut of a segment: a 25-50% of it, c 20-50% of the rest (at least 2 tokens each). */
+export function splitSegment(tokens: ArrayLike<number>, rand: () => number, eosId: number): Seq2SeqExample {
+  const L = tokens.length;
+  const lenA = Math.max(2, Math.floor(L * (0.25 + 0.25 * rand())));
+  const rest = L - lenA;
+  const lenC = Math.max(2, Math.floor(rest * (0.2 + 0.3 * rand())));
+  const arr = Array.from(tokens);
+  return {
+    instruction: [...arr.slice(0, lenA), eosId],
+    input: [...arr.slice(lenA, L - lenC), eosId],
+    target: [...arr.slice(L - lenC), eosId],
+  };
+}
+
+export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOptions): Promise<StageResult> {
+  const started = new Date();
+  const c = config;
+  const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
+  const { tasks } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
+  const L = c.segmentLength;
+  const size = Math.floor(corpus.tokens.length / L);
+  const examples: Seq2SeqExample[] = [];
+  for (let i = 0; i < size; i++) examples.push(splitSegment(corpus.tokens.subarray(i * L, (i + 1) * L), seededRandom(c.train.seed, `abc:${i}`), tokenizer.eosId));
+  const base = loadBaseModel(c.base!);
+  checkVocab(base, tokenizer);
+  const m = createTagiModel(base, c.tagi, c.initSeed);
+  try {
+    const trainable = makeTagiTrainable(m, c.trainBase);
+    const result = await train({
+      label: "pretrain-hyper",
+      out: opts.out,
+      config: c.train,
+      trainable,
+      source: arraySource(examples, `${examples.length} a|b|c segments of ${L} tokens from ${corpus.tasks} SNI train tasks`),
+      constants: (b) => {
+        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+        return new Map<string, tf.Tensor>([
+          ["states", e.states],
+          ["mask", e.mask],
+          ["pooled", e.pooled],
+        ]);
+      },
+      lossFn: (b, ctx) => {
+        const t = batchTensorsOf(b);
+        const enc = { states: ctx.constants.get("states") as tf.Tensor3D, mask: ctx.constants.get("mask") as tf.Tensor2D, pooled: ctx.constants.get("pooled") as tf.Tensor2D };
+        const { logits } = studentForward(m, enc, t, { training: true, seed: ctx.seed });
+        const ce = crossEntropyLoss(logits, t.labels);
+        return { loss: ce, terms: { ce } };
+      },
+      saveModel: (dir) => saveTagi(dir, m, c.base!),
+      resume: opts.resume,
+      progress: opts.progress,
+      onLog: opts.onLog,
+      stopAtStep: opts.stopAtStep,
+      fingerprint: { stage: c, model: base.config },
+    });
+    const modelDir = path.join(opts.out, "model");
+    saveTagi(modelDir, m, c.base!);
+    writeRunRecord(opts.out, {
+      stage: "pretrain-hyper",
+      command: opts.command ?? null,
+      config: c,
+      seed: c.train.seed,
+      started,
+      result,
+      extra: {
+        model: { base: path.resolve(c.base!), ...modelSummary(base.config), trainableParameters: countOf(trainable) },
+        data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length },
+        outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
+      },
+    });
+    return { out: opts.out, model: modelDir, result };
+  } finally {
+    disposeTagi(m);
+  }
+}
+
+function countOf(vars: Map<string, tf.Variable>): number {
+  let n = 0;
+  for (const v of vars.values()) n += v.size;
+  return n;
+}
+
+export function disposeTagi(m: TagiModel): void {
+  for (const t of [...m.hyper.values(), ...m.fusion.values()]) t.dispose();
+  disposeModel(m.base);
+}
+
+// ---------------------------------------------------------------------------------------------- stage 2
+
+export interface LossWeights {
+  /** Weight of L_ce (1 in the paper; 0 for "w/o L_ce"). */
+  ce: number;
+  /** λ1, weight of L_kl. */
+  kl: number;
+  /** λ2, weight of L_ins. */
+  ins: number;
+  /** KL temperature T. */
+  temperature: number;
+  alignment: AlignmentMode;
+}
+
+/**
+ * Defaults (the paper does not state λ1, λ2 or T): T = 2, a common distillation temperature, with the T²
+ * factor keeping L_kl's gradients on the scale of L_ce's, so λ1 = 1 weighs labels and teacher equally;
+ * λ2 = 1 with L_ins on the factors, whose MSE is O(1e-3) at a LoRA init (A ~ U(±1/√d)), so parameter
+ * alignment acts as a gentle regulariser rather than the dominant term (the official 1000·MSE makes it
+ * dominant). Change them in the config or in notebook 04.
+ */
+export const LOSS_DEFAULTS: LossWeights = { ce: 1, kl: 1, ins: 1, temperature: 2, alignment: "factors" };
+
+export interface FinetuneConfig {
+  base: string | null;
+  /** Stage-1 checkpoint (a TAGI model folder) to start from; null: a fresh generator ("w/o pretraining"). */
+  init: string | null;
+  /** The logit teacher: the meta-trained model folder (needed when losses.kl > 0). */
+  teacher: string | null;
+  /** The teachers' folder (manifest.json) of the parameter teachers (needed when losses.ins > 0). */
+  teachers: string | null;
+  tagi: TagiConfig;
+  losses: LossWeights;
+  format: PromptFormat;
+  /** Instance length limit for the student. */
+  maxInputTokens: number;
+  /** Full-prompt length limit for the logit teacher. */
+  maxTeacherInputTokens: number;
+  maxTargetTokens: number;
+  instancesPerTask: number | null;
+  maxTasks: number | null;
+  /** Only tasks of these categories (e.g. those with parameter teachers); null: all. */
+  categories: string[] | null;
+  dev: DevConfig;
+  trainBase: TrainBaseParts;
+  initSeed: number;
+  dataDir: string | null;
+  tokenizer: string | null;
+  train: TrainConfig;
+}
+
+export const FINETUNE_DEFAULTS: FinetuneConfig = {
+  base: null,
+  init: null,
+  teacher: null,
+  teachers: null,
+  tagi: TAGI_DEFAULTS,
+  losses: LOSS_DEFAULTS,
+  format: "def+2pos",
+  maxInputTokens: 256,
+  maxTeacherInputTokens: 512,
+  maxTargetTokens: 64,
+  instancesPerTask: 100,
+  maxTasks: null,
+  categories: null,
+  dev: { fraction: 0.05, seed: 0 },
+  trainBase: { layerNorms: false, feedForward: false },
+  initSeed: 0,
+  dataDir: null,
+  tokenizer: null,
+  // The paper: AdamW, warmup 2%, then constant, lr 1e-4 (Base).
+  train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-4, warmupSteps: 4 } }),
+};
+
+export function parseFinetuneConfig(source: string | Record<string, unknown> | undefined): FinetuneConfig {
+  return loadStageConfig(source, FINETUNE_DEFAULTS, "finetune", [], (c) => {
+    const p = validateTagiConfig(c.tagi, "config.tagi");
+    if (!c.base) p.push("config.base is required: the base model folder (Hugging Face T5)");
+    const l = c.losses;
+    for (const k of ["ce", "kl", "ins"] as const) if (!(l[k] >= 0) || !Number.isFinite(l[k])) p.push(`config.losses.${k} must be a finite number >= 0, got ${l[k]}`);
+    if (!(l.temperature > 0) || !Number.isFinite(l.temperature)) p.push(`config.losses.temperature must be > 0, got ${l.temperature}`);
+    if (l.alignment !== "factors" && l.alignment !== "product") p.push(`config.losses.alignment must be "factors" or "product", got ${JSON.stringify(l.alignment)}`);
+    if (l.ce + l.kl + l.ins === 0) p.push("config.losses: every weight is 0; nothing to train on");
+    if (l.kl > 0 && !c.teacher) p.push("config.teacher is required when losses.kl > 0 (the meta-trained model folder)");
+    if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
+    if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
+    return p;
+  });
+}
+
+export interface TagiExampleCounts {
+  tasks: number;
+  examples: number;
+  instructionsTruncated: number;
+  instancesCut: number;
+  teacherPromptsTruncated: number;
+  emptyTargets: number;
+}
+
+/** Stage-2 examples: instruction (the prompt's instruction part), instance, target, teacher prompt, group. */
+export function tagiExamples(
+  tasks: readonly SniTrainTask[],
+  tokenizer: T5Tokenizer,
+  c: Pick<FinetuneConfig, "format" | "maxInputTokens" | "maxTeacherInputTokens" | "maxTargetTokens" | "instancesPerTask" | "tagi">,
+  seed: number,
+  groupOf: (task: SniTrainTask) => number | undefined,
+  withTeacherInput: boolean,
+): { examples: Seq2SeqExample[]; counts: TagiExampleCounts } {
+  const counts: TagiExampleCounts = { tasks: tasks.length, examples: 0, instructionsTruncated: 0, instancesCut: 0, teacherPromptsTruncated: 0, emptyTargets: 0 };
+  const examples: Seq2SeqExample[] = [];
+  const cut = (ids: number[], max: number) => (ids.length <= max ? ids : [...ids.slice(0, max - 1), tokenizer.eosId]);
+  for (const task of tasks) {
+    const group = groupOf(task);
+    const first = task.instances[0];
+    if (!first) continue;
+    const instr = tokenizer.encode(buildPrompt(task, first, { format: c.format }).instruction);
+    if (instr.length > c.tagi.maxInstructionTokens) counts.instructionsTruncated++;
+    const instruction = cut(instr, c.tagi.maxInstructionTokens);
+    // The same instance sample as meta-training and the teachers (sampleInstances with the run's seed).
+    const chosen = c.instancesPerTask === null ? task.instances : sampleInstances(task, c.instancesPerTask, seed);
+    for (const inst of chosen) {
+      const ref = inst.outputs[0] ?? "";
+      if (!ref.trim()) {
+        counts.emptyTargets++;
+        continue;
+      }
+      const parts = buildPrompt(task, inst, { format: c.format });
+      const full = tokenizer.encode(parts.instance);
+      if (full.length > c.maxInputTokens) counts.instancesCut++;
+      const ex: Seq2SeqExample = { instruction, input: cut(full, c.maxInputTokens), target: cut(tokenizer.encode(ref), c.maxTargetTokens) };
+      if (withTeacherInput) {
+        let t = tokenizer.encode(parts.full);
+        if (t.length > c.maxTeacherInputTokens - 4) {
+          const tp = truncatePrompt(parts, tokenizer, c.maxTeacherInputTokens);
+          if (tp.truncated) counts.teacherPromptsTruncated++;
+          t = tokenizer.encode(tp.full);
+        }
+        ex.teacherInput = cut(t, c.maxTeacherInputTokens);
+      }
+      if (group !== undefined) ex.group = group;
+      examples.push(ex);
+    }
+  }
+  counts.examples = examples.length;
+  return { examples, counts };
+}
+
+/** The parameter teachers of a teachers folder, by category, as PEFT-layout adapters (checked against the base). */
+export function loadParameterTeachers(dir: string, base: T5Model): { byGroup: Map<string, number>; adapters: LoraAdapter[]; manifest: TeachersManifest } {
+  const file = path.join(dir, "manifest.json");
+  if (!fs.existsSync(file)) throw new Error(`parameter teachers: ${file} not found (run \`tagi teachers\` first)`);
+  const manifest = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
+  if (manifest.groupBy !== "category") throw new Error(`parameter teachers in ${dir} are per ${manifest.groupBy}; TAGI's L_ins uses one per category`);
+  const byGroup = new Map<string, number>();
+  const adapters: LoraAdapter[] = [];
+  for (const t of manifest.teachers) {
+    const peft = loadPeftAdapter(path.join(dir, t.adapter));
+    checkAdapterShapes(peft, base.config);
+    byGroup.set(t.group, adapters.length);
+    adapters.push(peftToLoraAdapter(peft));
+  }
+  return { byGroup, adapters, manifest };
+}
+
+export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): Promise<StageResult> {
+  const started = new Date();
+  const c = config;
+  const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
+  const { tasks: all } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const split = trainAndDevTasks(all, c.dev, c.maxTasks);
+  if (c.categories) {
+    const known = new Set(split.train.map(taskCategory));
+    const unknown = c.categories.filter((x) => !known.has(x));
+    if (unknown.length) throw new Error(`finetune: config.categories names categories with no training task: ${unknown.join(", ")}`);
+    const keep = new Set(c.categories);
+    split.train = split.train.filter((t) => keep.has(taskCategory(t)));
+  }
+  const base = loadBaseModel(c.base!);
+  checkVocab(base, tokenizer);
+  let m: TagiModel;
+  if (c.init) {
+    const saved = readTagiConfig(c.init);
+    if (JSON.stringify(saved.tagi) !== JSON.stringify(c.tagi)) {
+      disposeModel(base);
+      throw new Error(`finetune: config.tagi differs from the stage-1 checkpoint's (${c.init}/tagi_config.json); use the same generator and fusion settings`);
+    }
+    m = loadTagiParams(c.init, base);
+  } else m = createTagiModel(base, c.tagi, c.initSeed);
+  const teacherModel = c.losses.kl > 0 ? loadBaseModel(c.teacher!) : null;
+  const teachers = c.losses.ins > 0 ? loadParameterTeachers(c.teachers!, base) : null;
+  try {
+    if (teachers) {
+      const r = c.tagi.hypernetwork.rank;
+      const t0 = teachers.adapters[0];
+      const tr = t0 ? [...t0.modules.values()][0]!.A.shape[0] : r;
+      if (tr !== r) throw new Error(`finetune: the parameter teachers have rank ${tr}, the generator ${r}; L_ins compares them factor by factor (set tagi.hypernetwork.rank = ${tr})`);
+      const missing = [...new Set(split.train.map(taskCategory))].filter((cat) => !teachers.byGroup.has(cat));
+      if (missing.length) throw new Error(`finetune: no parameter teacher for categor${missing.length > 1 ? "ies" : "y"} ${missing.join(", ")} in ${c.teachers} (train teachers for them, or restrict the tasks)`);
+    }
+    const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), teacherModel !== null);
+    const trainable = makeTagiTrainable(m, c.trainBase);
+    const lw = c.losses;
+    const result = await train({
+      label: "finetune",
+      out: opts.out,
+      config: c.train,
+      trainable,
+      source: arraySource(examples, `${examples.length} SNI train instances (${c.format} instructions)`),
+      constants: (b) => {
+        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+        const out = new Map<string, tf.Tensor>([
+          ["states", e.states],
+          ["mask", e.mask],
+          ["pooled", e.pooled],
+        ]);
+        if (teacherModel) {
+          out.set(
+            "teacherLogits",
+            tf.tidy(() =>
+              forward(teacherModel, {
+                inputIds: tf.tensor2d(b.teacherInputIds!, undefined, "int32"),
+                attentionMask: tf.tensor2d(b.teacherMask!, undefined, "int32"),
+                decoderInputIds: tf.tensor2d(b.decoderInputIds, undefined, "int32"),
+              }),
+            ),
+          );
+        }
+        if (teachers) {
+          const stacked = stackTeacherAdapters(teachers.adapters, b.groups!);
+          for (const [k, { A, B }] of stacked.modules) {
+            out.set(`teacherA:${k}`, A);
+            out.set(`teacherB:${k}`, B);
+          }
+        }
+        return out;
+      },
+      lossFn: (b, ctx) => {
+        const t = batchTensorsOf(b);
+        const k = ctx.constants;
+        const enc = { states: k.get("states") as tf.Tensor3D, mask: k.get("mask") as tf.Tensor2D, pooled: k.get("pooled") as tf.Tensor2D };
+        const { logits, adapter } = studentForward(m, enc, t, { training: true, seed: ctx.seed });
+        const terms: Record<string, tf.Scalar> = {};
+        let total: tf.Scalar = tf.scalar(0);
+        const ce = crossEntropyLoss(logits, t.labels);
+        terms["ce"] = ce;
+        if (lw.ce > 0) total = tf.add(total, tf.mul(ce, lw.ce));
+        if (teacherModel) {
+          const kl = distillationKl(logits, k.get("teacherLogits") as tf.Tensor3D, t.labels, { temperature: lw.temperature });
+          terms["kl"] = kl;
+          total = tf.add(total, tf.mul(kl, lw.kl));
+        }
+        if (teachers) {
+          const modules = new Map<string, { A: tf.Tensor; B: tf.Tensor }>();
+          for (const name of adapter.modules.keys()) {
+            const A = k.get(`teacherA:${name}`);
+            const B = k.get(`teacherB:${name}`);
+            if (!A || !B) throw new Error(`finetune: the parameter teachers do not adapt ${name}, which the generator does (set tagi.hypernetwork.kinds/projections to the teachers' modules)`);
+            modules.set(name, { A, B });
+          }
+          const ins = parameterAlignmentLoss(adapter, { layout: "perExample", scaling: teachers.adapters[0]!.scaling, dropout: 0, modules }, lw.alignment);
+          terms["ins"] = ins;
+          total = tf.add(total, tf.mul(ins, lw.ins));
+        }
+        return { loss: total, terms };
+      },
+      saveModel: (dir) => saveTagi(dir, m, c.base!),
+      resume: opts.resume,
+      progress: opts.progress,
+      onLog: opts.onLog as ((r: LogRecord) => void) | undefined,
+      stopAtStep: opts.stopAtStep,
+      fingerprint: { stage: c, model: base.config },
+    });
+    const modelDir = path.join(opts.out, "model");
+    saveTagi(modelDir, m, c.base!);
+    writeRunRecord(opts.out, {
+      stage: "finetune",
+      command: opts.command ?? null,
+      config: c,
+      seed: c.train.seed,
+      started,
+      result,
+      extra: {
+        model: { base: path.resolve(c.base!), init: c.init ? path.resolve(c.init) : null, ...modelSummary(base.config), trainableParameters: countOf(trainable) },
+        data: { ...counts, trainTasks: split.train.length },
+        devTasks: split.dev.map((t) => t.name),
+        teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0 },
+        outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
+      },
+    });
+    writeJsonAtomic(path.join(opts.out, "losses.json"), { weights: lw, terms: Object.keys(result.log.at(-1)?.terms ?? {}) });
+    return { out: opts.out, model: modelDir, result };
+  } finally {
+    disposeTagi(m);
+    if (teacherModel) disposeModel(teacherModel);
+    if (teachers) for (const a of teachers.adapters) for (const { A, B } of a.modules.values()) tf.dispose([A, B]);
+  }
+}

@@ -34,3 +34,32 @@ export function t5ForwardFlops(c: T5Config, s: T5PassShape): number {
 export function t5TrainStepFlops(c: T5Config, s: T5PassShape): number {
   return 3 * t5ForwardFlops(c, s);
 }
+
+/** Forward matMul FLOPs of the encoder over `length` tokens per sequence. */
+export function t5EncoderFlops(c: T5Config, batch: number, length: number): number {
+  const inner = c.num_heads * c.d_kv;
+  const n = batch * length;
+  const ffnMats = c.feed_forward_proj === "gated-gelu" ? 3 : 2;
+  return c.num_layers * (4 * 2 * n * c.d_model * inner + 2 * 2 * batch * c.num_heads * length ** 2 * c.d_kv + ffnMats * 2 * n * c.d_model * c.d_ff);
+}
+
+/**
+ * Forward matMul FLOPs of the decoder (and lm_head) over `targetLength` tokens attending to a memory of
+ * `memoryLength` positions, of which the keys and values of `cachedMemory` positions are already computed
+ * (e.g. an instruction's, once per task) and not counted.
+ */
+export function t5DecoderFlops(c: T5Config, batch: number, targetLength: number, memoryLength: number, cachedMemory = 0): number {
+  const inner = c.num_heads * c.d_kv;
+  const nd = batch * targetLength;
+  const ffnMats = c.feed_forward_proj === "gated-gelu" ? 3 : 2;
+  return (
+    c.num_decoder_layers *
+      (4 * 2 * nd * c.d_model * inner +
+        2 * 2 * batch * c.num_heads * targetLength ** 2 * c.d_kv +
+        2 * 2 * nd * c.d_model * inner +
+        2 * 2 * batch * (memoryLength - cachedMemory) * c.d_model * inner +
+        2 * 2 * batch * c.num_heads * targetLength * memoryLength * c.d_kv +
+        ffnMats * 2 * nd * c.d_model * c.d_ff) +
+    2 * nd * c.d_model * c.vocab_size
+  );
+}

@@ -226,3 +226,11 @@ export function generateAdapter(params: Map<string, tf.Tensor>, c: T5Config, h: 
 export function disposeAdapter(a: LoraAdapter): void {
   for (const { A, B } of a.modules.values()) tf.dispose([A, B]);
 }
+
+/** MatMul FLOPs of one generation (one instruction): the projection, then fc1 and fc2 for every adapted projection. */
+export function hypernetworkFlops(c: T5Config, h: HypernetworkConfig): number {
+  const inDim = (h.projection ?? c.d_model) + h.idDim;
+  let f = h.projection !== null ? 2 * c.d_model * h.projection : 0;
+  for (const s of adapterSlots(c, h)) f += 2 * inDim * h.hidden + 2 * h.hidden * (s.inFeatures * h.rank + h.rank * s.outFeatures);
+  return f;
+}

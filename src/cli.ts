@@ -25,6 +25,9 @@ import { evaluateTagiSni } from "./tagi/evaluate";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
 import { writeGeneratedAdapter } from "./tagi/generate-adapter";
 import { loadBaseModel } from "./train/seq2seq";
+import { sniComputeSummary } from "./experiments/compute-summary";
+import type { Method } from "./compute/method-flops";
+import { loadSniSplit } from "./data/sni";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -224,6 +227,17 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   writeCsv(perCategory, join(outDir, "per_category.csv"));
   writeFileAtomic(join(outDir, "predictions.jsonl"), result.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
+  const testTasks = (await loadSniSplit("test", o.dataDir ? resolve(o.dataDir) : undefined, { warn: false })).tasks;
+  const method: Method = tagi
+    ? tagi.config.fusion === "none"
+      ? "hypter"
+      : tagi.config.fusion === "concatenate"
+        ? "hint"
+        : "tagi"
+    : o.input === "full"
+      ? "tk-instruct"
+      : "no-ft";
+  const compute = sniComputeSummary(result, testTasks, tokenizer, o.format, method, model.config, o.maxNewTokens, tagi?.config.hypernetwork);
   const summary = {
     benchmark: result.benchmark,
     command: ["tagi", ...process.argv.slice(2)].join(" "),
@@ -235,6 +249,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     counts: result.counts,
     metrics: result.metrics,
     overall: result.overall,
+    compute,
     perCategory: Object.fromEntries(result.aggregate.perCategory),
     skips: result.skips,
     files: ["per_task.csv", "per_category.csv", "predictions.jsonl", "summary.json"],
@@ -249,6 +264,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
       `  ${c.tasks} tasks in ${c.categories} categories, ${c.instances} instances; truncated ${c.truncated} ` +
         `(examples dropped ${c.examplesDropped}, definition shortened ${c.definitionTruncated}, instance cut ${c.instanceTruncated}); skipped ${c.skipped}`,
       `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating`,
+      `  compute (${compute.method}): ${(compute.flops / 1e12).toFixed(3)} TFLOP, x${compute.relativeToTkInstruct.toFixed(2)} of Tk-Instruct's on these tasks`,
       `  wrote ${outDir}/{per_task.csv, per_category.csv, predictions.jsonl, summary.json}`,
     ].join("\n"),
   );

@@ -28,6 +28,8 @@ interface WorkerResult {
     t5SmallStep: { seconds: number; gflops: number; reps: number; activationBytes: number };
     t5SmallStepRecompute: { seconds: number; gflops: number; reps: number; activationBytes: number };
     decode: { tokensPerSecond: number; seconds: number };
+    generateAdapter?: { seconds: number; parameters: number };
+    teacherLoraStep?: { seconds: number };
   } | null;
 }
 
@@ -233,6 +235,10 @@ function main() {
     console.log(`\nT5-small-shaped training step (6+6 layers, d_model 512, 8 heads, gated-GELU d_ff 1024, vocab 32128, batch ${T5_BENCH.batch}, ${T5_BENCH.inputLength} input / ${T5_BENCH.targetLength} target tokens; ${fmt(t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) / 1e9)} GFLOP of matMul) and greedy decoding (batch ${T5_BENCH.batch}, ${T5_BENCH.decodeTokens} tokens):`);
     for (const r of t5Rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w5[i]!) : c.padStart(w5[i]!))).join("  "));
   }
+  const tagiLine = defOk?.t5?.generateAdapter && defOk.t5.teacherLoraStep
+    ? `TAGI vs instance training (${defaultName}, T5-small shape): generateAdapter.seconds ${fmt(defOk.t5.generateAdapter.seconds, 3)} (one 256-token instruction, ${fmt(defOk.t5.generateAdapter.parameters / 1e6, 2)}M LoRA parameters) vs teacher LoRA ${fmt(defOk.t5.teacherLoraStep.seconds, 3)} s per step, ${fmt((1000 * defOk.t5.teacherLoraStep.seconds) / 60, 1)} min per 1,000 steps (the paper's teachers: 10,000 steps)`
+    : null;
+  if (tagiLine) console.log(`\n${tagiLine}`);
   for (const [name, r] of Object.entries(results)) if ("error" in r) console.log(`${name}: failed: ${r.error}`);
   if ("error" in torch) console.log(`pytorch: ${torch.error}`);
 
@@ -275,6 +281,10 @@ function main() {
         }
       : null,
     decode: defOk?.t5 ? { tokensPerSecond: defOk.t5.decode.tokensPerSecond } : null,
+    // TAGI's per-task cost against instance training, T5-small shape: one adapter generation (256-token
+    // instruction, rank 32) versus one optimizer step of a rank-32 teacher LoRA (a teacher takes thousands).
+    generateAdapter: defOk?.t5?.generateAdapter ?? null,
+    teacherLoraStep: defOk?.t5?.teacherLoraStep ?? null,
     t5ByConfig: Object.fromEntries(ok.filter(([, r]) => r.t5).map(([n, r]) => [n, r.t5])),
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
@@ -305,6 +315,7 @@ function main() {
             "",
           ]
         : []),
+      ...(tagiLine ? [tagiLine + ".", ""] : []),
       "Configurations:",
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),
       `- \`pytorch\`: ${"error" in torch ? torch.error : `torch ${(torch as { torch?: string }).torch ?? "?"}, same shapes, ${threads} threads (reference/bench_torch.py)`}`,

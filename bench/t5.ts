@@ -8,6 +8,10 @@ import { parseT5Config, type T5Config } from "../src/model/config";
 import { greedyDecode } from "../src/model/generate";
 import { initT5Params } from "../src/model/init";
 import { crossEntropyLoss, forward, shiftRight, type T5Model } from "../src/model/t5";
+import { createLoraVariables } from "../src/model/lora";
+import { encodeInstruction } from "../src/tagi/instruction-encoder";
+import { generateAdapter, HYPERNETWORK_DEFAULTS, initHypernetwork } from "../src/tagi/hypernetwork";
+import { ADAMW_DEFAULTS, createOptimizer } from "../src/train/optimizer";
 
 /** T5-small's shape with T5 v1.1's gated-GELU FFN at d_ff 1024 (the bench shape named by the issues). */
 export const T5_SMALL_SHAPE: T5Config = parseT5Config({
@@ -78,4 +82,51 @@ export function makeT5Bench(seed = 0) {
     flops: t5TrainStepFlops(config, T5_BENCH),
     activationBytes: () => activationBytes,
   };
+}
+
+/**
+ * TAGI's cost against instance training on the same T5-small shape: generating one task's adapter (encode a
+ * 256-token instruction, run the generator with the default config, rank 32) versus one optimizer step of a
+ * teacher LoRA (rank 32 on q and v, the bench batch); a teacher trains for thousands of such steps.
+ */
+export function makeTagiBench(seed = 0) {
+  const config = T5_SMALL_SHAPE;
+  const params = initT5Params(config, seed);
+  const model: T5Model = { config, params };
+  const hyper = initHypernetwork(config, HYPERNETWORK_DEFAULTS, seed);
+  const instruction = tf.tensor2d(randomIds(1, 256, config.vocab_size, seed + 3), undefined, "int32");
+  const instructionMask = tf.onesLike(instruction) as tf.Tensor2D;
+  const { batch, inputLength, targetLength } = T5_BENCH;
+  const labelsArr = randomIds(batch, targetLength, config.vocab_size, seed + 1);
+  const inputIds = tf.tensor2d(randomIds(batch, inputLength, config.vocab_size, seed + 2), undefined, "int32");
+  const labels = tf.tensor2d(labelsArr, undefined, "int32");
+  const decoderInputIds = tf.tensor2d(shiftRight(labelsArr, 0, 0), undefined, "int32");
+  const lora = createLoraVariables(config, { r: 32, alpha: 32, dropout: 0, targetModules: ["q", "v"] }, seed);
+  const loraVars = [...lora.modules.values()].flatMap((m) => [m.A, m.B]) as tf.Variable[];
+  const optimizer = createOptimizer(ADAMW_DEFAULTS, new Map(loraVars.map((v, i) => [String(i), v])));
+
+  /** Encode the instruction and generate its adapter; returns the number of generated parameters. */
+  const generate = (): number =>
+    tf.tidy(() => {
+      const enc = encodeInstruction(model, instruction, instructionMask);
+      const a = generateAdapter(hyper, config, HYPERNETWORK_DEFAULTS, enc.pooled);
+      let n = 0;
+      for (const { A, B } of a.modules.values()) n += A.size + B.size;
+      a.modules.values().next().value!.B.dataSync(); // synchronous kernels: this only marks the end
+      return n;
+    });
+  /** One teacher LoRA optimizer step (forward, backward for the LoRA factors, AdamW). */
+  const teacherStep = (): number => {
+    const { value, grads } = tf.variableGrads(() => crossEntropyLoss(forward(model, { inputIds, decoderInputIds }, { lora }), labels), loraVars);
+    const g = new Map(loraVars.map((v, i) => [String(i), grads[v.name]!]));
+    optimizer.step(g, 1e-4);
+    const loss = value.dataSync()[0]!;
+    tf.dispose([value, ...Object.values(grads)]);
+    return loss;
+  };
+  const dispose = () => {
+    optimizer.dispose();
+    tf.dispose([...params.values(), ...hyper.values(), instruction, instructionMask, inputIds, labels, decoderInputIds, ...loraVars]);
+  };
+  return { generate, teacherStep, dispose };
 }

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
-import { makeT5Bench } from "./t5";
+import { makeT5Bench, makeTagiBench } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
 
 interface Timing {
@@ -60,7 +60,13 @@ async function main() {
     tf.dispose([x, ...params]);
   }
   type StepTiming = { seconds: number; gflops: number; reps: number; activationBytes: number };
-  let t5: { t5SmallStep: StepTiming; t5SmallStepRecompute: StepTiming; decode: { tokensPerSecond: number; seconds: number } } | null = null;
+  let t5: {
+    t5SmallStep: StepTiming;
+    t5SmallStepRecompute: StepTiming;
+    decode: { tokensPerSecond: number; seconds: number };
+    generateAdapter: { seconds: number; parameters: number };
+    teacherLoraStep: { seconds: number };
+  } | null = null;
   if (process.env.TAGI_BENCH_T5 === "1") {
     const bench = makeT5Bench(0);
     // Memory: the tensors held when the forward pass ends (the activations kept for backprop), which is
@@ -71,13 +77,20 @@ async function main() {
     const heldRecompute = bench.activationBytes();
     let tokens = 0;
     const d = time(() => (tokens = bench.decode()), quick ? 1 : 3, quick ? 2 : 3);
+    bench.dispose();
+    const tagi = makeTagiBench(0);
+    let generated = 0;
+    const g = time(() => (generated = tagi.generate()), quick ? 1 : 3, quick ? 3 : 10);
+    const ts = time(() => tagi.teacherStep(), quick ? 2 : 4, quick ? 2 : 4);
+    tagi.dispose();
     t5 = {
       t5SmallStep: { seconds: t.seconds, gflops: bench.flops / t.seconds / 1e9, reps: t.reps, activationBytes: heldPlain },
       // matMul FLOPs of the step itself (the recomputed forward is overhead, not counted)
       t5SmallStepRecompute: { seconds: tr.seconds, gflops: bench.flops / tr.seconds / 1e9, reps: tr.reps, activationBytes: heldRecompute },
       decode: { tokensPerSecond: tokens / d.seconds, seconds: d.seconds },
+      generateAdapter: { seconds: g.seconds, parameters: generated },
+      teacherLoraStep: { seconds: ts.seconds },
     };
-    bench.dispose();
   }
   const result = {
     backend: info.backend,

@@ -2,27 +2,14 @@
  * An untrained tiny T5 with the real T5 vocabulary (32,128 ids, as t5-v1.1/LM-adapt checkpoints): for
  * smoke-testing pipelines end to end (`tagi evaluate --random-tiny`). Its scores mean nothing.
  */
-import { parseT5Config, type T5Config } from "./config";
+import type { T5Config } from "./config";
+import { presetConfig } from "./presets";
 import { initT5Params } from "./init";
 import type { T5Model } from "./t5";
 
-/** d_model 64, d_kv 16, d_ff 128, 2 encoder + 2 decoder layers, 4 heads, gated-GELU, untied head. */
+/** The `tiny` preset: d_model 64, d_kv 16, d_ff 128, 2 encoder + 2 decoder layers, 4 heads, gated-GELU, untied head. */
 export function randomTinyT5Config(): T5Config {
-  return parseT5Config(
-    {
-      vocab_size: 32128,
-      d_model: 64,
-      d_kv: 16,
-      d_ff: 128,
-      num_layers: 2,
-      num_decoder_layers: 2,
-      num_heads: 4,
-      feed_forward_proj: "gated-gelu",
-      tie_word_embeddings: false,
-      dropout_rate: 0.1,
-    },
-    "random-tiny",
-  );
+  return presetConfig("tiny");
 }
 
 /** The tiny T5 with parameters from `initT5Params(config, seed)`. */

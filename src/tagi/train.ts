@@ -28,11 +28,11 @@ import { crossEntropyLoss, forward, type T5Model } from "../model/t5";
 import { loadPeftAdapter, peftToLoraAdapter, checkAdapterShapes } from "../model/weights";
 import type { LoraAdapter } from "../model/lora";
 import { ADAMW_DEFAULTS, ADAFACTOR_DEFAULTS } from "../train/optimizer";
-import { train, type LogRecord, type TrainConfig } from "../train/loop";
+import { train, type TrainConfig } from "../train/loop";
 import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
 import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
-import { disposeModel, loadBaseModel, modelSummary, writeRunRecord } from "../train/seq2seq";
+import { disposeModel, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import type { TeachersManifest } from "../train/teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { createTagiModel, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
@@ -168,26 +168,15 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
         return { loss: ce, terms: { ce } };
       },
       saveModel: (dir) => saveTagi(dir, m, c.base!),
-      resume: opts.resume,
-      progress: opts.progress,
-      onLog: opts.onLog,
-      stopAtStep: opts.stopAtStep,
+      ...loopOptions(opts),
       fingerprint: { stage: c, model: base.config },
     });
     const modelDir = path.join(opts.out, "model");
     saveTagi(modelDir, m, c.base!);
-    writeRunRecord(opts.out, {
-      stage: "pretrain-hyper",
-      command: opts.command ?? null,
-      config: c,
-      seed: c.train.seed,
-      started,
-      result,
-      extra: {
+    recordStage("pretrain-hyper", opts, c, started, result, {
         model: { base: path.resolve(c.base!), ...modelSummary(base.config), trainableParameters: countOf(trainable) },
         data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
-      },
     });
     return { out: opts.out, model: modelDir, result };
   } finally {
@@ -472,28 +461,17 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         return { loss: total, terms };
       },
       saveModel: (dir) => saveTagi(dir, m, c.base!),
-      resume: opts.resume,
-      progress: opts.progress,
-      onLog: opts.onLog as ((r: LogRecord) => void) | undefined,
-      stopAtStep: opts.stopAtStep,
+      ...loopOptions(opts),
       fingerprint: { stage: c, model: base.config },
     });
     const modelDir = path.join(opts.out, "model");
     saveTagi(modelDir, m, c.base!);
-    writeRunRecord(opts.out, {
-      stage: "finetune",
-      command: opts.command ?? null,
-      config: c,
-      seed: c.train.seed,
-      started,
-      result,
-      extra: {
+    recordStage("finetune", opts, c, started, result, {
         model: { base: path.resolve(c.base!), init: c.init ? path.resolve(c.init) : null, ...modelSummary(base.config), trainableParameters: countOf(trainable) },
         data: { ...counts, trainTasks: split.train.length },
         devTasks: split.dev.map((t) => t.name),
         teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0 },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
-      },
     });
     writeJsonAtomic(path.join(opts.out, "losses.json"), { weights: lw, terms: Object.keys(result.log.at(-1)?.terms ?? {}) });
     return { out: opts.out, model: modelDir, result };

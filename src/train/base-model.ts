@@ -14,7 +14,7 @@ import { T5Tokenizer } from "../text/tokenizer";
 import { ADAFACTOR_DEFAULTS } from "./optimizer";
 import { train, type LogRecord, type TrainConfig, type TrainResult } from "./loop";
 import { loadStageConfig, trainDefaults } from "./run-config";
-import { disposeModel, loadOrInitModel, makeTrainable, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+import { disposeModel, loadOrInitModel, loopOptions, makeTrainable, modelSummary, recordStage, seq2seqLoss, type StageOptions, type StageResult } from "./seq2seq";
 import type { T5Model } from "../model/t5";
 
 export interface PretrainBaseConfig {
@@ -70,23 +70,7 @@ export function parsePretrainBaseConfig(source: string | Record<string, unknown>
   });
 }
 
-export interface StageOptions {
-  out: string;
-  resume?: boolean;
-  progress?: boolean | "auto";
-  onLog?: (r: LogRecord) => void;
-  /** The command line, for run.json (null when called from a notebook). */
-  command?: string[] | null;
-  /** Stop after this step with a checkpoint (tests; time-boxed runs). */
-  stopAtStep?: number;
-}
-
-export interface StageResult {
-  out: string;
-  /** The trained model's folder (Hugging Face T5) or adapter folder (PEFT). */
-  model: string;
-  result: TrainResult;
-}
+export type { StageOptions, StageResult } from "./seq2seq";
 
 export async function pretrainBase(config: PretrainBaseConfig, opts: StageOptions): Promise<StageResult> {
   const started = new Date();
@@ -113,22 +97,12 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
       source,
       lossFn: (batch, ctx) => seq2seqLoss(trainingView, batch, { training: true, seed: ctx.seed }),
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
-      resume: opts.resume,
-      progress: opts.progress,
-      onLog: opts.onLog,
-      stopAtStep: opts.stopAtStep,
+      ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },
     });
     const modelDir = path.join(opts.out, "model");
     saveT5Checkpoint(modelDir, model.config, model.params);
-    writeRunRecord(opts.out, {
-      stage: "pretrain-base",
-      command: opts.command ?? null,
-      config: c,
-      seed: c.train.seed,
-      started,
-      result,
-      extra: {
+    recordStage("pretrain-base", opts, c, started, result, {
         model: { source: modelSource, ...modelSummary(model.config) },
         data: {
           corpus: "SNI train tasks: definitions, positive examples, instances (input + first output)",
@@ -141,7 +115,6 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
           epochsSeen: result.state.data.epoch + result.state.data.batch / Math.max(1, Math.ceil(source.size / c.train.batchSize)),
         },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
-      },
     });
     return { out: opts.out, model: modelDir, result };
   } finally {

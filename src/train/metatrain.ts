@@ -21,7 +21,7 @@ import { ADAMW_DEFAULTS } from "./optimizer";
 import { train, type TrainConfig } from "./loop";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions, type StageResult } from "./base-model";
-import { disposeModel, loadBaseModel, makeTrainable, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+import { disposeModel, loadBaseModel, makeTrainable, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
 
 export interface DevConfig {
   /** Share of train tasks held out (stratified by category); null: none. */
@@ -29,27 +29,32 @@ export interface DevConfig {
   seed: number;
 }
 
-export interface MetatrainConfig {
-  /** The base model: a Hugging Face T5 folder (e.g. <pretrain-base out>/model, or google/t5-base-lm-adapt). */
+/** What every stage that trains on SNI train-task instances is configured with. */
+export interface SniStageFields {
+  /** The model trained on: a Hugging Face T5 folder (e.g. <pretrain-base out>/model, or google/t5-base-lm-adapt). */
   base: string | null;
   format: PromptFormat;
-  mode: "full" | "lora";
   lora: LoraConfig;
   maxInputTokens: number;
   maxTargetTokens: number;
   /** Only the first N training tasks (file order, after the dev split); null: all. For quick runs. */
   maxTasks: number | null;
   instancesPerTask: number | null;
+  /** Train tasks held out for model selection (the same split in every stage keeps them unseen). */
   dev: DevConfig;
   dataDir: string | null;
   tokenizer: string | null;
   train: TrainConfig;
 }
 
-export const METATRAIN_DEFAULTS: MetatrainConfig = {
+export interface MetatrainConfig extends SniStageFields {
+  mode: "full" | "lora";
+}
+
+/** Defaults shared by the SNI stages: Def + 2 Pos, rank-32 LoRA on q and v (the paper's), 512 / 64 tokens, a 5% dev split. */
+export const SNI_STAGE_DEFAULTS: Omit<SniStageFields, "train"> = {
   base: null,
   format: "def+2pos",
-  mode: "full",
   lora: { r: 32, alpha: 32, dropout: 0.05, targetModules: ["q", "v"] },
   maxInputTokens: 512,
   maxTargetTokens: 64,
@@ -58,19 +63,15 @@ export const METATRAIN_DEFAULTS: MetatrainConfig = {
   dev: { fraction: 0.05, seed: 0 },
   dataDir: null,
   tokenizer: null,
+};
+
+export const METATRAIN_DEFAULTS: MetatrainConfig = {
+  ...SNI_STAGE_DEFAULTS,
+  mode: "full",
   train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 5e-4, warmupSteps: 10 } }),
 };
 
-export function checkSniStageFields(c: {
-  base: string | null;
-  format: string;
-  maxInputTokens: number;
-  maxTargetTokens: number;
-  instancesPerTask: number | null;
-  maxTasks: number | null;
-  dev: DevConfig;
-  lora: LoraConfig;
-}): string[] {
+export function checkSniStageFields(c: SniStageFields): string[] {
   const p: string[] = [];
   if (!c.base) p.push("config.base is required: the base model folder (Hugging Face T5: config.json + model.safetensors)");
   if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
@@ -146,27 +147,16 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
       source: arraySource(examples, `${examples.length} SNI train instances (${c.format})`),
       lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
       saveModel,
-      resume: opts.resume,
-      progress: opts.progress,
-      onLog: opts.onLog,
-      stopAtStep: opts.stopAtStep,
+      ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },
     });
     const artifact = path.join(opts.out, c.mode === "full" ? "model" : "adapter");
     saveModel(artifact);
-    writeRunRecord(opts.out, {
-      stage: "metatrain",
-      command: opts.command ?? null,
-      config: c,
-      seed: c.train.seed,
-      started,
-      result,
-      extra: {
+    recordStage("metatrain", opts, c, started, result, {
         model: { base: path.resolve(c.base!), mode: c.mode, ...modelSummary(model.config) },
         data: { ...counts, trainTasks: split.train.length, tasksSkippedByLoader: skipped.length },
         devTasks: split.dev.map((t) => t.name),
         outputs: { [c.mode === "full" ? "model" : "adapter"]: path.basename(artifact) + "/", log: "log.jsonl", checkpoint: "checkpoint/" },
-      },
     });
     return { out: opts.out, model: artifact, result };
   } finally {

@@ -12,7 +12,7 @@ import { initT5Params } from "../model/init";
 import { parseT5Config, t5ParameterShapes, type T5Config } from "../model/config";
 import { countParameters, presetConfig } from "../model/presets";
 import { environmentReport } from "../environment";
-import type { LossOutput, TrainResult } from "./loop";
+import type { LogRecord, LossOutput, TrainResult } from "./loop";
 import { writeJsonAtomic } from "./checkpoint";
 
 /**
@@ -109,4 +109,39 @@ export function writeRunRecord(
   };
   fs.mkdirSync(out, { recursive: true });
   writeJsonAtomic(path.join(out, "run.json"), record);
+}
+
+export interface StageOptions {
+  out: string;
+  resume?: boolean;
+  progress?: boolean | "auto";
+  onLog?: (r: LogRecord) => void;
+  /** The command line, for run.json (null when called from a notebook). */
+  command?: string[] | null;
+  /** Stop after this step with a checkpoint (tests; time-boxed runs). */
+  stopAtStep?: number;
+}
+
+export interface StageResult {
+  out: string;
+  /** The trained model's folder (Hugging Face T5) or adapter folder (PEFT). */
+  model: string;
+  result: TrainResult;
+}
+
+/** The loop options every stage passes through from its StageOptions. */
+export function loopOptions(opts: StageOptions): { resume?: boolean; progress?: boolean | "auto"; onLog?: (r: LogRecord) => void; stopAtStep?: number } {
+  return { resume: opts.resume, progress: opts.progress, onLog: opts.onLog, stopAtStep: opts.stopAtStep };
+}
+
+/** Writes a stage's run.json (see writeRunRecord) with its command, config and seed. */
+export function recordStage(
+  stage: string,
+  opts: StageOptions,
+  config: { train: { seed: number } },
+  started: Date,
+  result: TrainResult | undefined,
+  extra: Record<string, unknown>,
+): void {
+  writeRunRecord(opts.out, { stage, command: opts.command ?? null, config, seed: config.train.seed, started, result, extra });
 }

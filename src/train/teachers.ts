@@ -19,53 +19,31 @@ import { savePeftAdapter } from "../model/weights";
 import type { PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
 import { ADAMW_DEFAULTS } from "./optimizer";
-import { train, type LogRecord, type TrainConfig } from "./loop";
+import { train, type TrainConfig } from "./loop";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions } from "./base-model";
-import { checkSniStageFields, trainAndDevTasks, type DevConfig } from "./metatrain";
-import { disposeModel, loadBaseModel, modelSummary, seq2seqLoss, writeRunRecord } from "./seq2seq";
+import { checkSniStageFields, SNI_STAGE_DEFAULTS, trainAndDevTasks, type SniStageFields } from "./metatrain";
+import { disposeModel, loadBaseModel, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
 import { writeJsonAtomic } from "./checkpoint";
 
-export interface TeachersConfig {
-  /** The model the teachers adapt: the meta-trained model's folder (default in the paper) or the base model. */
-  base: string | null;
+/** `base` is the model the teachers adapt: the meta-trained model's folder (the official code) or the base model. */
+export interface TeachersConfig extends SniStageFields {
   groupBy: "category" | "task";
   /** Only these categories (or tasks); null: all groups of the train tasks. */
   groups: string[] | null;
   /** At most this many groups (in order of first appearance); null: no limit. */
   maxGroups: number | null;
-  format: PromptFormat;
   /** What the teacher reads: the full prompt (as the meta-trained model does) or the instance only. */
   input: "full" | "instance";
-  lora: LoraConfig;
-  maxInputTokens: number;
-  maxTargetTokens: number;
-  /** Only the first N training tasks (file order, after the dev split); null: all. For quick runs. */
-  maxTasks: number | null;
-  instancesPerTask: number | null;
-  /** The same dev split as meta-training, so dev tasks stay unseen by every teacher. */
-  dev: DevConfig;
-  dataDir: string | null;
-  tokenizer: string | null;
-  train: TrainConfig;
 }
 
 export const TEACHERS_DEFAULTS: TeachersConfig = {
-  base: null,
   groupBy: "category",
   groups: null,
   maxGroups: null,
-  format: "def+2pos",
   input: "full",
-  // The paper's teachers: rank 32, AdamW lr 1e-4.
-  lora: { r: 32, alpha: 32, dropout: 0.05, targetModules: ["q", "v"] },
-  maxInputTokens: 512,
-  maxTargetTokens: 64,
-  instancesPerTask: 100,
-  maxTasks: null,
-  dev: { fraction: 0.05, seed: 0 },
-  dataDir: null,
-  tokenizer: null,
+  // The paper's teachers: rank 32 (SNI_STAGE_DEFAULTS' LoRA), AdamW.
+  ...SNI_STAGE_DEFAULTS,
   train: trainDefaults({ steps: 100, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-3, warmupSteps: 0 } }),
 };
 
@@ -180,9 +158,7 @@ export async function trainTeachers(
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
           lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
           saveModel,
-          resume: opts.resume,
-          progress: opts.progress,
-          onLog: opts.onLog as ((r: LogRecord) => void) | undefined,
+          ...loopOptions({ ...opts, stopAtStep: undefined }), // a teacher is trained whole or resumed
           fingerprint: { stage: c, group, model: model.config },
         });
         saveModel(path.join(dir, "adapter"));
@@ -206,19 +182,12 @@ export async function trainTeachers(
         for (const { A, B } of lora.modules.values()) (A.dispose(), B.dispose());
       }
     }
-    writeRunRecord(opts.out, {
-      stage: "teachers",
-      command: opts.command ?? null,
-      config: c,
-      seed: c.train.seed,
-      started,
-      extra: {
+    recordStage("teachers", opts, c, started, undefined, {
         model: { base: path.resolve(c.base!), ...modelSummary(model.config) },
         teachers: manifest.teachers.length,
         trainTasks: split.train.length,
         devTasks: split.dev.map((t) => t.name),
         outputs: { manifest: "manifest.json" },
-      },
     });
     writeJsonAtomic(manifestFile, manifest);
     return { out: opts.out, manifest };

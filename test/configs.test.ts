@@ -1,0 +1,45 @@
+/**
+ * Every committed stage config parses under its stage's strict parser (no unknown keys, valid values), and
+ * TAGI's stage-1 a|b|c split covers its segment exactly.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parsePretrainBaseConfig } from "../src/train/base-model";
+import { parseMetatrainConfig } from "../src/train/metatrain";
+import { parseTeachersConfig } from "../src/train/teachers";
+import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../src/tagi/train";
+import { mulberry32 } from "../src/data/sni";
+
+const CONFIGS = path.join(__dirname, "..", "configs");
+const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
+  [/^pretrain-base/, parsePretrainBaseConfig],
+  [/^metatrain/, parseMetatrainConfig],
+  [/^teachers/, parseTeachersConfig],
+  [/^pretrain-hyper/, parsePretrainHyperConfig],
+  [/^finetune/, parseFinetuneConfig],
+];
+
+describe("committed configs", () => {
+  for (const scale of fs.readdirSync(CONFIGS)) {
+    for (const file of fs.readdirSync(path.join(CONFIGS, scale))) {
+      it(`configs/${scale}/${file} parses`, () => {
+        const parse = parsers.find(([re]) => re.test(file))?.[1];
+        assert.ok(parse, `no stage parser for ${file}`);
+        parse(JSON.parse(fs.readFileSync(path.join(CONFIGS, scale, file), "utf8")) as Record<string, unknown>);
+      });
+    }
+  }
+
+  it("stage 1's a | b | c split: a 25-50% of the segment, c at least 2 tokens, together the whole segment", () => {
+    const rand = mulberry32(3);
+    for (let k = 0; k < 50; k++) {
+      const seg = Array.from({ length: 64 }, (_, i) => 100 + i);
+      const e = splitSegment(seg, rand, 1);
+      const [a, b, c] = [e.instruction!.slice(0, -1), e.input.slice(0, -1), e.target.slice(0, -1)];
+      assert.deepEqual([...a, ...b, ...c], seg);
+      assert.ok(a.length >= 16 && a.length <= 32 && c.length >= 2 && b.length >= 1, `${a.length} ${b.length} ${c.length}`);
+      assert.equal(e.instruction!.at(-1), 1);
+    }
+  });
+});

@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 tagi() { node --import tsx src/cli.ts "$@"; }
 [ -f runs/small/base/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base.json --out runs/small/base --resume
 [ -f runs/small/metatrain/model/model.safetensors ] || tagi metatrain --config configs/small/metatrain.json --out runs/small/metatrain --resume
-[ -f results/eval/sni103-def2pos-small-metatrain/summary.json ] || tagi evaluate --model runs/small/metatrain/model --benchmark sni \
-  --format def+2pos --max-input-tokens 512 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def2pos-small-metatrain
+[ -f results/eval/sni103-def-small-metatrain/summary.json ] || tagi evaluate --model runs/small/metatrain/model --benchmark sni \
+  --format def --max-input-tokens 256 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def-small-metatrain
 tagi teachers --config configs/small/teachers.json --out runs/small/teachers --resume

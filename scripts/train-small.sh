@@ -3,12 +3,15 @@
 # meta-training, its SNI-103 evaluation, then the per-category LoRA teachers. Every stage resumes from its
 # checkpoint, so rerunning after a kill continues where it stopped. Weights go to runs/small/ (not committed);
 # `npm run tagi -- training-report` then copies logs and run records to results/training/ and draws the curves.
-# About 2.5 hours on 2 cores.
+# About 2 hours on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tagi() { node --import tsx src/cli.ts "$@"; }
 [ -f runs/small/base/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base.json --out runs/small/base --resume
 [ -f runs/small/metatrain/model/model.safetensors ] || tagi metatrain --config configs/small/metatrain.json --out runs/small/metatrain --resume
+# The evaluation and the teachers run side by side: both spend much of their time in single-threaded
+# elementwise kernels, so two processes use the two cores better than one after the other.
 [ -f results/eval/sni103-def-small-metatrain/summary.json ] || tagi evaluate --model runs/small/metatrain/model --benchmark sni \
-  --format def --max-input-tokens 256 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def-small-metatrain
+  --format def --max-input-tokens 256 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def-small-metatrain &
 tagi teachers --config configs/small/teachers.json --out runs/small/teachers --resume
+wait

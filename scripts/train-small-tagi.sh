@@ -8,4 +8,4 @@ tagi() { node --import tsx src/cli.ts "$@"; }
 [ -f runs/small/pretrain-hyper/model/tagi.safetensors ] || tagi pretrain-hyper --config configs/small/pretrain-hyper.json --out runs/small/pretrain-hyper --resume
 [ -f runs/small/finetune/model/tagi.safetensors ] || tagi finetune --config configs/small/finetune.json --out runs/small/finetune --resume
 [ -f results/eval/sni103-def-small-tagi/summary.json ] || tagi evaluate --tagi runs/small/finetune/model --benchmark sni \
-  --format def --max-input-tokens 256 --max-new-tokens 64 --batch-size 16 --no-progress --out results/eval/sni103-def-small-tagi
+  --format def --max-input-tokens 128 --max-new-tokens 32 --batch-size 16 --no-progress --out results/eval/sni103-def-small-tagi

@@ -67,10 +67,10 @@ export function instanceExamples(
         if (tp.instanceTruncated) counts.instancesCut++;
         input = tokenizer.encode(tp.full);
       } else if (opts.input === "instance" && input.length > opts.maxInputTokens) counts.instancesCut++;
-      input = cut(input, opts.maxInputTokens, tokenizer.eosId);
+      input = truncateIds(input, opts.maxInputTokens, tokenizer.eosId);
       const fullTarget = tokenizer.encode(reference);
       if (fullTarget.length > opts.maxTargetTokens) counts.targetsCut++;
-      const target = cut(fullTarget, opts.maxTargetTokens, tokenizer.eosId);
+      const target = truncateIds(fullTarget, opts.maxTargetTokens, tokenizer.eosId);
       examples.push({ input, target, task: task.name, id: inst.id });
     }
   }
@@ -79,6 +79,6 @@ export function instanceExamples(
 }
 
 /** The first max-1 ids and `</s>` (what T5Tokenizer.encode does with truncation), or ids unchanged when they fit. */
-function cut(ids: number[], max: number, eos: number): number[] {
+export function truncateIds(ids: number[], max: number, eos: number): number[] {
   return ids.length <= max ? ids : [...ids.slice(0, max - 1), eos];
 }

@@ -431,6 +431,14 @@ export function writeFileAtomic(file: string, write: (fd: number) => void): void
   }
 }
 
+/** JSON (2-space indented, trailing newline) written atomically with writeFileAtomic. */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const bytes = Buffer.from(JSON.stringify(value, null, 2) + "\n", "utf-8");
+  writeFileAtomic(file, (fd) => {
+    fs.writeSync(fd, bytes);
+  });
+}
+
 function writeAll(fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.byteLength) {

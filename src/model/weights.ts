@@ -16,7 +16,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { parseT5Config, t5ParameterShapes, TIED_ALIASES, type T5Config } from "./config";
-import { readSafetensors, readSafetensorsHeader, writeFileAtomic, writeSafetensors, type SafetensorsEntry } from "./safetensors";
+import { readSafetensors, readSafetensorsHeader, writeJsonAtomic, writeSafetensors, type SafetensorsEntry } from "./safetensors";
 import type { LoraAdapter } from "./lora";
 
 const CONVERT_HINT =
@@ -49,13 +49,6 @@ function readJson(file: string, what: string): unknown {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
-function writeJsonAtomic(file: string, value: unknown): void {
-  const bytes = Buffer.from(JSON.stringify(value, null, 2) + "\n", "utf-8");
-  writeFileAtomic(file, (fd) => {
-    fs.writeSync(fd, bytes);
-  });
 }
 
 function listFolder(dir: string): string {

@@ -10,6 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { encode, type T5Model } from "../model/t5";
 import type { T5Tokenizer } from "../text/tokenizer";
+import { truncateIds } from "../data/instances";
 
 export type Pooling = "mean" | "first-last";
 
@@ -41,7 +42,7 @@ export function tokenizeInstructions(
     if (typeof text !== "string" || !text.trim()) throw new Error(`instruction encoder: instruction ${i} is empty or whitespace; a task needs an instruction to generate its adapter`);
     const ids = tokenizer.encode(text);
     if (ids.length > maxTokens) onTruncate(i, ids.length);
-    return ids.length > maxTokens ? [...ids.slice(0, maxTokens - 1), tokenizer.eosId] : ids;
+    return truncateIds(ids, maxTokens, tokenizer.eosId);
   });
   const len = Math.max(...rows.map((r) => r.length));
   return {

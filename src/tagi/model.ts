@@ -12,7 +12,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { forward, type T5Model } from "../model/t5";
 import type { LoraAdapter } from "../model/lora";
-import { readSafetensors, writeSafetensors } from "../model/safetensors";
+import { readSafetensors, writeJsonAtomic, writeSafetensors } from "../model/safetensors";
 import { encodeInstruction, type InstructionEncoding, type Pooling } from "./instruction-encoder";
 import { fusionParameterShapes, initFusionParams, instructionFusion, type FusionMode } from "./fusion";
 import { generateAdapter, hypernetworkParameterShapes, initHypernetwork, validateHypernetworkConfig, HYPERNETWORK_DEFAULTS, type HypernetworkConfig } from "./hypernetwork";
@@ -130,9 +130,7 @@ export function studentForward(
 export function saveTagi(dir: string, m: TagiModel, baseDir: string): void {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, "tagi.safetensors"), new Map([...m.hyper, ...m.fusion]), { format: "tagi" });
-  const tmp = path.join(dir, `tagi_config.json.tmp-${process.pid}`);
-  fs.writeFileSync(tmp, JSON.stringify({ base: path.resolve(baseDir), baseConfig: m.base.config, tagi: m.config }, null, 2) + "\n");
-  fs.renameSync(tmp, path.join(dir, "tagi_config.json"));
+  writeJsonAtomic(path.join(dir, "tagi_config.json"), { base: path.resolve(baseDir), baseConfig: m.base.config, tagi: m.config });
 }
 
 export function readTagiConfig(dir: string): { base: string; tagi: TagiConfig } {

@@ -22,6 +22,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { arraySource, type PaddedBatch, type Seq2SeqExample } from "../data/batching";
 import { loadSniSplit, sampleInstances, seededRandom, taskCategory, type SniTrainTask } from "../data/sni";
 import { buildPretrainCorpus } from "../data/pretraining";
+import { truncateIds } from "../data/instances";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
 import { crossEntropyLoss, forward, type T5Model } from "../model/t5";
@@ -32,7 +33,7 @@ import { train, type TrainConfig } from "../train/loop";
 import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
 import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
-import { disposeModel, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
+import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import type { TeachersManifest } from "../train/teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { createTagiModel, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
@@ -52,21 +53,12 @@ function baseSelector(t: TrainBaseParts): ((name: string) => boolean) | null {
 
 /** Turns the generator, fusion and selected base parameters into variables; returns them by name. */
 function makeTagiTrainable(m: TagiModel, parts: TrainBaseParts): Map<string, tf.Variable> {
-  const out = new Map<string, tf.Variable>();
-  const lift = (map: Map<string, tf.Tensor>, select: (n: string) => boolean, prefix: string) => {
-    for (const [k, t] of map) {
-      if (!select(k)) continue;
-      const v = t instanceof tf.Variable ? t : tf.variable(t, true);
-      if (v !== t) t.dispose();
-      map.set(k, v);
-      out.set(prefix + k, v);
-    }
-  };
-  lift(m.hyper, () => true, "");
-  lift(m.fusion, () => true, "");
   const sel = baseSelector(parts);
-  if (sel) lift(m.base.params, sel, "base.");
-  return out;
+  return new Map([
+    ...liftToVariables(m.hyper, () => true),
+    ...liftToVariables(m.fusion, () => true),
+    ...(sel ? liftToVariables(m.base.params, sel, "base.") : []),
+  ]);
 }
 
 function batchTensorsOf(b: PaddedBatch) {
@@ -305,7 +297,7 @@ export function tagiExamples(
 ): { examples: Seq2SeqExample[]; counts: TagiExampleCounts } {
   const counts: TagiExampleCounts = { tasks: tasks.length, examples: 0, instructionsTruncated: 0, instancesCut: 0, teacherPromptsTruncated: 0, emptyTargets: 0 };
   const examples: Seq2SeqExample[] = [];
-  const cut = (ids: number[], max: number) => (ids.length <= max ? ids : [...ids.slice(0, max - 1), tokenizer.eosId]);
+  const cut = (ids: number[], max: number) => truncateIds(ids, max, tokenizer.eosId);
   for (const task of tasks) {
     const group = groupOf(task);
     const first = task.instances[0];

@@ -13,7 +13,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { readSafetensors, writeSafetensors } from "../model/safetensors";
+import { readSafetensors, writeJsonAtomic, writeSafetensors } from "../model/safetensors";
+
+export { writeJsonAtomic };
 import type { DataOrderState } from "../data/batching";
 
 export interface TrainerState {
@@ -40,12 +42,6 @@ export interface CheckpointContents {
 
 export function checkpointDir(out: string): string {
   return path.join(out, "checkpoint");
-}
-
-export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
-  fs.renameSync(tmp, file);
 }
 
 /** Writes the checkpoint folder atomically (see the module comment). */

@@ -20,15 +20,24 @@ import { writeJsonAtomic } from "./checkpoint";
  * (forward reads it unchanged) and is returned by name; the rest stay constant tensors.
  */
 export function makeTrainable(model: T5Model, select: (name: string) => boolean = () => true): Map<string, tf.Variable> {
+  const out = liftToVariables(model.params, select);
+  if (out.size === 0) throw new Error("makeTrainable: the selection matches no parameter");
+  return out;
+}
+
+/**
+ * Replaces the tensors of `params` that `select` names by trainable variables (in place, so code reading the
+ * map sees them) and returns them keyed `prefix + name`.
+ */
+export function liftToVariables(params: Map<string, tf.Tensor>, select: (name: string) => boolean, prefix = ""): Map<string, tf.Variable> {
   const out = new Map<string, tf.Variable>();
-  for (const [name, t] of model.params) {
+  for (const [name, t] of params) {
     if (!select(name)) continue;
     const v = t instanceof tf.Variable ? t : tf.variable(t, true);
     if (v !== t) t.dispose();
-    model.params.set(name, v);
-    out.set(name, v);
+    params.set(name, v);
+    out.set(prefix + name, v);
   }
-  if (out.size === 0) throw new Error("makeTrainable: the selection matches no parameter");
   return out;
 }
 

@@ -18,7 +18,7 @@ import { ADAFACTOR_DEFAULTS, ADAMW_DEFAULTS } from "../src/train/optimizer";
 import { loadCheckpoint, findCheckpoint } from "../src/train/checkpoint";
 import { makeTrainable, seq2seqLoss } from "../src/train/seq2seq";
 import { loadT5Checkpoint, saveT5Checkpoint } from "../src/model/weights";
-import { Rng } from "./helpers/crosscheck";
+import { relError, Rng } from "./helpers/crosscheck";
 
 const CONFIG = parseT5Config(
   { vocab_size: 64, d_model: 16, d_kv: 4, d_ff: 32, num_layers: 1, num_decoder_layers: 1, num_heads: 2, feed_forward_proj: "gated-gelu", tie_word_embeddings: false, dropout_rate: 0.1 },
@@ -51,6 +51,7 @@ function cfg(over: Partial<TrainConfig> = {}): TrainConfig {
     checkpointEvery: 2,
     logEvery: 1,
     bucketWindow: 2,
+    recompute: false,
     ...over,
   };
 }
@@ -74,7 +75,7 @@ async function run(out: string, c: TrainConfig, opts: { resume?: boolean; stopAt
       trainable,
       source: arraySource(opts.data ?? examples(24), "synthetic"),
       lossFn: (batch, ctx) => {
-        const r = seq2seqLoss(model, batch, { training: true, seed: ctx.seed });
+        const r = seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute });
         return ctx.step === opts.poison ? { loss: tf.mul(r.loss, NaN) as tf.Scalar } : r;
       },
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
@@ -107,6 +108,15 @@ describe("training loop", function () {
       assert.ok(r.gradNorm > 0 && r.tokensPerSec > 0 && r.tokens > 0 && r.terms["ce"] === r.loss, JSON.stringify(r));
     }
     assert.deepEqual(a.result.log.map((r) => r.lr).slice(0, 3), [1.5e-3, 3e-3, 3e-3]);
+  });
+
+  it("train.recompute (per-layer recomputation, with dropout on) follows the same loss curve to float precision", async () => {
+    const a = await run(tmp(), cfg({ steps: 5 }));
+    const b = await run(tmp(), cfg({ steps: 5, recompute: true }));
+    const la = a.result.log.map((r) => r.loss);
+    const lb = b.result.log.map((r) => r.loss);
+    for (let i = 0; i < la.length; i++) assert.ok(Math.abs(la[i]! - lb[i]!) < 1e-5 * Math.abs(la[i]!), `step ${i + 1}: ${la[i]} vs ${lb[i]}`);
+    for (const [k, v] of a.final) assert.ok(relError(v, b.final.get(k)!) < 1e-4, k);
   });
 
   it("stop after step 3, resume: the loss curve and the final weights equal the uninterrupted run's", async () => {

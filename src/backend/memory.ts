@@ -57,6 +57,17 @@ export function recompute(
   };
 }
 
+/** Heap size past which a training step risks stalling at wasm32's 4 GiB cap (see warnIfHeapNearCap). */
+export const HEAP_WARN_BYTES = 3.5 * 2 ** 30;
+
+/** Size of the wasm backend's linear memory in bytes (it never shrinks), or null on other backends. */
+export function wasmHeapBytes(): number | null {
+  if (tf.getBackend() !== "wasm") return null;
+  const w = (tf.backend() as unknown as { wasm?: { wasmMemory?: WebAssembly.Memory; HEAPU8?: Uint8Array } }).wasm;
+  const buffer = w?.wasmMemory?.buffer ?? w?.HEAPU8?.buffer;
+  return buffer ? buffer.byteLength : null;
+}
+
 /** Live tensor and byte counts, for leak checks and memory reports. */
 export function liveTensors(): { numTensors: number; numBytes: number } {
   const m = tf.memory();

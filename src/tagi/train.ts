@@ -155,7 +155,7 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
       lossFn: (b, ctx) => {
         const t = batchTensorsOf(b);
         const enc = { states: ctx.constants.get("states") as tf.Tensor3D, mask: ctx.constants.get("mask") as tf.Tensor2D, pooled: ctx.constants.get("pooled") as tf.Tensor2D };
-        const { logits } = studentForward(m, enc, t, { training: true, seed: ctx.seed });
+        const { logits } = studentForward(m, enc, t, { training: true, seed: ctx.seed, recompute: ctx.recompute });
         const ce = crossEntropyLoss(logits, t.labels);
         return { loss: ce, terms: { ce } };
       },
@@ -427,7 +427,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         const t = batchTensorsOf(b);
         const k = ctx.constants;
         const enc = { states: k.get("states") as tf.Tensor3D, mask: k.get("mask") as tf.Tensor2D, pooled: k.get("pooled") as tf.Tensor2D };
-        const { logits, adapter } = studentForward(m, enc, t, { training: true, seed: ctx.seed });
+        const { logits, adapter } = studentForward(m, enc, t, { training: true, seed: ctx.seed, recompute: ctx.recompute });
         const terms: Record<string, tf.Scalar> = {};
         let total: tf.Scalar = tf.scalar(0);
         const ce = crossEntropyLoss(logits, t.labels);

@@ -95,7 +95,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
       config: c.train,
       trainable,
       source,
-      lossFn: (batch, ctx) => seq2seqLoss(trainingView, batch, { training: true, seed: ctx.seed }),
+      lossFn: (batch, ctx) => seq2seqLoss(trainingView, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute }),
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },

@@ -22,6 +22,7 @@ import { BatchStream, padSeq2Seq, type ExampleSource, type PaddedBatch } from ".
 import { fnv1a } from "../data/sni";
 import { createOptimizer, validateOptimizerConfig, type OptimizerConfig } from "./optimizer";
 import { learningRate, validateScheduleConfig, type ScheduleConfig } from "./schedule";
+import { HEAP_WARN_BYTES, wasmHeapBytes } from "../backend/memory";
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
 
 export interface TrainConfig {
@@ -42,6 +43,13 @@ export interface TrainConfig {
   logEvery: number;
   /** Batches per length-sorting window (1: no bucketing). */
   bucketWindow: number;
+  /**
+   * Recompute each layer's activations in backprop instead of keeping them (passed to lossFn as
+   * ctx.recompute). The wasm heap is capped at 4 GB and allocation near the cap stalls rather than failing:
+   * a `small` step at 16 x 256 input and 64 target tokens peaks past it with dropout on, and runs in 5 s with
+   * recomputation. Same gradients either way.
+   */
+  recompute: boolean;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "steps" | "batchSize" | "optimizer" | "schedule"> = {
@@ -51,6 +59,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, "steps" | "batchSize" | "optimize
   checkpointEvery: 0,
   logEvery: 10,
   bucketWindow: 16,
+  recompute: false,
 };
 
 export function validateTrainConfig(c: TrainConfig, where = "train"): string[] {
@@ -65,6 +74,7 @@ export function validateTrainConfig(c: TrainConfig, where = "train"): string[] {
   posInt("checkpointEvery", 0);
   posInt("logEvery");
   posInt("bucketWindow");
+  if (typeof c.recompute !== "boolean") p.push(`${where}.recompute must be true or false, got ${JSON.stringify(c.recompute)}`);
   if (!Number.isInteger(c.seed) || c.seed < 0) p.push(`${where}.seed must be an integer >= 0, got ${JSON.stringify(c.seed)}`);
   if (c.maxGradNorm !== null && !(c.maxGradNorm > 0)) p.push(`${where}.maxGradNorm must be > 0 or null, got ${c.maxGradNorm}`);
   p.push(...validateOptimizerConfig(c.optimizer, `${where}.optimizer`));
@@ -107,7 +117,7 @@ export interface TrainRun {
   trainable: Map<string, tf.Variable>;
   source: ExampleSource;
   /** Loss of one micro-batch; called inside the gradient tape. `seed` is for dropout. */
-  lossFn: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number; constants: Map<string, tf.Tensor> }) => LossOutput;
+  lossFn: (batch: PaddedBatch, ctx: { step: number; micro: number; seed: number; recompute: boolean; constants: Map<string, tf.Tensor> }) => LossOutput;
   /**
    * Computed before the gradient tape for each micro-batch (e.g. a teacher's logits): tensors that need no
    * gradient, passed to lossFn as ctx.constants and disposed after the micro-step.
@@ -197,6 +207,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   let priorSeconds = 0;
   let priorTokens = 0;
   let resumedFrom: number | null = null;
+  let heapWarned = false;
   const existing = findCheckpoint(out);
   if (existing && !run.resume) {
     throw new Error(`${label}: ${out} already holds a checkpoint (${existing}); pass --resume to continue it, or choose another --out`);
@@ -293,7 +304,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
         let terms: Record<string, tf.Scalar> = {};
         const constants = run.constants ? run.constants(batch, { step: stepNo, micro, seed }) : new Map<string, tf.Tensor>();
         const { value, grads } = tf.variableGrads(() => {
-          const r = run.lossFn(batch, { step: stepNo, micro, seed, constants });
+          const r = run.lossFn(batch, { step: stepNo, micro, seed, recompute: c.recompute, constants });
           terms = {};
           for (const [k, t] of Object.entries(r.terms ?? {})) terms[k] = tf.keep(t);
           return r.loss;
@@ -348,6 +359,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
 
       step = stepNo;
       tokensThisRun += tokens;
+      if (!heapWarned) heapWarned = warnIfHeapNearCap(label, step, c.recompute);
       const stepSeconds = (performance.now() - tStep) / 1000;
       const record: LogRecord = {
         step,
@@ -401,6 +413,20 @@ export function clipScaleFor(norm: number, maxNorm: number | null): number {
 /** The global L2 norm of a set of gradients (as one number). */
 export function globalNorm(grads: readonly tf.Tensor[]): number {
   return tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+}
+
+/**
+ * The wasm heap only grows, so its size after a step is the run's high-water mark. Near wasm32's 4 GB cap
+ * allocation does not fail cleanly: the step stalls at 100% of one core. Say so once, with the remedy.
+ */
+function warnIfHeapNearCap(label: string, step: number, recompute: boolean): boolean {
+  const bytes = wasmHeapBytes();
+  if (bytes === null || bytes < HEAP_WARN_BYTES) return false;
+  process.stderr.write(
+    `${label}: warning: after step ${step} the wasm heap is ${(bytes / 2 ** 30).toFixed(2)} GiB of its 4 GiB cap; ` +
+      `near the cap a step stalls instead of failing. ${recompute ? "Lower train.batchSize or the token limits." : "Set train.recompute to true (same gradients, a fraction of the memory) or lower train.batchSize."}\n`,
+  );
+  return true;
 }
 
 function missingGrad(label: string, name: string): never {

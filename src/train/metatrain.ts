@@ -145,7 +145,7 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
       config: c.train,
       trainable,
       source: arraySource(examples, `${examples.length} SNI train instances (${c.format})`),
-      lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
+      lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),
       saveModel,
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },

@@ -156,7 +156,7 @@ export async function trainTeachers(
           config: c.train,
           trainable,
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
-          lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, lora }),
+          lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),
           saveModel,
           ...loopOptions({ ...opts, stopAtStep: undefined }), // a teacher is trained whole or resumed
           fingerprint: { stage: c, group, model: model.config },

@@ -22,12 +22,16 @@ import { parseTeachersConfig, trainTeachers } from "./train/teachers";
 import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig, type TagiModel } from "./tagi/model";
 import { evaluateTagiSni } from "./tagi/evaluate";
+import { defaultScale, listExperiments, runExperiment } from "./experiments/runner";
+import { writeResultsReport } from "./experiments/results-report";
+import { adapterSimilarity, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES, meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProbe } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
 import { writeGeneratedAdapter } from "./tagi/generate-adapter";
 import { loadBaseModel } from "./train/seq2seq";
 import { sniComputeSummary } from "./experiments/compute-summary";
 import type { Method } from "./compute/method-flops";
-import { loadSniSplit } from "./data/sni";
+import { groupByCategory, loadSniSplit } from "./data/sni";
+import { writeJsonAtomic } from "./train/checkpoint";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -55,6 +59,8 @@ interface EvaluateOpts {
   model?: string;
   tagi?: string;
   adapter?: string;
+  meanAdapter?: string;
+  instructions: InstructionProbe;
   randomTiny?: boolean;
   seed: number;
   benchmark: "sni" | "p3";
@@ -121,6 +127,17 @@ async function loadModel(o: EvaluateOpts): Promise<{ model: T5Model; description
   }
   const dir = resolve(o.model as string);
   const { config, params } = loadT5Checkpoint(dir);
+  if (o.meanAdapter) {
+    // The mean-teacher-adapter baseline: one fixed update, mean_i(s·B_i·A_i), merged for every task.
+    const teachers = resolve(o.meanAdapter);
+    const { deltas, teachers: n } = meanTeacherDeltas(teachers, config);
+    const merged = mergeDeltas(params, deltas);
+    for (const [m, d] of deltas) {
+      params.get(`${m}.weight`)!.dispose();
+      d.dispose();
+    }
+    return { model: { config, params: merged }, description: { kind: "checkpoint+mean-teacher-adapter", path: dir, teachers, teachersAveraged: n } };
+  }
   return { model: { config, params }, description: { kind: "checkpoint", path: dir } };
 }
 
@@ -174,7 +191,8 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   if (o.tagi) {
     if (o.randomTiny) cmd.error("error: --tagi takes its base model from the checkpoint (or --model), not --random-tiny", { exitCode: 2 });
     if (o.benchmark !== "sni") cmd.error("error: --tagi is evaluated on --benchmark sni", { exitCode: 2 });
-  } else if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>)", { exitCode: 2 });
+  } else if (o.instructions !== "own") cmd.error("error: --instructions (a probe) applies to --tagi models", { exitCode: 2 });
+  else if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>)", { exitCode: 2 });
 
   if (o.benchmark === "p3") {
     await evaluateP3Command(o, started);
@@ -196,6 +214,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
       `format ${o.format}, input ${tagi ? "instance (instruction through the generated adapter and fusion)" : o.input}, batch ${o.batchSize}; writing to ${outDir}`,
   );
 
+  const testTasks = (await loadSniSplit("test", o.dataDir ? resolve(o.dataDir) : undefined, { warn: false })).tasks;
   const progress = makeProgress(o.progress);
   let result: SniResult;
   try {
@@ -211,7 +230,11 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
       onProgress: progress.update,
     };
     result = tagi
-      ? await evaluateTagiSni(tagi, tokenizer, common)
+      ? await evaluateTagiSni(tagi, tokenizer, {
+          ...common,
+          testTasks,
+          ...(o.instructions !== "own" ? { instructions: probeInstructions(testTasks, o.format, o.instructions, o.seed) } : {}),
+        })
       : await evaluateSni(model, tokenizer, { ...common, input: o.input, runOptions: adapterOptions(o, model) });
   } finally {
     progress.stop();
@@ -227,7 +250,6 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   writeCsv(perCategory, join(outDir, "per_category.csv"));
   writeFileAtomic(join(outDir, "predictions.jsonl"), result.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
-  const testTasks = (await loadSniSplit("test", o.dataDir ? resolve(o.dataDir) : undefined, { warn: false })).tasks;
   const method: Method = tagi
     ? tagi.config.fusion === "none"
       ? "hypter"
@@ -243,7 +265,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     command: ["tagi", ...process.argv.slice(2)].join(" "),
     argv: process.argv,
     cwd: process.cwd(),
-    config: { ...result.options, ...modelFields },
+    config: { ...result.options, ...modelFields, instructions: tagi ? o.instructions : null },
     ...run,
     timing: { ...result.timing },
     counts: result.counts,
@@ -397,6 +419,10 @@ export function buildProgram(): Command {
     .addOption(new Option("--model <dir>", "Hugging Face T5 checkpoint folder (config.json + model.safetensors)").conflicts("randomTiny"))
     .addOption(new Option("--random-tiny", "an untrained tiny T5 with the real vocabulary (smoke tests)").conflicts("model"))
     .option("--adapter <dir>", "a PEFT LoRA adapter folder applied to the model (e.g. a LoRA metatrain run's adapter/)")
+    .option("--mean-adapter <teachers>", "merge the mean update of all LoRA teachers in this folder (manifest.json) into --model: the mean-adapter baseline")
+    .addOption(
+      new Option("--instructions <probe>", "TAGI: each task's own instruction, another test task's (a derangement), or its own words shuffled").choices([...INSTRUCTION_PROBES]).default("own"),
+    )
     .option("--tagi <dir>", "a TAGI checkpoint (tagi_config.json + tagi.safetensors): instances only, the instruction through the generated adapter and fusion")
     .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample", intArg(0), 0)
     .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
@@ -474,6 +500,55 @@ export function buildProgram(): Command {
       } finally {
         disposeTagi(m);
       }
+    });
+  program
+    .command("experiment")
+    .description("run a named experiment (experiments/NAME.json) at a scale for one or more seeds; writes results/NAME/<scale>/seed-S/")
+    .argument("<name>", `experiment name (${listExperiments().join(", ")})`)
+    .option("--seed <n>", "training seed", intArg(0), 0)
+    .option("--seeds <list>", "several seeds, e.g. 0,1,2 (instead of --seed)", (v: string) => v.split(",").map((x) => Number(x.trim())))
+    .option("--scale <scale>", "configs/<scale>/experiments.json (default $TAGI_SCALE, else tiny)")
+    .option("--force", "rerun even when the result exists")
+    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean }) => {
+      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false });
+    });
+  program
+    .command("results")
+    .description("results/README.md from every results/NAME/<scale>/seed-S/experiment.json: tables (mean ± std over seeds) beside the paper's, and figures")
+    .option("--scale <scales>", "comma-separated scales to report (default: every scale with results)", (v: string) => v.split(","))
+    .option("--out <file>", "markdown file", "results/README.md")
+    .action(async (o: { scale?: string[]; out: string }) => {
+      const file = await writeResultsReport({ scales: o.scale, out: resolve(o.out) });
+      console.error(`[tagi] results: ${file}`);
+    });
+  program
+    .command("adapters")
+    .description("generated-versus-teacher adapter similarity per teacher category, and adapter generation time against teacher training time")
+    .requiredOption("--tagi <dir>", "a TAGI checkpoint")
+    .requiredOption("--teachers <dir>", "the parameter teachers' folder (manifest.json)")
+    .addOption(new Option("--format <format>", "instruction format").choices(["def", "def+2pos"]).default("def"))
+    .option("--max-tasks-per-category <n>", "instructions per category", intArg(1), 8)
+    .option("--data-dir <dir>", "data folder (default ../shared/data)")
+    .requiredOption("--out <file>", "JSON file to write")
+    .action(async (o: { tagi: string; teachers: string; format: "def" | "def+2pos"; maxTasksPerCategory: number; dataDir?: string; out: string }) => {
+      const backend = await initBackend({ log: false });
+      console.error(describeBackend(backend));
+      const dir = resolve(o.tagi);
+      const model = loadBaseModel(readTagiConfig(dir).base);
+      const m = loadTagiParams(dir, model);
+      const tokenizer = T5Tokenizer.fromFile(undefined);
+      const train = (await loadSniSplit("train", o.dataDir ? resolve(o.dataDir) : undefined, { warn: false })).tasks;
+      const byCategory = groupByCategory(train);
+      const similarity = adapterSimilarity(m, tokenizer, resolve(o.teachers), byCategory, { format: o.format, maxTasksPerCategory: o.maxTasksPerCategory });
+      const texts = train.slice(0, 20).map((t) => taskInstruction(t, o.format));
+      const timing = generationVersusTeacherTime(m, tokenizer, texts, resolve(o.teachers));
+      const own = similarity.reduce((s, r) => s + r.cosineOwn, 0) / similarity.length;
+      const others = similarity.reduce((s, r) => s + r.cosineOthers, 0) / similarity.length;
+      writeJsonAtomic(resolve(o.out), { command: ["tagi", ...process.argv.slice(2)].join(" "), similarity, ...timing });
+      console.log(
+        `adapters: mean cosine to own teacher ${own.toFixed(4)}, to other teachers ${others.toFixed(4)} (${similarity.length} categories); ` +
+          `generating one adapter ${timing.generateSeconds.toFixed(3)} s, training one teacher ${timing.teacherSeconds.toFixed(1)} s (${timing.teacherSteps} steps)`,
+      );
     });
   program
     .command("training-report")

@@ -19,6 +19,11 @@ export interface ComputeSummary {
   /** Tk-Instruct's count for the same tasks and lengths. */
   tkInstructFlops: number;
   relativeToTkInstruct: number;
+  /**
+   * The same ratio for a task of 100 instances with the mean lengths (the paper's FLOPs column): the
+   * per-task cost (instruction encoding, generation) amortises over more instances than an eval sample has.
+   */
+  relativeAt100Instances: number;
   /** Means over tasks of the lengths used (tokens). */
   meanInstructionTokens: number;
   meanInstanceTokens: number;
@@ -62,11 +67,13 @@ export function sniComputeSummary(
     sumT += T;
   }
   const n = Math.max(1, byTask.size);
+  const shape100 = { instances: 100, instructionLength: sumS / n, instanceLength: sumI / n, targetLength: sumT / n };
   return {
     method,
     flops,
     tkInstructFlops: tk,
     relativeToTkInstruct: flops / tk,
+    relativeAt100Instances: methodFlops(method, config, shape100, hypernetwork).total / methodFlops("tk-instruct", config, shape100).total,
     meanInstructionTokens: sumS / n,
     meanInstanceTokens: sumI / n,
     meanTargetTokens: sumT / n,

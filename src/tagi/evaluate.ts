@@ -15,7 +15,10 @@ import { adapterPerExample, encodeInstructions, type TagiModel } from "./model";
 import { instructionFusion } from "./fusion";
 import type { LoraAdapter } from "../model/lora";
 
-export type TagiSniOptions = Omit<SniEvalOptions, "input" | "runOptions" | "truncation">;
+export type TagiSniOptions = Omit<SniEvalOptions, "input" | "runOptions" | "truncation"> & {
+  /** Instruction per task name, replacing the task's own (the instruction probes in ./probes.ts). */
+  instructions?: Map<string, string>;
+};
 
 export async function evaluateTagiSni(m: TagiModel, tokenizer: T5Tokenizer, opts: TagiSniOptions): Promise<SniResult> {
   const tasks: readonly SniTestTask[] = opts.testTasks ?? (await loadSniSplit("test", opts.dataDir, { warn: false })).tasks;
@@ -36,7 +39,7 @@ export async function evaluateTagiSni(m: TagiModel, tokenizer: T5Tokenizer, opts
     if (current?.task !== taskName) {
       release();
       const task = byName.get(taskName)!;
-      const instruction = buildPrompt(task, task.instances[0] ?? { input: "" }, { format: opts.format }).instruction;
+      const instruction = opts.instructions?.get(taskName) ?? buildPrompt(task, task.instances[0] ?? { input: "" }, { format: opts.format }).instruction;
       const { ids, mask } = tokenizeInstructions(tokenizer, [instruction], m.config.maxInstructionTokens, () => {});
       const enc = encodeInstructions(m, ids, mask);
       current = { task: taskName, enc, adapter: generateAdapter(m.hyper, m.base.config, m.config.hypernetwork, enc.pooled), perSize: new Map() };
@@ -54,7 +57,8 @@ export async function evaluateTagiSni(m: TagiModel, tokenizer: T5Tokenizer, opts
     return { lora: entry.lora, fusion: instructionFusion(m.config.fusion, entry.enc, m.fusion) };
   };
   try {
-    return await evaluateSni(m.base, tokenizer, { ...opts, testTasks: tasks, input: "instance", runOptions });
+    const { instructions: _probe, ...rest } = opts;
+    return await evaluateSni(m.base, tokenizer, { ...rest, testTasks: tasks, input: "instance", runOptions });
   } finally {
     release();
   }

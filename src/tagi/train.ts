@@ -36,7 +36,8 @@ import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
 import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import type { TeachersManifest } from "../train/teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
-import { createTagiModel, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
+import { initFusionParams } from "./fusion";
+import { createTagiModel, usesCrossAttention, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
 import { distillationKl, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
 
 export interface TrainBaseParts {
@@ -369,11 +370,22 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
   let m: TagiModel;
   if (c.init) {
     const saved = readTagiConfig(c.init);
-    if (JSON.stringify(saved.tagi) !== JSON.stringify(c.tagi)) {
+    // The generator must match; the fusion may differ (the "w/o fusion" ablation and HINT start from the
+    // same stage-1 generator): fusion layers the checkpoint lacks start fresh, ones it has but the run does
+    // not use are dropped.
+    if (JSON.stringify({ ...saved.tagi, fusion: null }) !== JSON.stringify({ ...c.tagi, fusion: null })) {
       disposeModel(base);
-      throw new Error(`finetune: config.tagi differs from the stage-1 checkpoint's (${c.init}/tagi_config.json); use the same generator and fusion settings`);
+      throw new Error(`finetune: config.tagi differs from the stage-1 checkpoint's (${c.init}/tagi_config.json) beyond the fusion mode; use the same generator settings`);
     }
-    m = loadTagiParams(c.init, base);
+    const loaded = loadTagiParams(c.init, base);
+    if (saved.tagi.fusion === c.tagi.fusion) m = loaded;
+    else {
+      const keepFusion = usesCrossAttention(c.tagi) && usesCrossAttention(saved.tagi);
+      if (!keepFusion) for (const t of loaded.fusion.values()) t.dispose();
+      const fusion = keepFusion ? loaded.fusion : usesCrossAttention(c.tagi) ? initFusionParams(base.config, c.initSeed) : new Map<string, tf.Tensor>();
+      m = { base, config: c.tagi, hyper: loaded.hyper, fusion };
+      console.error(`[tagi] finetune: stage-1 generator from ${c.init}; fusion '${c.tagi.fusion}' (stage 1 used '${saved.tagi.fusion}'): ${keepFusion ? "fusion layers kept" : usesCrossAttention(c.tagi) ? "fresh fusion layers" : "no fusion layers"}`);
+    }
   } else m = createTagiModel(base, c.tagi, c.initSeed);
   const teacherModel = c.losses.kl > 0 ? loadBaseModel(c.teacher!) : null;
   const teachers = c.losses.ins > 0 ? loadParameterTeachers(c.teachers!, base) : null;

@@ -1,0 +1,320 @@
+/**
+ * results/README.md, generated (`npm run results`) from the experiment records results/NAME/<scale>/seed-S/
+ * experiment.json: the paper's tables at this project's scales (mean ± sample standard deviation over
+ * seeds) beside the paper's numbers, and the figures under results/figures/<scale>/.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeFigure } from "../plots/render";
+import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
+import { listExperiments, loadScale, PROJECT_ROOT, type ExperimentRecord } from "./runner";
+
+export interface Stat {
+  mean: number;
+  std: number | null;
+  n: number;
+  values: number[];
+}
+
+/** Mean and sample standard deviation (n - 1); std is null for a single value. */
+export function stat(values: readonly number[]): Stat {
+  const n = values.length;
+  const mean = values.reduce((s, v) => s + v, 0) / Math.max(1, n);
+  const std = n > 1 ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1)) : null;
+  return { mean, std, n, values: [...values] };
+}
+
+export const fmtStat = (s: Stat | null, digits = 2): string =>
+  s === null || s.n === 0 ? "–" : s.std === null ? `${s.mean.toFixed(digits)} (1 seed)` : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
+
+/** Every experiment record under `resultsDir`, by scale, then experiment name. */
+export function collectRecords(resultsDir = path.join(PROJECT_ROOT, "results")): Map<string, Map<string, ExperimentRecord[]>> {
+  const out = new Map<string, Map<string, ExperimentRecord[]>>();
+  for (const name of listExperiments()) {
+    const dir = path.join(resultsDir, name);
+    if (!fs.existsSync(dir)) continue;
+    for (const scale of fs.readdirSync(dir).sort()) {
+      const sdir = path.join(dir, scale);
+      if (!fs.statSync(sdir).isDirectory()) continue;
+      for (const seedDir of fs.readdirSync(sdir).sort()) {
+        const file = path.join(sdir, seedDir, "experiment.json");
+        if (!fs.existsSync(file)) continue;
+        const rec = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
+        const byName = out.get(scale) ?? new Map<string, ExperimentRecord[]>();
+        byName.set(name, [...(byName.get(name) ?? []), rec]);
+        out.set(scale, byName);
+      }
+    }
+  }
+  return out;
+}
+
+const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
+const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins"];
+const PROBE_ORDER = ["tagi", "probe-other-instruction", "probe-shuffled-words", "mean-adapter"];
+
+/** Summary numbers of one experiment at one scale. */
+export interface ExperimentSummary {
+  name: string;
+  row: string;
+  seeds: number[];
+  def: Stat | null;
+  def2pos: Stat | null;
+  p3: Stat | null;
+  flopsAt100: number | null;
+  trainSeconds: Stat | null;
+  wallSeconds: Stat;
+}
+
+export function summarize(name: string, recs: readonly ExperimentRecord[]): ExperimentSummary {
+  const metric = (f: string) => {
+    const v = recs.filter((r) => r.metrics[f]).map((r) => r.metrics[f]!.rougeL);
+    return v.length ? stat(v) : null;
+  };
+  const p3 = recs.filter((r) => r.p3).map((r) => r.p3!.accuracy);
+  const train = recs.filter((r) => r.trainSeconds !== null).map((r) => r.trainSeconds!);
+  const flops = recs.find((r) => r.compute["def"])?.compute["def"]?.relativeAt100Instances ?? null;
+  return {
+    name,
+    row: recs[0]?.experiment.row ?? name,
+    seeds: recs.map((r) => r.seed).sort((a, b) => a - b),
+    def: metric("def"),
+    def2pos: metric("def+2pos"),
+    p3: p3.length ? stat(p3) : null,
+    flopsAt100: flops,
+    trainSeconds: train.length ? stat(train) : null,
+    wallSeconds: stat(recs.map((r) => r.wallSeconds)),
+  };
+}
+
+const paperNum = (v: number | null | undefined) => (v === null || v === undefined ? "–" : v.toFixed(1));
+
+function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+type Spec = Record<string, unknown>;
+
+function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null): Record<string, Spec> {
+  const specs: Record<string, Spec> = {};
+  const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && x.def !== null && x.flopsAt100 !== null);
+  if (main.length) {
+    const values = main.map((x) => ({ method: x.row, flops: x.flopsAt100!, rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0), seeds: x.def!.n }));
+    specs["rouge-vs-flops"] = {
+      title: { text: `SNI-103 (Def): ROUGE-L against inference compute (${scale})`, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
+      width: 520,
+      height: 320,
+      data: { values },
+      encoding: { x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { zero: true } } },
+      layer: [
+        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal", title: "method" } } },
+        { mark: { type: "point", filled: true, size: 90 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" }, color: { field: "method", type: "nominal" } } },
+        { mark: { type: "text", dx: 8, align: "left", fontSize: 11 }, encoding: { y: { field: "rougeL", type: "quantitative" }, text: { field: "method" } } },
+      ],
+    };
+  }
+  const bars = (order: string[], title: string, subtitle: string, label: (n: string) => string): Spec | null => {
+    const rows = order.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && x.def !== null);
+    if (rows.length < 2) return null;
+    const values = rows.map((x) => ({ row: label(x.name), rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0) }));
+    return {
+      title: { text: title, subtitle },
+      width: 440,
+      height: { step: 26 },
+      data: { values },
+      encoding: { y: { field: "row", type: "nominal", sort: null, title: null } },
+      layer: [
+        { mark: { type: "bar", color: "#4c78a8" }, encoding: { x: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
+        { mark: { type: "rule", color: "black" }, encoding: { x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
+      ],
+    };
+  };
+  const ab = bars(ABLATION_ORDER, `Ablations on SNI-103 (Def), ${scale}`, "bars: mean over seeds; lines: ± one standard deviation", (n) => (n === "tagi" ? "TAGI (all terms)" : (s.get(n)?.row ?? n)));
+  if (ab) specs["ablations"] = ab;
+  const pr = bars(PROBE_ORDER, `Probes on SNI-103 (Def), ${scale}`, "does the score depend on the instruction, and does generation beat one mean adapter?", (n) => (n === "tagi" ? "TAGI, own instruction" : (s.get(n)?.row ?? n)));
+  if (pr) specs["probes"] = pr;
+  if (adapters) {
+    const values = adapters.similarity.flatMap((r) => [
+      { category: r.category, against: "its own category's teacher", cosine: r.cosineOwn },
+      { category: r.category, against: "other categories' teachers (mean)", cosine: r.cosineOthers },
+    ]);
+    specs["adapter-similarity"] = {
+      title: { text: `Generated versus teacher adapter updates (${scale}, seed 0)`, subtitle: "cosine of s·A·B, mean over adapted modules; the generator reads the category's train-task instructions" },
+      width: 420,
+      height: { step: 9 },
+      data: { values },
+      mark: { type: "point", filled: true, size: 30 },
+      encoding: {
+        y: { field: "category", type: "nominal", sort: null, title: null, axis: { labelFontSize: 8 } },
+        x: { field: "cosine", type: "quantitative", title: "cosine similarity" },
+        color: { field: "against", type: "nominal", title: "compared with", legend: { orient: "top" } },
+      },
+    };
+    specs["generation-time"] = {
+      title: { text: `Seconds to get a task adapter (${scale})`, subtitle: `generate from the instruction vs train one LoRA teacher (${adapters.teacherSteps} steps, as trained here)` },
+      width: 420,
+      height: { step: 34 },
+      data: {
+        values: [
+          { way: "TAGI: encode instruction + generate", seconds: adapters.generateSeconds },
+          { way: "train a LoRA teacher", seconds: adapters.teacherSeconds },
+        ],
+      },
+      mark: { type: "bar", color: "#f58518" },
+      encoding: { y: { field: "way", type: "nominal", title: null }, x: { field: "seconds", type: "quantitative", scale: { type: "log" }, title: "seconds per task (log scale)" } },
+    };
+  }
+  return specs;
+}
+
+export interface ResultsReportOptions {
+  scales?: string[];
+  out?: string;
+  resultsDir?: string;
+}
+
+/** Writes results/README.md and its figures; returns the README path. */
+export async function writeResultsReport(opts: ResultsReportOptions = {}): Promise<string> {
+  const resultsDir = opts.resultsDir ?? path.join(PROJECT_ROOT, "results");
+  const out = opts.out ?? path.join(resultsDir, "README.md");
+  const all = collectRecords(resultsDir);
+  const scales = (opts.scales ?? [...all.keys()]).filter((s) => all.has(s));
+  const order = ["small", "tiny"];
+  const rank = (x: string) => (order.includes(x) ? order.indexOf(x) : order.length);
+  scales.sort((a, b) => rank(a) - rank(b));
+  const lines: string[] = [
+    "# Results",
+    "",
+    "Generated by `npm run results` from `results/<experiment>/<scale>/seed-<S>/experiment.json`; each of those",
+    "comes from `npm run experiment -- <experiment> --seed <S> --scale <scale>` (the command, config, commit,",
+    "backend, seed and wall time are in the file). Do not edit by hand.",
+    "",
+    "**What differs from the paper.** The paper finetunes T5-LM-adapted checkpoints (Base 250M, XL 3B, XXL 11B)",
+    "pretrained by Google on C4, meta-trains for many epochs on SNI's 756 English training tasks, and evaluates",
+    "on all instances of 119 unseen tasks. Here there are no pretrained weights and two CPU cores: the `small`",
+    "base model is a 24M-parameter T5 pretrained *from scratch* on 5M tokens of SNI training text for 42",
+    "minutes; every experiment trains for a few minutes from it; SNI is evaluated on a fixed sample of instances",
+    "of the 103 English test tasks this data has (not 119); P3 uses the held-out tasks only (no T0 training",
+    "mixture). Absolute scores are therefore far below the paper's; what can be compared is the ordering of",
+    "methods, the ablation deltas and the compute. ROUGE-L and accuracy are x100.",
+    "",
+  ];
+  const figuresDir = path.join(resultsDir, "figures");
+  for (const scale of scales) {
+    const byName = all.get(scale)!;
+    const settings = loadScale(scale);
+    const s = new Map([...byName].map(([n, recs]) => [n, summarize(n, recs)]));
+    const seedsOf = (n: string) => s.get(n)?.seeds.join(", ") ?? "–";
+    const e = settings.eval;
+    lines.push(
+      `## Scale \`${scale}\``,
+      "",
+      settings.description,
+      `Evaluation: ${e.maxInstancesPerTask === null ? "all" : `${e.maxInstancesPerTask} (seeded sample)`} instances per SNI test task; prompts cut at ${e.maxInputTokens.def} (Def) / ${e.maxInputTokens["def+2pos"]} (Def + 2 Pos) tokens, instance-only inputs at ${e.maxInstanceTokens}; ${e.maxNewTokens} new tokens, greedy. Training steps per experiment: ${settings.steps ?? "the stage configs'"}. All models were trained with Def instructions; the Def + 2 Pos column evaluates the same models with the longer instructions.`,
+      "",
+      "### SNI-103, main table",
+      "",
+      table(
+        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "FLOPs (x Tk-Instruct)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
+        MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
+          const x = s.get(n)!;
+          const p = PAPER_SNI[n];
+          return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
+        }),
+      ),
+      "",
+    );
+    const abl = ABLATION_ORDER.filter((n) => s.has(n));
+    if (abl.length > 1) {
+      const ref = s.get("tagi")?.def?.mean ?? null;
+      lines.push(
+        "### Ablations (SNI-103)",
+        "",
+        table(
+          ["Variant", "seeds", "Def ROUGE-L", "Δ Def vs TAGI", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          abl.map((n) => {
+            const x = s.get(n)!;
+            const p = PAPER_ABLATION[n];
+            const delta = ref !== null && x.def && n !== "tagi" ? (x.def.mean - ref >= 0 ? "+" : "") + (x.def.mean - ref).toFixed(2) : "–";
+            return [n === "tagi" ? "TAGI (all terms)" : x.row, seedsOf(n), fmtStat(x.def), delta, fmtStat(x.def2pos), paperNum(p?.def), paperNum(p?.def2pos)];
+          }),
+        ),
+        "",
+      );
+    }
+    const p3Rows = [...s.values()].filter((x) => x.p3 !== null);
+    if (p3Rows.length) {
+      lines.push(
+        "### P3 held-out (rank classification accuracy)",
+        "",
+        `At most ${e.p3MaxExamplesPerTemplate} examples per template. TAGI students are not evaluated on P3 yet (their instruction/instance split for promptsource templates is not built).`,
+        "",
+        table(
+          ["Method", "seeds", "accuracy", "paper (T5 Base)"],
+          p3Rows.map((x) => [x.row, x.seeds.join(", "), fmtStat(x.p3), paperNum(PAPER_P3[x.name])]),
+        ),
+        "",
+      );
+    }
+    const probes = PROBE_ORDER.filter((n) => s.has(n) && s.get(n)!.def);
+    if (probes.length > 1) {
+      const ref = s.get("tagi")?.def?.mean ?? null;
+      lines.push(
+        "### Beyond the paper: probes (SNI-103, Def)",
+        "",
+        table(
+          ["Probe", "seeds", "ROUGE-L", "Δ vs TAGI with its own instruction"],
+          probes.map((n) => {
+            const x = s.get(n)!;
+            return [n === "tagi" ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), ref !== null && n !== "tagi" ? (x.def!.mean - ref >= 0 ? "+" : "") + (x.def!.mean - ref).toFixed(2) : "–"];
+          }),
+        ),
+        "",
+      );
+    }
+    const adapterRec = byName.get("adapter-similarity")?.find((r) => r.seed === 0) ?? byName.get("adapter-similarity")?.[0];
+    const adapters = adapterRec?.adapters ?? null;
+    if (adapters) {
+      const own = stat(adapters.similarity.map((r) => r.cosineOwn));
+      const others = stat(adapters.similarity.map((r) => r.cosineOthers));
+      const closer = adapters.similarity.filter((r) => r.cosineOwn > r.cosineOthers).length;
+      lines.push(
+        "### Generated versus teacher adapters",
+        "",
+        `Cosine between the generated update s·A·B and the teacher's, mean over ${adapters.similarity.length} teacher categories (seed ${adapterRec!.seed}): ` +
+          `${own.mean.toFixed(4)} ± ${(own.std ?? 0).toFixed(4)} with the category's own teacher, ${others.mean.toFixed(4)} ± ${(others.std ?? 0).toFixed(4)} with the other teachers; ` +
+          `closer to its own teacher in ${closer} of ${adapters.similarity.length} categories. ` +
+          `Generating an adapter takes ${adapters.generateSeconds.toFixed(3)} s per instruction; training one teacher took ${adapters.teacherSeconds.toFixed(1)} s (${adapters.teacherSteps} steps), ` +
+          `x${(adapters.teacherSeconds / adapters.generateSeconds).toFixed(0)}.`,
+        "",
+      );
+    }
+    const timing = [...s.values()].filter((x) => x.trainSeconds !== null);
+    if (timing.length) {
+      lines.push(
+        "### Wall time per experiment (2 CPU cores)",
+        "",
+        table(["Experiment", "train (s)", "train + evaluate (s)"], timing.map((x) => [x.row, fmtStat(x.trainSeconds, 0), fmtStat(x.wallSeconds, 0)])),
+        "",
+      );
+    }
+    const specs = figureSpecs(scale, s, adapters);
+    if (Object.keys(specs).length) {
+      lines.push("### Figures", "");
+      for (const [name, spec] of Object.entries(specs)) {
+        const base = path.join(figuresDir, scale, name);
+        await writeFigure(spec, base);
+        const relPng = path.relative(path.dirname(out), base + ".png");
+        lines.push(`![${name}](${relPng})`, "");
+      }
+    }
+    lines.push(
+      "Rerun one cell of these tables: `npm run experiment -- <experiment> --seed <S> --scale " + scale + " --force`, then `npm run results`.",
+      "",
+    );
+  }
+  if (!scales.length) lines.push("No experiment results yet: run `npm run experiment -- tagi --seeds 0,1,2`.", "");
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, lines.join("\n"));
+  return out;
+}

@@ -1,0 +1,423 @@
+/**
+ * The experiment runner: `npm run experiment -- NAME [--seed S] [--scale tiny|small]`.
+ *
+ * An experiment (experiments/NAME.json) is one row of one of the paper's tables: a method, the training
+ * stage that produces it (a stage config of configs/<scale>/ with overrides), and what to evaluate (SNI-103
+ * in Def and/or Def + 2 Pos, optionally an instruction probe). The scale's settings
+ * (configs/<scale>/experiments.json) fix what every experiment shares: the base model, teachers and
+ * stage-1 checkpoint they start from, the number of training steps, and the evaluation sample.
+ *
+ * A run trains into runs/<scale>/experiments/NAME/seed-S/ and writes results/NAME/<scale>/seed-S/:
+ *   experiment.json   spec, scale settings, seed, commands, commit, backend, wall time, metrics per format
+ *                     (overall, per category), compute (FLOPs, and relative to Tk-Instruct)
+ *   eval-<format>/    per_task.csv, per_category.csv, predictions.jsonl, summary.json of each evaluation
+ *   log.jsonl         the training curve (every loss term per step), train-run.json the stage's run record
+ * Each step runs the project's own CLI in a child process, so each result file also records the exact
+ * command. The seed is the training seed (data order, dropout, generator init); the evaluation sample is
+ * fixed by the scale so that seeds measure training variance only. Same seed, same backend: same metrics.
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeJsonAtomic } from "../train/checkpoint";
+import { INSTRUCTION_PROBES, type InstructionProbe } from "../tagi/probes";
+import type { PromptFormat } from "../text/prompts";
+import type { SimilarityRow } from "../tagi/probes";
+
+/** What `tagi adapters` writes. */
+export interface AdapterAnalysis {
+  similarity: SimilarityRow[];
+  /** Seconds to encode one instruction and generate its adapter (mean over the instructions used). */
+  generateSeconds: number;
+  /** Seconds one parameter teacher took to train (mean over teachers, from the teachers' manifest). */
+  teacherSeconds: number;
+  teacherSteps: number;
+  instructions: number;
+}
+
+export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
+const EXPERIMENTS_DIR = path.join(PROJECT_ROOT, "experiments");
+
+export type ExperimentMethod = "no-ft" | "tk-instruct" | "tk-instruct-lora" | "hypter" | "hint" | "tagi" | "mean-adapter";
+export type ExperimentTable = "main" | "ablation" | "probe";
+
+export interface ExperimentSpec {
+  name: string;
+  description: string;
+  method: ExperimentMethod;
+  /** Which results table the experiment is a row of, and the row's label there. */
+  table: ExperimentTable;
+  row: string;
+  /** The training stage (none for No FT, the mean adapter and probes). */
+  stage: { command: "metatrain" | "finetune"; config: string; set: Record<string, unknown> } | null;
+  /** Probes: the experiment whose trained model (same seed) is evaluated. */
+  uses: string | null;
+  /** "adapters": instead of SNI scores, generated-versus-teacher adapter similarity and generation time. */
+  analysis: "adapters" | null;
+  /** p3: also rank-classify P3's held-out tasks (models that read the whole prompt; not TAGI students yet). */
+  evaluate: { formats: PromptFormat[]; instructions: InstructionProbe; p3: boolean };
+}
+
+export interface ScaleSettings {
+  scale: string;
+  description: string;
+  /** Shared prerequisite stages (base model, logit teacher, parameter teachers, stage 1), run when `done` is missing. */
+  prepare: { command: string; config: string; out: string; done: string }[];
+  /** Base model every experiment starts from (No FT evaluates it). */
+  base: string;
+  /** Parameter teachers (for the mean-adapter baseline). */
+  teachers: string;
+  /** Training steps of every experiment's stage (null: the stage config's). */
+  steps: number | null;
+  /** Config overrides applied to every experiment's stage (e.g. a smaller batch), before the experiment's own. */
+  set: Record<string, unknown>;
+  /** Seeds the results tables expect. */
+  seeds: number[];
+  eval: {
+    maxInstancesPerTask: number | null;
+    /** Source length limit per format for models that read the whole prompt. */
+    maxInputTokens: Record<PromptFormat, number>;
+    /** Source length limit for models that read the instance only (TAGI, HINT, Hypter). */
+    maxInstanceTokens: number;
+    maxNewTokens: number;
+    batchSize: number;
+    /** Seed of the instance sample (and of the instruction probes' shuffles): the same for every run. */
+    sampleSeed: number;
+    /** P3: examples per template. */
+    p3MaxExamplesPerTemplate: number;
+  };
+}
+
+const METHODS: readonly ExperimentMethod[] = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi", "mean-adapter"];
+
+/** Names of the experiments in experiments/ (sorted). */
+export function listExperiments(): string[] {
+  if (!fs.existsSync(EXPERIMENTS_DIR)) return [];
+  return fs
+    .readdirSync(EXPERIMENTS_DIR)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => f.slice(0, -5))
+    .sort();
+}
+
+/** Reads and checks experiments/NAME.json; an unknown name is an error listing the known ones. */
+export function loadExperiment(name: string): ExperimentSpec {
+  const file = path.join(EXPERIMENTS_DIR, `${name}.json`);
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || !fs.existsSync(file)) {
+    throw new Error(`unknown experiment '${name}'. Known experiments: ${listExperiments().join(", ")}`);
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  const problems: string[] = [];
+  const known = ["description", "method", "table", "row", "stage", "uses", "evaluate", "analysis"];
+  const analysis = (raw["analysis"] ?? null) as "adapters" | null;
+  if (analysis !== null && analysis !== "adapters") problems.push(`analysis must be "adapters" or absent, got ${JSON.stringify(analysis)}`);
+  for (const k of Object.keys(raw)) if (!known.includes(k)) problems.push(`unknown key '${k}' (valid: ${known.join(", ")})`);
+  const method = raw["method"] as ExperimentMethod;
+  if (!METHODS.includes(method)) problems.push(`method must be one of ${METHODS.join(", ")}, got ${JSON.stringify(method)}`);
+  const table = raw["table"] as ExperimentTable;
+  if (!["main", "ablation", "probe"].includes(table)) problems.push(`table must be main, ablation or probe, got ${JSON.stringify(table)}`);
+  const stage = (raw["stage"] ?? null) as ExperimentSpec["stage"] | null;
+  if (stage !== null && (!["metatrain", "finetune"].includes(stage.command) || typeof stage.config !== "string")) {
+    problems.push(`stage must be {command: metatrain|finetune, config: FILE, set?: {...}}, got ${JSON.stringify(stage)}`);
+  }
+  const uses = (raw["uses"] ?? null) as string | null;
+  if (uses !== null && !listExperiments().includes(uses)) problems.push(`uses: unknown experiment '${uses}'`);
+  const needsModel = !["no-ft", "mean-adapter"].includes(method);
+  if (needsModel && stage === null && uses === null) problems.push(`method ${method} needs a stage or 'uses' (a trained experiment)`);
+  const ev = (raw["evaluate"] ?? {}) as { formats?: PromptFormat[]; instructions?: InstructionProbe; p3?: boolean };
+  for (const k of Object.keys(ev)) if (!["formats", "instructions", "p3"].includes(k)) problems.push(`evaluate: unknown key '${k}' (valid: formats, instructions, p3)`);
+  if (ev.p3 && !["no-ft", "tk-instruct", "mean-adapter"].includes(method)) problems.push(`evaluate.p3: P3 is evaluated for models that read the whole prompt (no-ft, tk-instruct, mean-adapter), not ${method}`);
+  const formats = ev.formats ?? ["def"];
+  for (const f of formats) if (f !== "def" && f !== "def+2pos") problems.push(`evaluate.formats: unknown format '${f}' (def, def+2pos)`);
+  const instructions = ev.instructions ?? "own";
+  if (!INSTRUCTION_PROBES.includes(instructions)) problems.push(`evaluate.instructions must be one of ${INSTRUCTION_PROBES.join(", ")}`);
+  if (problems.length) throw new Error(`${file}: invalid experiment:\n  - ${problems.join("\n  - ")}`);
+  return {
+    name,
+    description: String(raw["description"] ?? ""),
+    method,
+    table,
+    row: String(raw["row"] ?? name),
+    stage: stage ? { command: stage.command, config: stage.config, set: stage.set ?? {} } : null,
+    uses,
+    analysis,
+    evaluate: { formats, instructions, p3: ev.p3 ?? false },
+  };
+}
+
+/** configs/<scale>/experiments.json. */
+export function loadScale(scale: string): ScaleSettings {
+  const file = path.join(PROJECT_ROOT, "configs", scale, "experiments.json");
+  if (!fs.existsSync(file)) {
+    const scales = fs.readdirSync(path.join(PROJECT_ROOT, "configs")).filter((d) => fs.existsSync(path.join(PROJECT_ROOT, "configs", d, "experiments.json")));
+    throw new Error(`unknown scale '${scale}' (no ${path.relative(PROJECT_ROOT, file)}); scales: ${scales.join(", ")}`);
+  }
+  const s = JSON.parse(fs.readFileSync(file, "utf8")) as ScaleSettings;
+  return { ...s, scale };
+}
+
+/** The scale notebooks and the CLI use when none is given: $TAGI_SCALE, else tiny. */
+export function defaultScale(): string {
+  return process.env.TAGI_SCALE || "tiny";
+}
+
+export interface ExperimentRecord {
+  experiment: ExperimentSpec;
+  scale: ScaleSettings;
+  seed: number;
+  command: string;
+  steps: { label: string; command: string; seconds: number; log: string }[];
+  commit: string | null;
+  backend: string | null;
+  startedAt: string;
+  wallSeconds: number;
+  trainSeconds: number | null;
+  trainSteps: number | null;
+  /** Per format ("def", "def+2pos"). */
+  metrics: Record<string, { rougeL: number; exactMatch: number; instances: number; tasks: number; perCategory: Record<string, { rougeL: number; exactMatch: number }> }>;
+  /** The "adapters" analysis (tagi adapters --out adapters.json). */
+  adapters: AdapterAnalysis | null;
+  /** P3 held-out: mean accuracy over tasks (x100), and per task. */
+  p3: { accuracy: number; perTask: Record<string, number>; examples: number } | null;
+  compute: Record<string, { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number }>;
+  files: string[];
+}
+
+export interface RunExperimentOptions {
+  seed?: number;
+  scale?: string;
+  /** Rerun even if results/NAME/<scale>/seed-S/experiment.json exists. */
+  force?: boolean;
+  /** Where progress lines go (default: stdout). */
+  log?: (line: string) => void;
+  /** Results root (default <project>/results). */
+  resultsDir?: string;
+  /** Runs root (default <project>/runs). */
+  runsDir?: string;
+}
+
+export function resultDir(name: string, scale: string, seed: number, resultsDir = path.join(PROJECT_ROOT, "results")): string {
+  return path.join(resultsDir, name, scale, `seed-${seed}`);
+}
+
+function runDir(name: string, scale: string, seed: number, runsDir = path.join(PROJECT_ROOT, "runs")): string {
+  return path.join(runsDir, scale, "experiments", name, `seed-${seed}`);
+}
+
+/** Runs `node --import tsx src/cli.ts ARGS` from the project root; its output goes to `logFile` and `log`. */
+function runCli(args: string[], logFile: string, log: (line: string) => void): Promise<number> {
+  fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  const out = fs.createWriteStream(logFile);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "src", "cli.ts"), ...args], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, FORCE_COLOR: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let pending = "";
+    const onData = (chunk: Buffer) => {
+      out.write(chunk);
+      pending += chunk.toString("utf8");
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const l of lines) if (/step \d+\/|ROUGE-L|wrote|error|Error|warning/.test(l)) log(`  ${l}`);
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      out.end();
+      if (pending && /error|Error/.test(pending)) log(`  ${pending}`);
+      resolve(code ?? 1);
+    });
+  });
+}
+
+const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, "utf8")) as T;
+
+function gitCommit(): string | null {
+  try {
+    const head = fs.readFileSync(path.join(PROJECT_ROOT, ".git", "HEAD"), "utf8").trim();
+    if (!head.startsWith("ref: ")) return head;
+    const ref = head.slice(5);
+    const loose = path.join(PROJECT_ROOT, ".git", ref);
+    if (fs.existsSync(loose)) return fs.readFileSync(loose, "utf8").trim();
+    const packed = fs.readFileSync(path.join(PROJECT_ROOT, ".git", "packed-refs"), "utf8");
+    return packed.split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs the scale's shared stages whose output is missing (e.g. on a fresh clone at the tiny scale: the base
+ * model, meta-trained teacher, LoRA teachers and stage-1 generator, about a minute), in order.
+ */
+export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l)): Promise<void> {
+  for (const p of scale.prepare) {
+    if (fs.existsSync(path.join(PROJECT_ROOT, p.done))) continue;
+    const logFile = path.join(PROJECT_ROOT, p.out + ".log");
+    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", "--no-progress"];
+    log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
+    const code = await runCli(args, logFile, log);
+    if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
+  }
+}
+
+/**
+ * Runs experiment `name` at `scale` with `seed` (training, then every evaluation) and returns its record;
+ * an existing record is returned as is unless `force`. Probes run the experiment they use first if needed.
+ */
+export async function runExperiment(name: string, opts: RunExperimentOptions = {}): Promise<ExperimentRecord> {
+  const spec = loadExperiment(name);
+  const scale = loadScale(opts.scale ?? defaultScale());
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`experiment ${name}: seed must be an integer >= 0, got ${seed}`);
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const resDir = resultDir(name, scale.scale, seed, opts.resultsDir);
+  const recordFile = path.join(resDir, "experiment.json");
+  if (!opts.force && fs.existsSync(recordFile)) {
+    log(`[experiment] ${name} (${scale.scale}, seed ${seed}): already done, ${path.relative(PROJECT_ROOT, recordFile)}`);
+    return readJson<ExperimentRecord>(recordFile);
+  }
+  const started = new Date();
+  const t0 = performance.now();
+  const steps: ExperimentRecord["steps"] = [];
+  const rel = (p: string) => path.relative(PROJECT_ROOT, p);
+  const step = async (label: string, args: string[]) => {
+    const logFile = path.join(resDir, `${label}.log`);
+    log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${label}: tagi ${args.join(" ")}`);
+    const ts = performance.now();
+    const code = await runCli(args, logFile, log);
+    const seconds = (performance.now() - ts) / 1000;
+    steps.push({ label, command: `tagi ${args.join(" ")}`, seconds, log: path.basename(logFile) });
+    if (code !== 0) {
+      const tail = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-5).join("\n    ");
+      throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): step '${label}' failed (exit ${code}); see ${rel(logFile)}:\n    ${tail}`);
+    }
+    return seconds;
+  };
+  await ensurePrepared(scale, log);
+  fs.rmSync(resDir, { recursive: true, force: true });
+  fs.mkdirSync(resDir, { recursive: true });
+
+  // 1. Training (or the trained model of the experiment a probe uses).
+  let modelArgs: string[];
+  let trainSeconds: number | null = null;
+  let trainSteps: number | null = null;
+  if (spec.stage) {
+    const out = runDir(name, scale.scale, seed, opts.runsDir);
+    const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
+    const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
+    for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+    trainSeconds = await step("train", args);
+    for (const f of ["log.jsonl", "run.json"]) {
+      if (fs.existsSync(path.join(out, f))) fs.copyFileSync(path.join(out, f), path.join(resDir, f === "run.json" ? "train-run.json" : f));
+    }
+    trainSteps = fs.existsSync(path.join(out, "log.jsonl")) ? fs.readFileSync(path.join(out, "log.jsonl"), "utf8").trim().split("\n").length : null;
+    modelArgs =
+      spec.stage.command === "finetune"
+        ? ["--tagi", rel(path.join(out, "model"))]
+        : fs.existsSync(path.join(out, "adapter"))
+          ? ["--model", scale.base, "--adapter", rel(path.join(out, "adapter"))]
+          : ["--model", rel(path.join(out, "model"))];
+  } else if (spec.uses) {
+    await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false });
+    modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
+  } else if (spec.method === "mean-adapter") {
+    modelArgs = ["--model", scale.base, "--mean-adapter", scale.teachers];
+  } else {
+    modelArgs = ["--model", scale.base];
+  }
+
+  // 2. Evaluations.
+  const readsInstanceOnly = modelArgs[0] === "--tagi";
+  const metrics: ExperimentRecord["metrics"] = {};
+  const compute: ExperimentRecord["compute"] = {};
+  let backend: string | null = null;
+  for (const format of spec.analysis ? [] : spec.evaluate.formats) {
+    const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
+    const e = scale.eval;
+    const args = [
+      "evaluate",
+      ...modelArgs,
+      "--benchmark", "sni",
+      "--format", format,
+      "--max-input-tokens", String(readsInstanceOnly ? e.maxInstanceTokens : e.maxInputTokens[format]),
+      "--max-new-tokens", String(e.maxNewTokens),
+      "--batch-size", String(e.batchSize),
+      "--seed", String(e.sampleSeed),
+      ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
+      ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
+      "--no-progress",
+      "--out", rel(dir),
+    ];
+    await step(`eval-${format.replace("+", "")}`, args);
+    const s = readJson<{
+      overall: { rougeL: number; exactMatch: number };
+      counts: { instances: number; tasks: number };
+      perCategory: Record<string, { rougeL: number; exactMatch: number }>;
+      compute: { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number };
+      backend: unknown;
+    }>(path.join(dir, "summary.json"));
+    metrics[format] = {
+      rougeL: s.overall.rougeL,
+      exactMatch: s.overall.exactMatch,
+      instances: s.counts.instances,
+      tasks: s.counts.tasks,
+      perCategory: Object.fromEntries(Object.entries(s.perCategory).map(([c, v]) => [c, { rougeL: v.rougeL, exactMatch: v.exactMatch }])),
+    };
+    compute[format] = { method: s.compute.method, flops: s.compute.flops, relativeToTkInstruct: s.compute.relativeToTkInstruct, relativeAt100Instances: s.compute.relativeAt100Instances };
+    backend = typeof s.backend === "string" ? s.backend : JSON.stringify(s.backend);
+  }
+
+  let adapters: AdapterAnalysis | null = null;
+  if (spec.analysis === "adapters") {
+    if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
+    const file = path.join(resDir, "adapters.json");
+    await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", spec.evaluate.formats[0] ?? "def", "--out", rel(file)]);
+    adapters = readJson<AdapterAnalysis>(file);
+  }
+  let p3: ExperimentRecord["p3"] = null;
+  if (spec.evaluate.p3) {
+    const dir = path.join(resDir, "eval-p3");
+    await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", "--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--no-progress", "--out", rel(dir)]);
+    const s = readJson<{ overall: { accuracy: number; perTask?: unknown }; counts: { examples: number } }>(path.join(dir, "summary.json"));
+    const perTask: Record<string, number> = {};
+    const csv = fs.readFileSync(path.join(dir, "per_task.csv"), "utf8").trim().split("\n");
+    const header = csv[0]!.split(",");
+    for (const line of csv.slice(1)) {
+      const cells = line.split(",");
+      perTask[cells[header.indexOf("task")]!] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
+    }
+    p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples };
+  }
+
+  const record: ExperimentRecord = {
+    experiment: spec,
+    scale,
+    seed,
+    command: `npm run experiment -- ${name} --seed ${seed} --scale ${scale.scale}`,
+    steps,
+    commit: gitCommit(),
+    backend,
+    startedAt: started.toISOString(),
+    wallSeconds: (performance.now() - t0) / 1000,
+    trainSeconds,
+    trainSteps,
+    metrics,
+    compute,
+    p3,
+    adapters,
+    files: fs.readdirSync(resDir).sort(),
+  };
+  writeJsonAtomic(recordFile, record);
+  const summary = [...Object.entries(metrics).map(([f, m]) => `${f} ROUGE-L ${m.rougeL.toFixed(2)}`), ...(p3 ? [`P3 accuracy ${p3.accuracy.toFixed(2)}`] : [])].join(", ");
+  log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${summary}; ${record.wallSeconds.toFixed(0)} s; ${rel(recordFile)}`);
+  return record;
+}

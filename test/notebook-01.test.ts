@@ -1,12 +1,12 @@
 /**
- * notebooks/01_t5_and_lora.ipynb runs top to bottom under tslab and shows what it claims: greedy decoding equal
+ * notebooks/01b_t5_and_lora.ipynb runs top to bottom under tslab and shows what it claims: greedy decoding equal
  * to transformers, LoRA (unmerged, merged, per-example) equal to PEFT, a LoRA teacher whose loss falls.
  * Same requirements and TAGI_SKIP_NOTEBOOKS switch as test/notebook.test.ts.
  */
 import { strict as assert } from "node:assert";
 import { allText, cellSource, runNotebook, streamText, type NotebookRun } from "./notebook-run";
 
-const NOTEBOOK = "notebooks/01_t5_and_lora.ipynb";
+const NOTEBOOK = "notebooks/01b_t5_and_lora.ipynb";
 
 describe(`${NOTEBOOK} (tslab kernel)`, function () {
   this.timeout(180_000);

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
-import { listExperiments, loadScale, PROJECT_ROOT, type ExperimentRecord } from "./runner";
+import { listExperiments, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 
 export interface Stat {
   mean: number;
@@ -28,7 +28,7 @@ export const fmtStat = (s: Stat | null, digits = 2): string =>
   s === null || s.n === 0 ? "–" : s.std === null ? `${s.mean.toFixed(digits)} (1 seed)` : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
 /** Every experiment record under `resultsDir`, by scale, then experiment name. */
-export function collectRecords(resultsDir = path.join(PROJECT_ROOT, "results")): Map<string, Map<string, ExperimentRecord[]>> {
+export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<string, ExperimentRecord[]>> {
   const out = new Map<string, Map<string, ExperimentRecord[]>>();
   for (const name of listExperiments()) {
     const dir = path.join(resultsDir, name);
@@ -175,7 +175,7 @@ export interface ResultsReportOptions {
 
 /** Writes results/README.md and its figures; returns the README path. */
 export async function writeResultsReport(opts: ResultsReportOptions = {}): Promise<string> {
-  const resultsDir = opts.resultsDir ?? path.join(PROJECT_ROOT, "results");
+  const resultsDir = opts.resultsDir ?? resultsRoot();
   const out = opts.out ?? path.join(resultsDir, "README.md");
   const all = collectRecords(resultsDir);
   const scales = (opts.scales ?? [...all.keys()]).filter((s) => all.has(s));

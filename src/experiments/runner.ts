@@ -73,6 +73,8 @@ export interface ScaleSettings {
   set: Record<string, unknown>;
   /** Seeds the results tables expect. */
   seeds: number[];
+  /** Evaluate only these formats (of those an experiment names); null: all. The tiny scale skips Def + 2 Pos. */
+  formats: PromptFormat[] | null;
   eval: {
     maxInstancesPerTask: number | null;
     /** Source length limit per format for models that read the whole prompt. */
@@ -158,7 +160,7 @@ export function loadScale(scale: string): ScaleSettings {
     throw new Error(`unknown scale '${scale}' (no ${path.relative(PROJECT_ROOT, file)}); scales: ${scales.join(", ")}`);
   }
   const s = JSON.parse(fs.readFileSync(file, "utf8")) as ScaleSettings;
-  return { ...s, scale };
+  return { ...s, formats: s.formats ?? null, set: s.set ?? {}, scale };
 }
 
 /** The scale notebooks and the CLI use when none is given: $TAGI_SCALE, else tiny. */
@@ -201,11 +203,16 @@ export interface RunExperimentOptions {
   runsDir?: string;
 }
 
-export function resultDir(name: string, scale: string, seed: number, resultsDir = path.join(PROJECT_ROOT, "results")): string {
+/** Where experiment results go: $TAGI_RESULTS_DIR (the test suite points it at a temporary folder), else results/. */
+export function resultsRoot(): string {
+  return process.env.TAGI_RESULTS_DIR ? path.resolve(process.env.TAGI_RESULTS_DIR) : path.join(PROJECT_ROOT, "results");
+}
+
+export function resultDir(name: string, scale: string, seed: number, resultsDir = resultsRoot()): string {
   return path.join(resultsDir, name, scale, `seed-${seed}`);
 }
 
-function runDir(name: string, scale: string, seed: number, runsDir = path.join(PROJECT_ROOT, "runs")): string {
+function runDir(name: string, scale: string, seed: number, runsDir = process.env.TAGI_RUNS_DIR ? path.resolve(process.env.TAGI_RUNS_DIR) : path.join(PROJECT_ROOT, "runs")): string {
   return path.join(runsDir, scale, "experiments", name, `seed-${seed}`);
 }
 
@@ -340,7 +347,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   const metrics: ExperimentRecord["metrics"] = {};
   const compute: ExperimentRecord["compute"] = {};
   let backend: string | null = null;
-  for (const format of spec.analysis ? [] : spec.evaluate.formats) {
+  const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
+  for (const format of spec.analysis ? [] : formats) {
     const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
     const e = scale.eval;
     const args = [
@@ -414,7 +422,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     compute,
     p3,
     adapters,
-    files: fs.readdirSync(resDir).sort(),
+    files: [...new Set([...fs.readdirSync(resDir), "experiment.json"])].sort(),
   };
   writeJsonAtomic(recordFile, record);
   const summary = [...Object.entries(metrics).map(([f, m]) => `${f} ROUGE-L ${m.rougeL.toFixed(2)}`), ...(p3 ? [`P3 accuracy ${p3.accuracy.toFixed(2)}`] : [])].join(", ");

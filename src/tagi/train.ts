@@ -262,15 +262,24 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-4, warmupSteps: 4 } }),
 };
 
+/** Problems with a set of loss weights (empty when valid): negative or non-finite weights, T <= 0, all zero. */
+export function validateLossWeights(l: LossWeights, where = "losses"): string[] {
+  const p: string[] = [];
+  for (const k of ["ce", "kl", "ins"] as const) {
+    if (typeof l[k] !== "number" || !(l[k] >= 0) || !Number.isFinite(l[k])) p.push(`${where}.${k} must be a finite number >= 0, got ${JSON.stringify(l[k])}`);
+  }
+  if (typeof l.temperature !== "number" || !(l.temperature > 0) || !Number.isFinite(l.temperature)) p.push(`${where}.temperature must be a finite number > 0, got ${JSON.stringify(l.temperature)}`);
+  if (l.alignment !== "factors" && l.alignment !== "product") p.push(`${where}.alignment must be "factors" or "product", got ${JSON.stringify(l.alignment)}`);
+  if (p.length === 0 && l.ce + l.kl + l.ins === 0) p.push(`${where}: every weight is 0; nothing to train on`);
+  return p;
+}
+
 export function parseFinetuneConfig(source: string | Record<string, unknown> | undefined): FinetuneConfig {
   return loadStageConfig(source, FINETUNE_DEFAULTS, "finetune", [], (c) => {
     const p = validateTagiConfig(c.tagi, "config.tagi");
     if (!c.base) p.push("config.base is required: the base model folder (Hugging Face T5)");
     const l = c.losses;
-    for (const k of ["ce", "kl", "ins"] as const) if (!(l[k] >= 0) || !Number.isFinite(l[k])) p.push(`config.losses.${k} must be a finite number >= 0, got ${l[k]}`);
-    if (!(l.temperature > 0) || !Number.isFinite(l.temperature)) p.push(`config.losses.temperature must be > 0, got ${l.temperature}`);
-    if (l.alignment !== "factors" && l.alignment !== "product") p.push(`config.losses.alignment must be "factors" or "product", got ${JSON.stringify(l.alignment)}`);
-    if (l.ce + l.kl + l.ins === 0) p.push("config.losses: every weight is 0; nothing to train on");
+    p.push(...validateLossWeights(l, "config.losses"));
     if (l.kl > 0 && !c.teacher) p.push("config.teacher is required when losses.kl > 0 (the meta-trained model folder)");
     if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
     if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);

@@ -1,0 +1,326 @@
+/**
+ * What the notebooks call: every step of a notebook is one of these functions (or a library function), so
+ * the notebooks narrate and display while the logic stays here, tested and shared with the CLI.
+ *
+ * The scale comes from $TAGI_SCALE (tiny in the test suite, small for the committed outputs): the same
+ * notebook runs in a minute on the tiny model and reads the small runs' results at the small scale.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { readTrainingLog, lossCurveSpec, type CurveSeries } from "../plots/curves";
+import { renderVegaLite, type RenderedFigure } from "../plots/render";
+import { loadSniSplit, groupByCategory, taskCategory, type SniTask } from "../data/sni";
+import { buildPrompt, type PromptFormat } from "../text/prompts";
+import type { T5Tokenizer } from "../text/tokenizer";
+import type { TeachersManifest } from "../train/teachers";
+import type { LogRecord } from "../train/loop";
+import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
+import { collectRecords, summarize, stat, fmtStat, type ExperimentSummary } from "./results-report";
+import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
+
+export interface ScaleRuns {
+  scale: string;
+  settings: ScaleSettings;
+  /** Folders of the shared stages (absolute). */
+  base: string;
+  metatrain: string;
+  teachers: string;
+  pretrainHyper: string;
+}
+
+/** The scale's settings and shared run folders, training any that are missing first (tiny: about a minute). */
+export async function prepareScale(scale = defaultScale(), log: (line: string) => void = (l) => console.log(l)): Promise<ScaleRuns> {
+  const settings = loadScale(scale);
+  await ensurePrepared(settings, log);
+  const out = (cmd: string) => {
+    const p = settings.prepare.find((x) => x.command === cmd);
+    if (!p) throw new Error(`configs/${scale}/experiments.json prepares no '${cmd}' stage`);
+    return path.join(PROJECT_ROOT, p.out);
+  };
+  return { scale, settings, base: out("pretrain-base"), metatrain: out("metatrain"), teachers: out("teachers"), pretrainHyper: out("pretrain-hyper") };
+}
+
+/** Rendered loss curves of training logs (log.jsonl files), one series per name. */
+export async function lossCurves(logs: Record<string, string>, opts: { title?: string; smooth?: number; logY?: boolean } = {}): Promise<RenderedFigure> {
+  const series: CurveSeries[] = Object.entries(logs).map(([name, file]) => ({ name, log: readTrainingLog(file) }));
+  return renderVegaLite(lossCurveSpec(series, opts));
+}
+
+/** Per-term curves of one run's log records (e.g. ce, kl, ins of a finetune), rendered. */
+export async function termCurves(log: readonly LogRecord[], opts: { title?: string; smooth?: number } = {}): Promise<RenderedFigure> {
+  const terms = [...new Set(log.flatMap((r) => Object.keys(r.terms)))];
+  const series = terms.map((t) => ({ name: t, log: log.map((r) => ({ ...r, loss: r.terms[t] ?? NaN })) }));
+  return renderVegaLite(lossCurveSpec(series, { title: opts.title ?? "Loss terms", smooth: opts.smooth ?? 5 }));
+}
+
+/** A horizontal bar chart of labelled values, rendered. */
+export async function barChart(rows: readonly { label: string; value: number; group?: string }[], opts: { title: string; xTitle: string; logX?: boolean }): Promise<RenderedFigure> {
+  return renderVegaLite({
+    title: opts.title,
+    width: 440,
+    height: { step: rows.length > 30 ? 10 : 22 },
+    data: { values: rows.map((r) => ({ ...r, group: r.group ?? "" })) },
+    mark: { type: "bar" },
+    encoding: {
+      y: { field: "label", type: "nominal", sort: null, title: null, axis: { labelFontSize: rows.length > 30 ? 8 : 11, labelLimit: 260 } },
+      x: { field: "value", type: "quantitative", title: opts.xTitle, ...(opts.logX ? { scale: { type: "log" } } : {}) },
+      ...(rows.some((r) => r.group) ? { color: { field: "group", type: "nominal", title: null } } : {}),
+    },
+  });
+}
+
+// ---- 01: data ------------------------------------------------------------------------------------------
+
+export interface CategoryRow {
+  category: string;
+  tasks: number;
+  instances: number;
+  meanDefinitionTokens: number;
+  meanInputTokens: number;
+  meanOutputTokens: number;
+}
+
+/** Per-category counts and mean token lengths of an SNI split (lengths over up to `sample` instances per task). */
+export function categoryOverview(tasks: readonly SniTask[], tokenizer: T5Tokenizer, sample = 5): CategoryRow[] {
+  const rows: CategoryRow[] = [];
+  for (const [category, ts] of groupByCategory(tasks)) {
+    let defs = 0;
+    let ins = 0;
+    let outs = 0;
+    let n = 0;
+    for (const t of ts) {
+      defs += tokenizer.encode(t.definition).length;
+      for (const i of t.instances.slice(0, sample)) {
+        ins += tokenizer.encode(i.input).length;
+        outs += tokenizer.encode(i.outputs[0] ?? "").length;
+        n++;
+      }
+    }
+    rows.push({
+      category,
+      tasks: ts.length,
+      instances: ts.reduce((s, t) => s + t.instances.length, 0),
+      meanDefinitionTokens: Math.round(defs / ts.length),
+      meanInputTokens: Math.round(ins / Math.max(1, n)),
+      meanOutputTokens: Math.round(outs / Math.max(1, n)),
+    });
+  }
+  return rows.sort((a, b) => b.tasks - a.tasks);
+}
+
+/** One task's prompt in both formats, split into the instruction TAGI's generator reads and the instance. */
+export function promptExample(task: SniTask, format: PromptFormat): { instruction: string; instance: string; target: string } {
+  const inst = task.instances[0]!;
+  const p = buildPrompt(task, inst, { format });
+  return { instruction: p.instruction, instance: p.instance, target: inst.outputs[0] ?? "" };
+}
+
+// ---- 02: base model and teachers ---------------------------------------------------------------------
+
+/** The parameter teachers' manifest as table rows (one per category), worst final loss first. */
+export function teacherRows(teachersDir: string): { category: string; tasks: number; examples: number; steps: number; meanLossLast10: number; seconds: number }[] {
+  const file = path.join(teachersDir, "manifest.json");
+  if (!fs.existsSync(file)) throw new Error(`no teachers at ${teachersDir} (manifest.json missing)`);
+  const m = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
+  return m.teachers
+    .map((t) => {
+      const x = t as unknown as { meanLossLast10?: number; seconds?: number };
+      return { category: t.group, tasks: t.tasks.length, examples: t.examples, steps: t.steps, meanLossLast10: x.meanLossLast10 ?? NaN, seconds: x.seconds ?? NaN };
+    })
+    .sort((a, b) => b.meanLossLast10 - a.meanLossLast10);
+}
+
+// ---- 03 and 04: short stage runs ------------------------------------------------------------------------
+
+/** Runs stage 1 for `steps` steps from the scale's config into a fresh `out` (a demo; the real run is shared). */
+export async function shortPretrainHyper(runs: ScaleRuns, steps: number, out: string): Promise<{ log: LogRecord[]; model: string }> {
+  const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", runs.scale, "pretrain-hyper.json"), "utf8")) as Record<string, unknown>;
+  const train = raw["train"] as Record<string, unknown>;
+  const schedule = train["schedule"] as Record<string, unknown>;
+  const c = parsePretrainHyperConfig({
+    ...raw,
+    base: path.relative(PROJECT_ROOT, path.join(runs.base, "model")),
+    maxTasks: 20, // a demo: 20 tasks' text is plenty for a few steps and loads in seconds
+    train: { ...train, steps, checkpointEvery: 0, schedule: { ...schedule, warmupSteps: Math.min(Number(schedule["warmupSteps"] ?? 0), steps) } },
+  });
+  fs.rmSync(out, { recursive: true, force: true });
+  const log: LogRecord[] = [];
+  const r = await withCwd(PROJECT_ROOT, () => pretrainHyper(c, { out, progress: false, onLog: (x) => log.push(x) }));
+  return { log, model: r.model };
+}
+
+/**
+ * The loss weights of a finetune, checked: negative weights, T <= 0 and all-zero weights are refused with one
+ * message naming each problem (the notebook cell shows it; nothing crashes).
+ */
+export function checkLossWeights(w: LossWeights): LossWeights {
+  const p = validateLossWeights(w, "losses");
+  if (p.length) throw new Error(`invalid loss weights:\n  - ${p.join("\n  - ")}`);
+  return w;
+}
+
+/** Stage 2 for `steps` steps with the given loss weights, from the scale's finetune config, into a fresh `out`. */
+export async function shortFinetune(
+  runs: ScaleRuns,
+  losses: LossWeights,
+  opts: { steps: number; out: string; seed?: number; onLog?: (r: LogRecord) => void },
+): Promise<{ log: LogRecord[]; model: string; seconds: number }> {
+  checkLossWeights(losses);
+  const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", runs.scale, "finetune.json"), "utf8")) as Record<string, unknown>;
+  const train = raw["train"] as Record<string, unknown>;
+  const schedule = train["schedule"] as Record<string, unknown>;
+  const shared = runs.settings.set ?? {};
+  const c = parseFinetuneConfig({
+    ...raw,
+    losses,
+    ...(typeof shared["instancesPerTask"] === "number" ? { instancesPerTask: shared["instancesPerTask"] } : {}),
+    train: {
+      ...train,
+      ...(typeof shared["train.batchSize"] === "number" ? { batchSize: shared["train.batchSize"] } : {}),
+      steps: opts.steps,
+      seed: opts.seed ?? 0,
+      checkpointEvery: 0,
+      schedule: { ...schedule, warmupSteps: Math.min(Number(schedule["warmupSteps"] ?? 0), opts.steps) },
+    },
+  });
+  fs.rmSync(opts.out, { recursive: true, force: true });
+  const log: LogRecord[] = [];
+  const t0 = performance.now();
+  const r = await withCwd(PROJECT_ROOT, () =>
+    finetuneTagi(c, {
+      out: opts.out,
+      progress: false,
+      onLog: (x) => {
+        log.push(x);
+        opts.onLog?.(x);
+      },
+    }),
+  );
+  return { log, model: r.model, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Stage configs name their inputs relative to the project root; notebooks run in notebooks/. */
+async function withCwd<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const prev = process.cwd();
+  process.chdir(dir);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(prev);
+  }
+}
+
+/**
+ * ROUGE-L of a TAGI checkpoint on a few SNI test tasks (a quick look inside a notebook; the tables use the
+ * experiment runner). Loads the SNI evaluation (and danfojs) on first use.
+ */
+export async function quickTagiEval(modelDir: string, opts: { format: PromptFormat; tasks: number; instancesPerTask: number; maxNewTokens?: number }): Promise<{ rougeL: number; exactMatch: number; instances: number; examples: { task: string; prediction: string; reference: string }[] }> {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { evaluateTagiSni } = require("../tagi/evaluate") as typeof import("../tagi/evaluate");
+  const { loadTagiParams, readTagiConfig } = require("../tagi/model") as typeof import("../tagi/model");
+  const { loadBaseModel, disposeModel } = require("../train/seq2seq") as typeof import("../train/seq2seq");
+  const { T5Tokenizer } = require("../text/tokenizer") as typeof import("../text/tokenizer");
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const { base } = readTagiConfig(modelDir);
+  const model = loadBaseModel(base);
+  const m = loadTagiParams(modelDir, model);
+  try {
+    const tasks = (await loadSniSplit("test", undefined, { warn: false })).tasks;
+    // One task per category first, so a handful of tasks still spans different kinds of task.
+    const seen = new Set<string>();
+    const picked = tasks.filter((t) => !seen.has(taskCategory(t)) && seen.add(taskCategory(t))).slice(0, opts.tasks);
+    const r = await evaluateTagiSni(m, T5Tokenizer.fromFile(), {
+      format: opts.format,
+      maxInputTokens: 128,
+      maxNewTokens: opts.maxNewTokens ?? 16,
+      batchSize: 16,
+      maxInstancesPerTask: opts.instancesPerTask,
+      testTasks: picked,
+    });
+    return {
+      rougeL: r.overall.rougeL,
+      exactMatch: r.overall.exactMatch,
+      instances: r.counts.instances,
+      examples: r.predictions.slice(0, 6).map((p) => ({ task: p.task, prediction: p.prediction, reference: p.references[0] ?? "" })),
+    };
+  } finally {
+    for (const t of m.hyper.values()) t.dispose();
+    for (const t of m.fusion.values()) t.dispose();
+    disposeModel(model);
+  }
+}
+
+// ---- 05, 06, 07: experiments -----------------------------------------------------------------------------
+
+/** Runs (or reads, when done) experiments at a scale for the given seeds; one summary per experiment. */
+export async function experimentSummaries(
+  names: readonly string[],
+  opts: { scale?: string; seeds?: number[]; log?: (l: string) => void; onlyFinished?: boolean } = {},
+): Promise<ExperimentSummary[]> {
+  const scale = opts.scale ?? defaultScale();
+  const out: ExperimentSummary[] = [];
+  for (const name of names) {
+    const recs: ExperimentRecord[] = [];
+    if (opts.onlyFinished) {
+      const done = finishedRecords(name, scale).filter((r) => !opts.seeds || opts.seeds.includes(r.seed));
+      if (!done.length) (opts.log ?? console.log)(`[experiment] ${name} (${scale}): no finished run yet (npm run experiment -- ${name} --scale ${scale})`);
+      recs.push(...done);
+    } else for (const seed of opts.seeds ?? [0]) recs.push(await runExperiment(name, { scale, seed, log: opts.log }));
+    if (recs.length) out.push(summarize(name, recs));
+  }
+  return out;
+}
+
+/** Every finished record of an experiment at a scale (all seeds), without running anything. */
+export function finishedRecords(name: string, scale = defaultScale()): ExperimentRecord[] {
+  return collectRecords().get(scale)?.get(name) ?? [];
+}
+
+/** Table rows (strings) of experiment summaries: ROUGE-L mean ± std per format, FLOPs, P3. */
+export function summaryRows(summaries: readonly ExperimentSummary[]): Record<string, string>[] {
+  return summaries.map((s) => ({
+    experiment: s.row,
+    seeds: s.seeds.join(","),
+    "Def ROUGE-L": fmtStat(s.def),
+    "Def+2Pos ROUGE-L": fmtStat(s.def2pos),
+    "FLOPs (x Tk)": s.flopsAt100 === null ? "–" : `x${s.flopsAt100.toFixed(2)}`,
+    P3: fmtStat(s.p3),
+  }));
+}
+
+/** ROUGE-L (Def) against relative FLOPs, one point per experiment (mean ± std), rendered. */
+export async function rougeVersusFlops(summaries: readonly ExperimentSummary[], title: string): Promise<RenderedFigure> {
+  const values = summaries
+    .filter((s) => s.def && s.flopsAt100 !== null)
+    .map((s) => ({ method: s.row, flops: s.flopsAt100!, rougeL: s.def!.mean, lo: s.def!.mean - (s.def!.std ?? 0), hi: s.def!.mean + (s.def!.std ?? 0) }));
+  return renderVegaLite({
+    title: { text: title, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
+    width: 480,
+    height: 300,
+    data: { values },
+    encoding: { x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { zero: true } } },
+    layer: [
+      { mark: { type: "rule" }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal" } } },
+      { mark: { type: "point", filled: true, size: 90 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" }, color: { field: "method", type: "nominal", title: "method" } } },
+      { mark: { type: "text", dx: 8, align: "left" }, encoding: { y: { field: "rougeL", type: "quantitative" }, text: { field: "method" } } },
+    ],
+  });
+}
+
+export { stat, fmtStat };
+
+/**
+ * Prints rows as a danfojs DataFrame with columns wide enough to read (danfojs cuts cells at 17 characters by
+ * default). Returns nothing, so that a notebook cell ending with it shows the table only.
+ */
+export function printFrame(rows: readonly Record<string, unknown>[], width = 26): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { dfd } = require("../eval/report") as typeof import("../eval/report");
+  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toFixed(3)) : v);
+  const data = rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round(v)])));
+  const ncol = Object.keys(data[0] ?? {}).length;
+  const columns: Record<number, { width: number; truncate?: number }> = { 0: { width: 4 } };
+  for (let i = 1; i <= ncol; i++) columns[i] = { width, truncate: width * 3 };
+  const df = new dfd.DataFrame(data, { config: { tableDisplayConfig: { columns }, tableMaxRow: Math.max(10, Math.min(rows.length, 70)), tableMaxColInConsole: 12 } });
+  df.print();
+}

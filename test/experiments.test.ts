@@ -1,0 +1,137 @@
+/**
+ * The experiment runner, the results report and the probes, at the tiny scale (its shared stages are trained
+ * on first use, about a minute). Results go to a temporary folder ($TAGI_RESULTS_DIR), runs to runs/tiny/.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend";
+import { ensurePrepared, listExperiments, loadExperiment, loadScale, runExperiment, PROJECT_ROOT } from "../src/experiments/runner";
+import { collectRecords, stat, writeResultsReport } from "../src/experiments/results-report";
+import { checkLossWeights } from "../src/experiments/notebook";
+import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
+import { loadSniSplit } from "../src/data/sni";
+import { loadPeftAdapter, loadT5Config, scaling } from "../src/model/weights";
+import type { TeachersManifest } from "../src/train/teachers";
+
+describe("experiments: runner, results report, probes (tiny scale)", function () {
+  this.timeout(600_000);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-exp-"));
+  const prevResults = process.env.TAGI_RESULTS_DIR;
+  const quiet = () => {};
+
+  before(async () => {
+    process.env.TAGI_RESULTS_DIR = tmp;
+    await initBackend({ log: false });
+    await ensurePrepared(loadScale("tiny"), quiet);
+  });
+  after(() => {
+    if (prevResults === undefined) delete process.env.TAGI_RESULTS_DIR;
+    else process.env.TAGI_RESULTS_DIR = prevResults;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("every committed experiment and scale parses; an unknown name or key is a clear error", () => {
+    const names = listExperiments();
+    for (const n of ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins"]) {
+      assert.ok(names.includes(n), `experiments/${n}.json is missing`);
+    }
+    for (const n of names) loadExperiment(n);
+    for (const s of ["tiny", "small"]) assert.deepEqual(loadScale(s).seeds, [0, 1, 2]);
+    assert.throws(() => loadExperiment("no-such-experiment"), /unknown experiment 'no-such-experiment'.*Known experiments: .*tagi/s);
+    assert.throws(() => loadScale("huge"), /unknown scale 'huge'.*tiny/s);
+    const bad = path.join(PROJECT_ROOT, "experiments", "zz-test-bad.json");
+    fs.writeFileSync(bad, JSON.stringify({ method: "tagi", table: "main", evaluate: { formats: ["def"], extra: 1 }, lambda: 2 }));
+    try {
+      assert.throws(() => loadExperiment("zz-test-bad"), (e: Error) => /unknown key 'lambda'/.test(e.message) && /evaluate: unknown key 'extra'/.test(e.message) && /needs a stage or 'uses'/.test(e.message));
+    } finally {
+      fs.rmSync(bad);
+    }
+  });
+
+  it("loss weights: negative weights, T <= 0 and all-zero weights are refused, each named", () => {
+    assert.throws(() => checkLossWeights({ ce: 1, kl: -1, ins: 1, temperature: 0, alignment: "factors" }), (e: Error) => /losses\.kl must be/.test(e.message) && /losses\.temperature must be/.test(e.message));
+    assert.throws(() => checkLossWeights({ ce: 0, kl: 0, ins: 0, temperature: 2, alignment: "factors" }), /every weight is 0/);
+    assert.deepEqual(checkLossWeights({ ce: 1, kl: 0.5, ins: 0, temperature: 1, alignment: "product" }).kl, 0.5);
+  });
+
+  it("the same seed reproduces the metrics and the loss curve; the record says how it was made", async () => {
+    const a = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet });
+    const curveA = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
+    const b = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet, force: true });
+    const curveB = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
+    assert.deepEqual(curveB, curveA);
+    assert.deepEqual(b.metrics, a.metrics);
+    assert.equal(curveA.length, loadScale("tiny").steps);
+    assert.equal(a.seed, 1);
+    assert.equal(a.command, "npm run experiment -- hint --seed 1 --scale tiny");
+    assert.ok(a.backend && a.wallSeconds > 0 && a.trainSeconds! > 0 && a.startedAt);
+    assert.match(a.steps[0]!.command, /finetune .*--set train\.seed=1 --set initSeed=1 --set train\.steps=10/);
+    assert.ok(a.metrics["def"]!.instances === 206 && a.metrics["def"]!.tasks === 103, JSON.stringify(a.metrics["def"]));
+    assert.equal(a.compute["def"]!.method, "hint");
+    assert.ok(a.compute["def"]!.relativeAt100Instances > 0 && a.compute["def"]!.relativeAt100Instances < 1);
+    for (const f of ["experiment.json", "log.jsonl", "train-run.json", "eval-def"]) assert.ok(a.files.includes(f), `${f} in ${a.files}`);
+    const again = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet });
+    assert.equal(again.startedAt, b.startedAt, "an existing result is read, not rerun");
+  });
+
+  it("the results report tabulates mean ± std over seeds beside the paper and draws the figures", async () => {
+    await runExperiment("hint", { scale: "tiny", seed: 2, log: quiet });
+    await runExperiment("no-ft", { scale: "tiny", seed: 0, log: quiet });
+    const recs = collectRecords(tmp).get("tiny")!;
+    assert.deepEqual(recs.get("hint")!.map((r) => r.seed).sort(), [1, 2]);
+    const out = path.join(tmp, "README.md");
+    await writeResultsReport({ out, resultsDir: tmp });
+    const md = fs.readFileSync(out, "utf8");
+    const hint = recs.get("hint")!.map((r) => r.metrics["def"]!.rougeL);
+    const s = stat(hint);
+    assert.match(md, new RegExp(`\\| HINT \\| 1, 2 \\| ${s.mean.toFixed(2)} ± ${s.std!.toFixed(2)} \\|`));
+    assert.match(md, /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| .* \| 8\.8 \|/);
+    assert.match(md, /P3 held-out/);
+    const png = path.join(tmp, "figures", "tiny", "rouge-vs-flops.png");
+    assert.ok(fs.statSync(png).size > 5000, "figure written");
+    assert.equal(s.std, Math.sqrt(hint.reduce((acc, v) => acc + (v - s.mean) ** 2, 0) / (hint.length - 1)));
+  });
+
+  it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {
+    const tasks = (await loadSniSplit("test", undefined, { warn: false })).tasks;
+    const own = probeInstructions(tasks, "def", "own");
+    const other = probeInstructions(tasks, "def", "other-task", 3);
+    const words = probeInstructions(tasks, "def", "shuffled-words", 3);
+    const used = new Set<string>();
+    for (const t of tasks) {
+      assert.notEqual(other.get(t.name), own.get(t.name), `${t.name} kept its own instruction`);
+      used.add(other.get(t.name)!);
+      assert.deepEqual(words.get(t.name)!.split(/\s+/).sort(), taskInstruction(t, "def").split(/\s+/).filter(Boolean).sort());
+    }
+    assert.equal(used.size, new Set(own.values()).size, "a permutation of the instructions");
+    assert.deepEqual(probeInstructions(tasks, "def", "other-task", 3), other, "seeded");
+  });
+
+  it("the mean teacher adapter is the mean of the teachers' s·B·A, merged into W", () => {
+    const dir = path.join(PROJECT_ROOT, "runs", "tiny", "teachers");
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as TeachersManifest;
+    const config = loadT5Config(path.join(PROJECT_ROOT, "runs", "tiny", "base", "model"));
+    const { deltas, teachers } = meanTeacherDeltas(dir, config);
+    assert.equal(teachers, manifest.teachers.length);
+    const module = [...deltas.keys()][0]!;
+    const manual = tf.tidy(() => {
+      const parts = manifest.teachers.map((t) => {
+        const p = loadPeftAdapter(path.join(dir, t.adapter));
+        const { A, B } = p.weights.get(module)!;
+        return tf.mul(tf.matMul(B as tf.Tensor2D, A as tf.Tensor2D), scaling(p.config));
+      });
+      return tf.div(tf.addN(parts), parts.length);
+    });
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(manual, deltas.get(module)!))).dataSync()[0]!);
+    assert.ok(diff < 1e-6, `max |Δ| ${diff}`);
+    const w = tf.ones(deltas.get(module)!.shape);
+    const merged = mergeDeltas(new Map([[`${module}.weight`, w]]), new Map([[module, deltas.get(module)!]]));
+    const d2 = tf.tidy(() => tf.max(tf.abs(tf.sub(tf.sub(merged.get(`${module}.weight`)!, w), manual))).dataSync()[0]!);
+    assert.ok(d2 < 1e-6);
+    assert.throws(() => mergeDeltas(new Map(), new Map([[module, deltas.get(module)!]])), /has no module/);
+    for (const t of [manual, w, merged.get(`${module}.weight`)!, ...deltas.values()]) t.dispose();
+  });
+});

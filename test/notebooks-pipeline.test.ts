@@ -12,7 +12,7 @@ import { allText, cellSource, runNotebook, streamText, type NotebookRun } from "
 const CHECKS: Record<string, { minPngs: number; expect: RegExp[] }> = {
   "01_data": { minPngs: 1, expect: [/train: 687 tasks/, /test: {2}103 tasks, 10210 instances, 0 skipped/, /tasks in both splits: 0/, /def\+2pos: instruction \d+ tokens/, /rte: \d+ examples, \d+ templates/] },
   "02_base_and_teachers": { minPngs: 2, expect: [/base: \d+ parameters/, /metatrain: \d+ parameters/, /\d+ teachers; mean last-10 loss [0-9.]+/] },
-  "03_hypernetwork_pretraining": { minPngs: 2, expect: [/a \(instruction\): \S/, /b \(input\): +\S/, /step 1: loss [0-9.]+/, /\d+ adapted modules, rank \d+/] },
+  "03_hypernetwork_pretraining": { minPngs: 1, expect: [/a \(instruction\): \S/, /b \(input\): +\S/, /step 1: loss [0-9.]+/, /\d+ adapted modules, rank \d+/] },
   "04_finetune_distillation": {
     minPngs: 1,
     expect: [/losses\.kl must be a finite number >= 0, got -1/, /losses\.temperature must be a finite number > 0, got 0/, /step 10: ce [0-9.]+, kl [0-9.]+, ins [0-9.]+/, /ROUGE-L [0-9.]+, exact match [0-9.]+ on 16 instances/],

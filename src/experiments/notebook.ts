@@ -313,11 +313,11 @@ export { stat, fmtStat };
  * Prints rows as a danfojs DataFrame with columns wide enough to read (danfojs cuts cells at 17 characters by
  * default). Returns nothing, so that a notebook cell ending with it shows the table only.
  */
-export function printFrame(rows: readonly Record<string, unknown>[], width = 26): void {
+export function printFrame(rows: readonly object[], width = 26): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { dfd } = require("../eval/report") as typeof import("../eval/report");
   const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toFixed(3)) : v);
-  const data = rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round(v)])));
+  const data = rows.map((r) => Object.fromEntries(Object.entries(r as Record<string, unknown>).map(([k, v]) => [k, round(v)])));
   const ncol = Object.keys(data[0] ?? {}).length;
   const columns: Record<number, { width: number; truncate?: number }> = { 0: { width: 4 } };
   for (let i = 1; i <= ncol; i++) columns[i] = { width, truncate: width * 3 };

@@ -50,7 +50,7 @@ export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<stri
 }
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
-const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins"];
+const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-train-ffn"];
 const PROBE_ORDER = ["tagi", "probe-other-instruction", "probe-shuffled-words", "mean-adapter"];
 
 /** Summary numbers of one experiment at one scale. */
@@ -314,6 +314,13 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     );
   }
   if (!scales.length) lines.push("No experiment results yet: run `npm run experiment -- tagi --seeds 0,1,2`.", "");
+  const other = [
+    ["training/small/README.md", "the shared `small` stages: base model, logit teacher, 60 LoRA teachers, stage 1 (curves, run records)"],
+    ["training/tiny/README.md", "the tiny pipeline of the README's main job"],
+    ["eval/README.md", "standalone evaluations (`tagi evaluate`), e.g. the small meta-trained model on all 10,210 SNI-103 instances"],
+    ["bench/README.md", "speed: GEMM and training-step throughput against native GEMM and PyTorch (`npm run bench`)"],
+  ].filter(([f]) => fs.existsSync(path.join(resultsDir, f!)));
+  if (other.length) lines.push("## Other results", "", ...other.map(([f, what]) => `- [${f}](${f}): ${what}`), "");
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, lines.join("\n"));
   return out;

@@ -319,6 +319,14 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   let trainSteps: number | null = null;
   if (spec.stage) {
     const out = runDir(name, scale.scale, seed, opts.runsDir);
+    // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
+    // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
+    const argsFile = path.join(out, "experiment-stage.json");
+    const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
+    const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
+    if (opts.force || !sameStage) fs.rmSync(out, { recursive: true, force: true });
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(argsFile, stageKey);
     const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
     const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
     for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);

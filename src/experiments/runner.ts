@@ -310,130 +310,153 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     return seconds;
   };
   await ensurePrepared(scale, log);
-  fs.rmSync(resDir, { recursive: true, force: true });
-  fs.mkdirSync(resDir, { recursive: true });
-
-  // 1. Training (or the trained model of the experiment a probe uses).
-  let modelArgs: string[];
-  let trainSeconds: number | null = null;
-  let trainSteps: number | null = null;
-  if (spec.stage) {
-    const out = runDir(name, scale.scale, seed, opts.runsDir);
-    // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
-    // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
-    const argsFile = path.join(out, "experiment-stage.json");
-    const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
-    const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
-    if (opts.force || !sameStage) fs.rmSync(out, { recursive: true, force: true });
-    fs.mkdirSync(out, { recursive: true });
-    fs.writeFileSync(argsFile, stageKey);
-    const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
-    const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
-    for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-    trainSeconds = await step("train", args);
-    for (const f of ["log.jsonl", "run.json"]) {
-      if (fs.existsSync(path.join(out, f))) fs.copyFileSync(path.join(out, f), path.join(resDir, f === "run.json" ? "train-run.json" : f));
+  // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, not clobbered.
+  const lock = `${resDir}.lock`;
+  fs.mkdirSync(path.dirname(lock), { recursive: true });
+  if (fs.existsSync(lock)) {
+    const pid = Number(fs.readFileSync(lock, "utf8"));
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = true;
+    } catch {
+      alive = false;
     }
-    trainSteps = fs.existsSync(path.join(out, "log.jsonl")) ? fs.readFileSync(path.join(out, "log.jsonl"), "utf8").trim().split("\n").length : null;
-    modelArgs =
-      spec.stage.command === "finetune"
-        ? ["--tagi", rel(path.join(out, "model"))]
-        : fs.existsSync(path.join(out, "adapter"))
-          ? ["--model", scale.base, "--adapter", rel(path.join(out, "adapter"))]
-          : ["--model", rel(path.join(out, "model"))];
-  } else if (spec.uses) {
-    await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false });
-    modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
-  } else if (spec.method === "mean-adapter") {
-    modelArgs = ["--model", scale.base, "--mean-adapter", scale.teachers];
-  } else {
-    modelArgs = ["--model", scale.base];
+    if (alive) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}) is already running (pid ${pid}, ${path.relative(PROJECT_ROOT, lock)})`);
+    fs.rmSync(lock);
   }
+  fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+  try {
+    return await runLocked();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+  async function runLocked(): Promise<ExperimentRecord> {
+    fs.rmSync(resDir, { recursive: true, force: true });
+    fs.mkdirSync(resDir, { recursive: true });
 
-  // 2. Evaluations.
-  const readsInstanceOnly = modelArgs[0] === "--tagi";
-  const metrics: ExperimentRecord["metrics"] = {};
-  const compute: ExperimentRecord["compute"] = {};
-  let backend: string | null = null;
-  const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
-  for (const format of spec.analysis ? [] : formats) {
-    const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
-    const e = scale.eval;
-    const args = [
-      "evaluate",
-      ...modelArgs,
-      "--benchmark", "sni",
-      "--format", format,
-      "--max-input-tokens", String(readsInstanceOnly ? e.maxInstanceTokens : e.maxInputTokens[format]),
-      "--max-new-tokens", String(e.maxNewTokens),
-      "--batch-size", String(e.batchSize),
-      "--seed", String(e.sampleSeed),
-      ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
-      ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
-      "--no-progress",
-      "--out", rel(dir),
-    ];
-    await step(`eval-${format.replace("+", "")}`, args);
-    const s = readJson<{
-      overall: { rougeL: number; exactMatch: number };
-      counts: { instances: number; tasks: number };
-      perCategory: Record<string, { rougeL: number; exactMatch: number }>;
-      compute: { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number };
-      backend: unknown;
-    }>(path.join(dir, "summary.json"));
-    metrics[format] = {
-      rougeL: s.overall.rougeL,
-      exactMatch: s.overall.exactMatch,
-      instances: s.counts.instances,
-      tasks: s.counts.tasks,
-      perCategory: Object.fromEntries(Object.entries(s.perCategory).map(([c, v]) => [c, { rougeL: v.rougeL, exactMatch: v.exactMatch }])),
+    // 1. Training (or the trained model of the experiment a probe uses).
+    let modelArgs: string[];
+    let trainSeconds: number | null = null;
+    let trainSteps: number | null = null;
+    if (spec.stage) {
+      const out = runDir(name, scale.scale, seed, opts.runsDir);
+      // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
+      // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
+      const argsFile = path.join(out, "experiment-stage.json");
+      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
+      const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
+      if (opts.force || !sameStage) fs.rmSync(out, { recursive: true, force: true });
+      fs.mkdirSync(out, { recursive: true });
+      fs.writeFileSync(argsFile, stageKey);
+      const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
+      const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
+      for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+      trainSeconds = await step("train", args);
+      for (const f of ["log.jsonl", "run.json"]) {
+        if (fs.existsSync(path.join(out, f))) fs.copyFileSync(path.join(out, f), path.join(resDir, f === "run.json" ? "train-run.json" : f));
+      }
+      trainSteps = fs.existsSync(path.join(out, "log.jsonl")) ? fs.readFileSync(path.join(out, "log.jsonl"), "utf8").trim().split("\n").length : null;
+      modelArgs =
+        spec.stage.command === "finetune"
+          ? ["--tagi", rel(path.join(out, "model"))]
+          : fs.existsSync(path.join(out, "adapter"))
+            ? ["--model", scale.base, "--adapter", rel(path.join(out, "adapter"))]
+            : ["--model", rel(path.join(out, "model"))];
+    } else if (spec.uses) {
+      await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false });
+      modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
+    } else if (spec.method === "mean-adapter") {
+      modelArgs = ["--model", scale.base, "--mean-adapter", scale.teachers];
+    } else {
+      modelArgs = ["--model", scale.base];
+    }
+
+    // 2. Evaluations.
+    const readsInstanceOnly = modelArgs[0] === "--tagi";
+    const metrics: ExperimentRecord["metrics"] = {};
+    const compute: ExperimentRecord["compute"] = {};
+    let backend: string | null = null;
+    const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
+    for (const format of spec.analysis ? [] : formats) {
+      const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
+      const e = scale.eval;
+      const args = [
+        "evaluate",
+        ...modelArgs,
+        "--benchmark", "sni",
+        "--format", format,
+        "--max-input-tokens", String(readsInstanceOnly ? e.maxInstanceTokens : e.maxInputTokens[format]),
+        "--max-new-tokens", String(e.maxNewTokens),
+        "--batch-size", String(e.batchSize),
+        "--seed", String(e.sampleSeed),
+        ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
+        ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
+        "--no-progress",
+        "--out", rel(dir),
+      ];
+      await step(`eval-${format.replace("+", "")}`, args);
+      const s = readJson<{
+        overall: { rougeL: number; exactMatch: number };
+        counts: { instances: number; tasks: number };
+        perCategory: Record<string, { rougeL: number; exactMatch: number }>;
+        compute: { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number };
+        backend: unknown;
+      }>(path.join(dir, "summary.json"));
+      metrics[format] = {
+        rougeL: s.overall.rougeL,
+        exactMatch: s.overall.exactMatch,
+        instances: s.counts.instances,
+        tasks: s.counts.tasks,
+        perCategory: Object.fromEntries(Object.entries(s.perCategory).map(([c, v]) => [c, { rougeL: v.rougeL, exactMatch: v.exactMatch }])),
+      };
+      compute[format] = { method: s.compute.method, flops: s.compute.flops, relativeToTkInstruct: s.compute.relativeToTkInstruct, relativeAt100Instances: s.compute.relativeAt100Instances };
+      backend = typeof s.backend === "string" ? s.backend : JSON.stringify(s.backend);
+    }
+
+    let adapters: AdapterAnalysis | null = null;
+    if (spec.analysis === "adapters") {
+      if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
+      const file = path.join(resDir, "adapters.json");
+      await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", spec.evaluate.formats[0] ?? "def", "--out", rel(file)]);
+      adapters = readJson<AdapterAnalysis>(file);
+    }
+    let p3: ExperimentRecord["p3"] = null;
+    if (spec.evaluate.p3) {
+      const dir = path.join(resDir, "eval-p3");
+      await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", "--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--no-progress", "--out", rel(dir)]);
+      const s = readJson<{ overall: { accuracy: number; perTask?: unknown }; counts: { examples: number } }>(path.join(dir, "summary.json"));
+      const perTask: Record<string, number> = {};
+      const csv = fs.readFileSync(path.join(dir, "per_task.csv"), "utf8").trim().split("\n");
+      const header = csv[0]!.split(",");
+      for (const line of csv.slice(1)) {
+        const cells = line.split(",");
+        perTask[cells[header.indexOf("task")]!] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
+      }
+      p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples };
+    }
+
+    const record: ExperimentRecord = {
+      experiment: spec,
+      scale,
+      seed,
+      command: `npm run experiment -- ${name} --seed ${seed} --scale ${scale.scale}`,
+      steps,
+      commit: gitCommit(),
+      backend,
+      startedAt: started.toISOString(),
+      wallSeconds: (performance.now() - t0) / 1000,
+      trainSeconds,
+      trainSteps,
+      metrics,
+      compute,
+      p3,
+      adapters,
+      files: [...new Set([...fs.readdirSync(resDir), "experiment.json"])].sort(),
     };
-    compute[format] = { method: s.compute.method, flops: s.compute.flops, relativeToTkInstruct: s.compute.relativeToTkInstruct, relativeAt100Instances: s.compute.relativeAt100Instances };
-    backend = typeof s.backend === "string" ? s.backend : JSON.stringify(s.backend);
+    writeJsonAtomic(recordFile, record);
+    const summary = [...Object.entries(metrics).map(([f, m]) => `${f} ROUGE-L ${m.rougeL.toFixed(2)}`), ...(p3 ? [`P3 accuracy ${p3.accuracy.toFixed(2)}`] : [])].join(", ");
+    log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${summary}; ${record.wallSeconds.toFixed(0)} s; ${rel(recordFile)}`);
+    return record;
   }
-
-  let adapters: AdapterAnalysis | null = null;
-  if (spec.analysis === "adapters") {
-    if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
-    const file = path.join(resDir, "adapters.json");
-    await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", spec.evaluate.formats[0] ?? "def", "--out", rel(file)]);
-    adapters = readJson<AdapterAnalysis>(file);
-  }
-  let p3: ExperimentRecord["p3"] = null;
-  if (spec.evaluate.p3) {
-    const dir = path.join(resDir, "eval-p3");
-    await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", "--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--no-progress", "--out", rel(dir)]);
-    const s = readJson<{ overall: { accuracy: number; perTask?: unknown }; counts: { examples: number } }>(path.join(dir, "summary.json"));
-    const perTask: Record<string, number> = {};
-    const csv = fs.readFileSync(path.join(dir, "per_task.csv"), "utf8").trim().split("\n");
-    const header = csv[0]!.split(",");
-    for (const line of csv.slice(1)) {
-      const cells = line.split(",");
-      perTask[cells[header.indexOf("task")]!] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
-    }
-    p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples };
-  }
-
-  const record: ExperimentRecord = {
-    experiment: spec,
-    scale,
-    seed,
-    command: `npm run experiment -- ${name} --seed ${seed} --scale ${scale.scale}`,
-    steps,
-    commit: gitCommit(),
-    backend,
-    startedAt: started.toISOString(),
-    wallSeconds: (performance.now() - t0) / 1000,
-    trainSeconds,
-    trainSteps,
-    metrics,
-    compute,
-    p3,
-    adapters,
-    files: [...new Set([...fs.readdirSync(resDir), "experiment.json"])].sort(),
-  };
-  writeJsonAtomic(recordFile, record);
-  const summary = [...Object.entries(metrics).map(([f, m]) => `${f} ROUGE-L ${m.rougeL.toFixed(2)}`), ...(p3 ? [`P3 accuracy ${p3.accuracy.toFixed(2)}`] : [])].join(", ");
-  log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${summary}; ${record.wallSeconds.toFixed(0)} s; ${rel(recordFile)}`);
-  return record;
 }

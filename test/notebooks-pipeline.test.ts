@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { allText, cellSource, runNotebook, streamText, type NotebookRun } from "./notebook-run";
 
-const CHECKS: Record<string, { minPngs: number; expect: RegExp[] }> = {
+const CHECKS: Record<string, { minPngs: number; expect: RegExp[]; html?: RegExp }> = {
   "01_data": { minPngs: 1, expect: [/train: 687 tasks/, /test: {2}103 tasks, 10210 instances, 0 skipped/, /tasks in both splits: 0/, /def\+2pos: instruction \d+ tokens/, /rte: \d+ examples, \d+ templates/] },
   "02_base_and_teachers": { minPngs: 2, expect: [/base: \d+ parameters/, /metatrain: \d+ parameters/, /\d+ teachers; mean last-10 loss [0-9.]+/] },
   "03_hypernetwork_pretraining": { minPngs: 1, expect: [/a \(instruction\): \S/, /b \(input\): +\S/, /step 1: loss [0-9.]+/, /\d+ adapted modules, rank \d+/] },
@@ -18,7 +18,7 @@ const CHECKS: Record<string, { minPngs: number; expect: RegExp[] }> = {
     expect: [/losses\.kl must be a finite number >= 0, got -1/, /losses\.temperature must be a finite number > 0, got 0/, /step 10: ce [0-9.]+, kl [0-9.]+, ins [0-9.]+/, /ROUGE-L [0-9.]+, exact match [0-9.]+ on 16 instances/],
   },
   "05_ablations": { minPngs: 1, expect: [/w\/o instruction fusion/, /w\/o L_kl +Def [0-9.]+/, /paper \(XL\) 35\.1/, /unknown experiment 'tagi-no-such-thing'\. Known experiments: /] },
-  "06_compute": { minPngs: 3, expect: [/Tk-Instruct \(full\)/, /tagi +[0-9.]+ TFLOP {2}x0\.\d\d/, /generate one adapter: [0-9.]+ s; train one teacher: [0-9.]+ s/] },
+  "06_compute": { minPngs: 3, html: /Plotly\.newPlot\(.*"type":"bar".*"name":"TAGI"/s, expect: [/Tk-Instruct \(full\)/, /tagi +[0-9.]+ TFLOP {2}x0\.\d\d/, /generate one adapter: [0-9.]+ s; train one teacher: [0-9.]+ s/] },
   "07_p3_heldout": { minPngs: 1, expect: [/No FT +P3 accuracy [0-9.]+/, /Mean teacher adapter +P3 accuracy/, /rte/] },
 };
 
@@ -57,6 +57,10 @@ describe("notebooks 01–07 at the tiny scale (tslab kernel)", function () {
       for (const re of check.expect) assert.match(text, re);
       const pngs = run.executed.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data?.["image/png"]).length;
       assert.ok(pngs >= check.minPngs, `${name}: ${pngs} figures, expected at least ${check.minPngs}`);
+      if (check.html) {
+        const html = run.executed.cells.flatMap((c) => c.outputs ?? []).map((o) => o.data?.["text/html"]).filter(Boolean).map((h) => (Array.isArray(h) ? h.join("") : h)).join("");
+        assert.match(html, check.html);
+      }
     });
   }
 });

@@ -324,3 +324,28 @@ export function printFrame(rows: readonly object[], width = 26): void {
   const df = new dfd.DataFrame(data, { config: { tableDisplayConfig: { columns }, tableMaxRow: Math.max(10, Math.min(rows.length, 70)), tableMaxColInConsole: 12 } });
   df.print();
 }
+
+/**
+ * An interactive plotly figure as HTML for `tslab.display.html` (hover, zoom, toggling series). By default it
+ * loads plotly.js from its CDN (needs internet when viewed; a few hundred bytes in the notebook); `inline`
+ * embeds the installed plotly.js-dist-min instead (works offline, ~4.8 MB per figure).
+ */
+export function plotlyHtml(data: readonly Record<string, unknown>[], layout: Record<string, unknown>, opts: { inline?: boolean; height?: number } = {}): string {
+  const id = `plotly-${Math.random().toString(36).slice(2, 10)}`;
+  const version = (JSON.parse(fs.readFileSync(require.resolve("plotly.js-dist-min/package.json"), "utf8")) as { version: string }).version;
+  const lib = opts.inline
+    ? `<script>${fs.readFileSync(require.resolve("plotly.js-dist-min"), "utf8")}</script>`
+    : `<script src="https://cdn.plot.ly/plotly-${version}.min.js" charset="utf-8"></script>`;
+  const call = `Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(data)}, ${JSON.stringify(layout)}, {responsive: true});`;
+  return `<div id="${id}" style="height:${opts.height ?? 420}px"></div>${lib}<script>${call}</script>`;
+}
+
+/** Per-category ROUGE-L (Def, mean over seeds) of finished experiments, as plotly bar traces. */
+export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale = defaultScale()): Record<string, unknown>[] {
+  return summaries.map((s) => {
+    const recs = finishedRecords(s.name, scale).filter((r) => r.metrics["def"]);
+    const cats = [...new Set(recs.flatMap((r) => Object.keys(r.metrics["def"]!.perCategory)))].sort();
+    const y = cats.map((c) => stat(recs.map((r) => r.metrics["def"]!.perCategory[c]?.rougeL ?? NaN).filter((v) => !Number.isNaN(v))).mean);
+    return { type: "bar", name: s.row, x: cats, y };
+  });
+}

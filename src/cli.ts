@@ -271,6 +271,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     counts: result.counts,
     metrics: result.metrics,
     overall: result.overall,
+    referenceNll: result.referenceNll,
     compute,
     perCategory: Object.fromEntries(result.aggregate.perCategory),
     skips: result.skips,
@@ -282,7 +283,8 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   console.log(
     [
       `${result.benchmark}: ROUGE-L ${result.overall.rougeL.toFixed(2)}, exact match ${result.overall.exactMatch.toFixed(2)} ` +
-        `(task means: ${result.overall.rougeLTaskMean.toFixed(2)}, ${result.overall.exactMatchTaskMean.toFixed(2)})`,
+        `(task means: ${result.overall.rougeLTaskMean.toFixed(2)}, ${result.overall.exactMatchTaskMean.toFixed(2)})` +
+        (result.referenceNll ? `; reference NLL ${result.referenceNll.overall.toFixed(3)} nats/token` : ""),
       `  ${c.tasks} tasks in ${c.categories} categories, ${c.instances} instances; truncated ${c.truncated} ` +
         `(examples dropped ${c.examplesDropped}, definition shortened ${c.definitionTruncated}, instance cut ${c.instanceTruncated}); skipped ${c.skipped}`,
       `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating`,
@@ -509,8 +511,9 @@ export function buildProgram(): Command {
     .option("--seeds <list>", "several seeds, e.g. 0,1,2 (instead of --seed)", (v: string) => v.split(",").map((x) => Number(x.trim())))
     .option("--scale <scale>", "configs/<scale>/experiments.json (default $TAGI_SCALE, else tiny)")
     .option("--force", "rerun even when the result exists")
-    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean }) => {
-      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false });
+    .option("--reevaluate", "redo only the evaluations of a finished run, with its trained model")
+    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: boolean }) => {
+      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false, reevaluate: o.reevaluate ?? false });
     });
   program
     .command("results")

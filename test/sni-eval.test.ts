@@ -73,6 +73,15 @@ describe("evaluateSni (random tiny T5)", function () {
     }
   });
 
+  it("scores the first reference under teacher forcing: about ln(vocab) nats per token for a random model, task means consistent", function () {
+    const nll = result.referenceNll!;
+    assert.ok(nll.overall > Math.log(32128) - 1.5 && nll.overall < Math.log(32128) + 1.5, `NLL ${nll.overall}`);
+    const perTask = Object.values(nll.perTask);
+    assert.equal(perTask.length, result.rows.length);
+    // Equal-sized tasks (3 instances each): the overall mean is the mean of the task means.
+    assert.ok(Math.abs(perTask.reduce((a, x) => a + x, 0) / perTask.length - nll.overall) < 1e-9);
+  });
+
   it("keeps the input order (task order, sampled instances) and decodes predictions to text", function () {
     const expected = TASKS.flatMap((name) => sampleInstances(tasks.find((t) => t.name === name)!, 3, 0).map((i) => [name, i.id]));
     assert.deepEqual(

@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTestTask } from "../data/sni";
-import { greedyDecode } from "../model/generate";
+import { greedyDecode, scoreTargets } from "../model/generate";
 import type { RunOptions, T5Model } from "../model/t5";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
@@ -55,6 +55,8 @@ export interface SniEvalOptions {
   cleanUpTokenizationSpaces?: boolean;
   /** Options for the forward pass (e.g. a LoRA adapter), or one set per task (then batches never mix tasks). */
   runOptions?: RunOptions | ((task: string, batchSize: number) => RunOptions);
+  /** Also score the first reference under teacher forcing (SniResult.referenceNll). Default true. */
+  referenceNll?: boolean;
   onProgress?: (p: SniProgress) => void;
 }
 
@@ -121,6 +123,12 @@ export interface SniResult {
   aggregate: AggregateMetrics;
   overall: { rougeL: number; exactMatch: number; rougeLTaskMean: number; exactMatchTaskMean: number; tasks: number; instances: number };
   predictions: SniPrediction[];
+  /**
+   * Teacher-forced negative log-likelihood of the first reference (its first maxNewTokens tokens, </s>
+   * included), nats per token: mean over instances, and per task. A smooth signal where greedy outputs of a
+   * weak model are still mostly empty or repetitive. Null when `referenceNll: false`.
+   */
+  referenceNll: { overall: number; perTask: Record<string, number> } | null;
   counts: SniCounts;
   skips: SniSkip[];
   timing: { totalMs: number; prepareMs: number; generateMs: number; instancesPerSec: number };
@@ -152,6 +160,13 @@ function positiveInt(v: number | undefined, dflt: number, name: string, min = 1)
 }
 
 /** Evaluates `model` on SNI's test tasks; see the module comment. */
+function referenceNllOf(items: readonly { index: number; task: string }[], nll: readonly number[]): { overall: number; perTask: Record<string, number> } {
+  const byTask = new Map<string, number[]>();
+  for (const it of items) byTask.set(it.task, [...(byTask.get(it.task) ?? []), nll[it.index]!]);
+  const mean = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+  return { overall: mean(items.map((it) => nll[it.index]!)), perTask: Object.fromEntries([...byTask].map(([t, xs]) => [t, mean(xs)])) };
+}
+
 export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: SniEvalOptions): Promise<SniResult> {
   const t0 = Date.now();
   if (opts.format !== "def" && opts.format !== "def+2pos") throw new Error(`evaluateSni: format must be "def" or "def+2pos", got ${String(opts.format)}`);
@@ -249,6 +264,8 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     else batches.push([it]);
   }
   const predictions = new Array<string>(items.length);
+  const nll = new Array<number>(items.length);
+  const wantNll = opts.referenceNll ?? true;
   let done = 0;
   let outOfVocab = 0;
   for (const batch of batches) {
@@ -259,6 +276,11 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     let out: number[][];
     try {
       out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });
+      if (wantNll) {
+        const labels = batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
+        const { mean } = scoreTargets(model, ids, mask, labels, ro);
+        batch.forEach((b, i) => (nll[b.index] = -mean[i]!));
+      }
     } finally {
       tf.dispose([ids, mask]);
     }
@@ -341,6 +363,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       instances: o.instances,
     },
     predictions: preds,
+    referenceNll: wantNll ? referenceNllOf(items, nll) : null,
     counts: {
       tasks: tasks.length,
       categories: aggregate.perCategory.size,

@@ -283,6 +283,7 @@ export function summaryRows(summaries: readonly ExperimentSummary[]): Record<str
     seeds: s.seeds.join(","),
     "Def ROUGE-L": fmtStat(s.def),
     "Def+2Pos ROUGE-L": fmtStat(s.def2pos),
+    "Def ref. NLL": fmtStat(s.nllDef, 3),
     "FLOPs (x Tk)": s.flopsAt100 === null ? "–" : `x${s.flopsAt100.toFixed(2)}`,
     P3: fmtStat(s.p3),
   }));

@@ -60,6 +60,8 @@ export interface ExperimentSummary {
   seeds: number[];
   def: Stat | null;
   def2pos: Stat | null;
+  /** Teacher-forced NLL of the references (Def), nats per token. */
+  nllDef: Stat | null;
   p3: Stat | null;
   flopsAt100: number | null;
   trainSeconds: Stat | null;
@@ -71,6 +73,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     const v = recs.filter((r) => r.metrics[f]).map((r) => r.metrics[f]!.rougeL);
     return v.length ? stat(v) : null;
   };
+  const nll = recs.map((r) => r.metrics["def"]?.referenceNll).filter((v): v is number => typeof v === "number");
   const p3 = recs.filter((r) => r.p3).map((r) => r.p3!.accuracy);
   const train = recs.filter((r) => r.trainSeconds !== null).map((r) => r.trainSeconds!);
   const flops = recs.find((r) => r.compute["def"])?.compute["def"]?.relativeAt100Instances ?? null;
@@ -80,6 +83,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     seeds: recs.map((r) => r.seed).sort((a, b) => a - b),
     def: metric("def"),
     def2pos: metric("def+2pos"),
+    nllDef: nll.length ? stat(nll) : null,
     p3: p3.length ? stat(p3) : null,
     flopsAt100: flops,
     trainSeconds: train.length ? stat(train) : null,
@@ -215,11 +219,11 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       "### SNI-103, main table",
       "",
       table(
-        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "FLOPs (x Tk-Instruct)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
+        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
         MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
           const x = s.get(n)!;
           const p = PAPER_SNI[n];
-          return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
+          return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
         }),
       ),
       "",
@@ -231,12 +235,12 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "### Ablations (SNI-103)",
         "",
         table(
-          ["Variant", "seeds", "Def ROUGE-L", "Δ Def vs TAGI", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          ["Variant", "seeds", "Def ROUGE-L", "Δ Def vs TAGI", "Def reference NLL ↓", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
           abl.map((n) => {
             const x = s.get(n)!;
             const p = PAPER_ABLATION[n];
             const delta = ref !== null && x.def && n !== "tagi" ? (x.def.mean - ref >= 0 ? "+" : "") + (x.def.mean - ref).toFixed(2) : "–";
-            return [n === "tagi" ? "TAGI (all terms)" : x.row, seedsOf(n), fmtStat(x.def), delta, fmtStat(x.def2pos), paperNum(p?.def), paperNum(p?.def2pos)];
+            return [n === "tagi" ? "TAGI (all terms)" : x.row, seedsOf(n), fmtStat(x.def), delta, fmtStat(x.nllDef, 3), fmtStat(x.def2pos), paperNum(p?.def), paperNum(p?.def2pos)];
           }),
         ),
         "",
@@ -263,10 +267,10 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "### Beyond the paper: probes (SNI-103, Def)",
         "",
         table(
-          ["Probe", "seeds", "ROUGE-L", "Δ vs TAGI with its own instruction"],
+          ["Probe", "seeds", "ROUGE-L", "Δ vs TAGI with its own instruction", "reference NLL ↓"],
           probes.map((n) => {
             const x = s.get(n)!;
-            return [n === "tagi" ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), ref !== null && n !== "tagi" ? (x.def!.mean - ref >= 0 ? "+" : "") + (x.def!.mean - ref).toFixed(2) : "–"];
+            return [n === "tagi" ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), ref !== null && n !== "tagi" ? (x.def!.mean - ref >= 0 ? "+" : "") + (x.def!.mean - ref).toFixed(2) : "–", fmtStat(x.nllDef, 3)];
           }),
         ),
         "",

@@ -181,7 +181,7 @@ export interface ExperimentRecord {
   trainSeconds: number | null;
   trainSteps: number | null;
   /** Per format ("def", "def+2pos"). */
-  metrics: Record<string, { rougeL: number; exactMatch: number; instances: number; tasks: number; perCategory: Record<string, { rougeL: number; exactMatch: number }> }>;
+  metrics: Record<string, { rougeL: number; exactMatch: number; referenceNll: number | null; instances: number; tasks: number; perCategory: Record<string, { rougeL: number; exactMatch: number }> }>;
   /** The "adapters" analysis (tagi adapters --out adapters.json). */
   adapters: AdapterAnalysis | null;
   /** P3 held-out: mean accuracy over tasks (x100), and per task. */
@@ -195,6 +195,11 @@ export interface RunExperimentOptions {
   scale?: string;
   /** Rerun even if results/NAME/<scale>/seed-S/experiment.json exists. */
   force?: boolean;
+  /**
+   * Redo only the evaluations of a finished experiment, with its trained model (e.g. after the evaluation
+   * gained a metric); the training step and its time are carried over from the previous record.
+   */
+  reevaluate?: boolean;
   /** Where progress lines go (default: stdout). */
   log?: (line: string) => void;
   /** Results root (default <project>/results). */
@@ -288,9 +293,11 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   const log = opts.log ?? ((l: string) => console.log(l));
   const resDir = resultDir(name, scale.scale, seed, opts.resultsDir);
   const recordFile = path.join(resDir, "experiment.json");
-  if (!opts.force && fs.existsSync(recordFile)) {
+  const previous = fs.existsSync(recordFile) ? readJson<ExperimentRecord>(recordFile) : null;
+  if (opts.reevaluate && !previous) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): nothing to re-evaluate (no ${path.relative(PROJECT_ROOT, recordFile)})`);
+  if (!opts.force && !opts.reevaluate && previous) {
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): already done, ${path.relative(PROJECT_ROOT, recordFile)}`);
-    return readJson<ExperimentRecord>(recordFile);
+    return previous;
   }
   const started = new Date();
   const t0 = performance.now();
@@ -332,7 +339,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     fs.rmSync(lock, { force: true });
   }
   async function runLocked(): Promise<ExperimentRecord> {
-    fs.rmSync(resDir, { recursive: true, force: true });
+    // A re-evaluation keeps the folder (the training curve, P3) and overwrites the SNI evaluations.
+    if (!opts.reevaluate) fs.rmSync(resDir, { recursive: true, force: true });
     fs.mkdirSync(resDir, { recursive: true });
 
     // 1. Training (or the trained model of the experiment a probe uses).
@@ -343,16 +351,23 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       const out = runDir(name, scale.scale, seed, opts.runsDir);
       // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
       // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
+      const reuse = opts.reevaluate && (fs.existsSync(path.join(out, "model")) || fs.existsSync(path.join(out, "adapter")));
+      if (opts.reevaluate && !reuse) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): no trained model in ${rel(out)} to re-evaluate`);
       const argsFile = path.join(out, "experiment-stage.json");
       const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
       const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
-      if (opts.force || !sameStage) fs.rmSync(out, { recursive: true, force: true });
+      if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
       fs.mkdirSync(out, { recursive: true });
-      fs.writeFileSync(argsFile, stageKey);
+      if (!reuse) fs.writeFileSync(argsFile, stageKey);
       const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
       const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
       for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-      trainSeconds = await step("train", args);
+      if (reuse) {
+        const trained = previous!.steps.find((x) => x.label === "train");
+        if (trained) steps.push(trained);
+        trainSeconds = previous!.trainSeconds;
+        log(`[experiment] ${name} (${scale.scale}, seed ${seed}): re-evaluating the model trained by: ${trained?.command ?? "?"}`);
+      } else trainSeconds = await step("train", args);
       for (const f of ["log.jsonl", "run.json"]) {
         if (fs.existsSync(path.join(out, f))) fs.copyFileSync(path.join(out, f), path.join(resDir, f === "run.json" ? "train-run.json" : f));
       }
@@ -364,7 +379,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
             ? ["--model", scale.base, "--adapter", rel(path.join(out, "adapter"))]
             : ["--model", rel(path.join(out, "model"))];
     } else if (spec.uses) {
-      await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false });
+      await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false, reevaluate: false });
       modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
     } else if (spec.method === "mean-adapter") {
       modelArgs = ["--model", scale.base, "--mean-adapter", scale.teachers];
@@ -398,6 +413,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       await step(`eval-${format.replace("+", "")}`, args);
       const s = readJson<{
         overall: { rougeL: number; exactMatch: number };
+        referenceNll?: { overall: number } | null;
         counts: { instances: number; tasks: number };
         perCategory: Record<string, { rougeL: number; exactMatch: number }>;
         compute: { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number };
@@ -406,6 +422,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       metrics[format] = {
         rougeL: s.overall.rougeL,
         exactMatch: s.overall.exactMatch,
+        referenceNll: s.referenceNll?.overall ?? null,
         instances: s.counts.instances,
         tasks: s.counts.tasks,
         perCategory: Object.fromEntries(Object.entries(s.perCategory).map(([c, v]) => [c, { rougeL: v.rougeL, exactMatch: v.exactMatch }])),
@@ -422,7 +439,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       adapters = readJson<AdapterAnalysis>(file);
     }
     let p3: ExperimentRecord["p3"] = null;
-    if (spec.evaluate.p3) {
+    if (spec.evaluate.p3 && opts.reevaluate && previous?.p3) p3 = previous.p3;
+    else if (spec.evaluate.p3) {
       const dir = path.join(resDir, "eval-p3");
       await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", "--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--no-progress", "--out", rel(dir)]);
       const s = readJson<{ overall: { accuracy: number; perTask?: unknown }; counts: { examples: number } }>(path.join(dir, "summary.json"));

@@ -10,6 +10,7 @@ import { parseMetatrainConfig } from "../src/train/metatrain";
 import { parseTeachersConfig } from "../src/train/teachers";
 import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../src/tagi/train";
 import { mulberry32 } from "../src/data/sni";
+import { parseScaleSettings } from "../src/experiments/runner";
 
 const CONFIGS = path.join(__dirname, "..", "configs");
 const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
@@ -18,6 +19,7 @@ const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
   [/^teachers/, parseTeachersConfig],
   [/^pretrain-hyper/, parsePretrainHyperConfig],
   [/^finetune/, parseFinetuneConfig],
+  [/^experiments\.json$/, (raw) => parseScaleSettings(raw, "test")],
 ];
 
 describe("committed configs", () => {
@@ -30,6 +32,14 @@ describe("committed configs", () => {
       });
     }
   }
+
+  it("scale settings: unknown keys and bad values are listed together", () => {
+    const raw = JSON.parse(fs.readFileSync(path.join(CONFIGS, "tiny", "experiments.json"), "utf8")) as Record<string, unknown>;
+    assert.throws(
+      () => parseScaleSettings({ ...raw, stepz: 3, seeds: [], eval: { ...(raw["eval"] as object), batchSize: 0 } }, "tiny"),
+      (e: Error) => /unknown key 'stepz'/.test(e.message) && /seeds must be/.test(e.message) && /eval\.batchSize must be/.test(e.message),
+    );
+  });
 
   it("stage 1's a | b | c split: a 25-50% of the segment, c at least 2 tokens, together the whole segment", () => {
     const rand = mulberry32(3);

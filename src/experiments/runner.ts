@@ -159,8 +159,36 @@ export function loadScale(scale: string): ScaleSettings {
     const scales = fs.readdirSync(path.join(PROJECT_ROOT, "configs")).filter((d) => fs.existsSync(path.join(PROJECT_ROOT, "configs", d, "experiments.json")));
     throw new Error(`unknown scale '${scale}' (no ${path.relative(PROJECT_ROOT, file)}); scales: ${scales.join(", ")}`);
   }
-  const s = JSON.parse(fs.readFileSync(file, "utf8")) as ScaleSettings;
-  return { ...s, formats: s.formats ?? null, set: s.set ?? {}, scale };
+  return parseScaleSettings(JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>, scale, path.relative(PROJECT_ROOT, file));
+}
+
+/** Checks a scale's settings (configs/<scale>/experiments.json): unknown keys and bad values, all listed. */
+export function parseScaleSettings(raw: Record<string, unknown>, scale: string, where = "experiments.json"): ScaleSettings {
+  const p: string[] = [];
+  const keys = ["description", "base", "teachers", "steps", "set", "seeds", "formats", "prepare", "eval"];
+  for (const k of Object.keys(raw)) if (!keys.includes(k)) p.push(`unknown key '${k}' (valid: ${keys.join(", ")})`);
+  for (const k of ["base", "teachers"]) if (typeof raw[k] !== "string") p.push(`${k} must be a folder path`);
+  const steps = raw["steps"];
+  if (steps !== null && !(Number.isInteger(steps) && (steps as number) > 0)) p.push(`steps must be a positive integer or null, got ${JSON.stringify(steps)}`);
+  const seeds = raw["seeds"];
+  if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every((x) => Number.isInteger(x) && x >= 0)) p.push("seeds must be a non-empty list of integers >= 0");
+  const formats = raw["formats"] ?? null;
+  if (formats !== null && (!Array.isArray(formats) || !formats.every((f) => f === "def" || f === "def+2pos"))) p.push(`formats must be null or a list of "def", "def+2pos"`);
+  const prepare = raw["prepare"];
+  if (!Array.isArray(prepare) || !prepare.every((x) => x && typeof x === "object" && ["command", "config", "out", "done"].every((k) => typeof (x as Record<string, unknown>)[k] === "string"))) {
+    p.push("prepare must be a list of {command, config, out, done}");
+  }
+  const ev = (raw["eval"] ?? {}) as Record<string, unknown>;
+  const evKeys = ["maxInstancesPerTask", "maxInputTokens", "maxInstanceTokens", "maxNewTokens", "batchSize", "sampleSeed", "p3MaxExamplesPerTemplate"];
+  for (const k of Object.keys(ev)) if (!evKeys.includes(k)) p.push(`eval: unknown key '${k}' (valid: ${evKeys.join(", ")})`);
+  for (const k of ["maxInstanceTokens", "maxNewTokens", "batchSize", "p3MaxExamplesPerTemplate"]) if (!(Number.isInteger(ev[k]) && (ev[k] as number) > 0)) p.push(`eval.${k} must be a positive integer, got ${JSON.stringify(ev[k])}`);
+  if (!(Number.isInteger(ev["sampleSeed"]) && (ev["sampleSeed"] as number) >= 0)) p.push("eval.sampleSeed must be an integer >= 0");
+  if (ev["maxInstancesPerTask"] !== null && !(Number.isInteger(ev["maxInstancesPerTask"]) && (ev["maxInstancesPerTask"] as number) > 0)) p.push("eval.maxInstancesPerTask must be a positive integer or null");
+  const mit = ev["maxInputTokens"] as Record<string, unknown> | undefined;
+  if (!mit || !(Number.isInteger(mit["def"]) && Number.isInteger(mit["def+2pos"]))) p.push('eval.maxInputTokens must be {"def": N, "def+2pos": N}');
+  if (p.length) throw new Error(`${where}: invalid scale settings:\n  - ${p.join("\n  - ")}`);
+  const s = raw as unknown as ScaleSettings;
+  return { ...s, description: String(raw["description"] ?? ""), formats: (formats as PromptFormat[] | null) ?? null, set: s.set ?? {}, scale };
 }
 
 /** The scale notebooks and the CLI use when none is given: $TAGI_SCALE, else tiny. */

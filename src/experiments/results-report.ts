@@ -40,6 +40,13 @@ export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<stri
         const file = path.join(sdir, seedDir, "experiment.json");
         if (!fs.existsSync(file)) continue;
         const rec = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
+        // Records written before the evaluation reported the reference NLL: take it from the evaluation's summary.
+        for (const [format, m] of Object.entries(rec.metrics)) {
+          if (typeof m.referenceNll === "number") continue;
+          const summary = path.join(sdir, seedDir, `eval-${format.replace("+", "")}`, "summary.json");
+          const nll = fs.existsSync(summary) ? (JSON.parse(fs.readFileSync(summary, "utf8")) as { referenceNll?: { overall: number } | null }).referenceNll : null;
+          m.referenceNll = nll?.overall ?? null;
+        }
         const byName = out.get(scale) ?? new Map<string, ExperimentRecord[]>();
         byName.set(name, [...(byName.get(name) ?? []), rec]);
         out.set(scale, byName);

@@ -299,11 +299,13 @@ export async function rougeVersusFlops(summaries: readonly ExperimentSummary[], 
     width: 480,
     height: 300,
     data: { values },
-    encoding: { x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { zero: true } } },
+    encoding: {
+        x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
+        color: { field: "method", type: "nominal", title: "method" },
+      },
     layer: [
-      { mark: { type: "rule" }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal" } } },
-      { mark: { type: "point", filled: true, size: 90 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" }, color: { field: "method", type: "nominal", title: "method" } } },
-      { mark: { type: "text", dx: 8, align: "left" }, encoding: { y: { field: "rougeL", type: "quantitative" }, text: { field: "method" } } },
+      { mark: { type: "rule" }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
+      { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
     ],
   });
 }

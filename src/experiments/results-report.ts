@@ -116,11 +116,13 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
       width: 520,
       height: 320,
       data: { values },
-      encoding: { x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { zero: true } } },
+      encoding: {
+        x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
+        color: { field: "method", type: "nominal", title: "method" },
+      },
       layer: [
-        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal", title: "method" } } },
-        { mark: { type: "point", filled: true, size: 90 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" }, color: { field: "method", type: "nominal" } } },
-        { mark: { type: "text", dx: 8, align: "left", fontSize: 11 }, encoding: { y: { field: "rougeL", type: "quantitative" }, text: { field: "method" } } },
+        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
       ],
     };
   }

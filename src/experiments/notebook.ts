@@ -15,7 +15,7 @@ import type { T5Tokenizer } from "../text/tokenizer";
 import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
 import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
-import { collectRecords, summarize, stat, fmtStat, type ExperimentSummary } from "./results-report";
+import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary } from "./results-report";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
 
 export interface ScaleRuns {
@@ -291,23 +291,7 @@ export function summaryRows(summaries: readonly ExperimentSummary[]): Record<str
 
 /** ROUGE-L (Def) against relative FLOPs, one point per experiment (mean ± std), rendered. */
 export async function rougeVersusFlops(summaries: readonly ExperimentSummary[], title: string): Promise<RenderedFigure> {
-  const values = summaries
-    .filter((s) => s.def && s.flopsAt100 !== null)
-    .map((s) => ({ method: s.row, flops: s.flopsAt100!, rougeL: s.def!.mean, lo: s.def!.mean - (s.def!.std ?? 0), hi: s.def!.mean + (s.def!.std ?? 0) }));
-  return renderVegaLite({
-    title: { text: title, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
-    width: 480,
-    height: 300,
-    data: { values },
-    encoding: {
-        x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
-        color: { field: "method", type: "nominal", title: "method" },
-      },
-    layer: [
-      { mark: { type: "rule" }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
-      { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
-    ],
-  });
+  return renderVegaLite(rougeFlopsSpec(summaries, title));
 }
 
 export { stat, fmtStat };

@@ -106,26 +106,31 @@ function table(header: string[], rows: string[][]): string {
 
 type Spec = Record<string, unknown>;
 
+/** ROUGE-L (Def) against relative FLOPs at 100 instances, one point per experiment with ± std bars. */
+export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: string): Spec {
+  const values = summaries
+    .filter((x) => x.def !== null && x.flopsAt100 !== null)
+    .map((x) => ({ method: x.row, flops: x.flopsAt100!, rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0), seeds: x.def!.n }));
+  return {
+    title: { text: title, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
+    width: 520,
+    height: 320,
+    data: { values },
+    encoding: {
+      x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
+      color: { field: "method", type: "nominal", title: "method" },
+    },
+    layer: [
+      { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
+      { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
+    ],
+  };
+}
+
 function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null): Record<string, Spec> {
   const specs: Record<string, Spec> = {};
-  const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && x.def !== null && x.flopsAt100 !== null);
-  if (main.length) {
-    const values = main.map((x) => ({ method: x.row, flops: x.flopsAt100!, rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0), seeds: x.def!.n }));
-    specs["rouge-vs-flops"] = {
-      title: { text: `SNI-103 (Def): ROUGE-L against inference compute (${scale})`, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
-      width: 520,
-      height: 320,
-      data: { values },
-      encoding: {
-        x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
-        color: { field: "method", type: "nominal", title: "method" },
-      },
-      layer: [
-        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
-        { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
-      ],
-    };
-  }
+  const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x);
+  if (main.some((x) => x.def !== null && x.flopsAt100 !== null)) specs["rouge-vs-flops"] = rougeFlopsSpec(main, `SNI-103 (Def): ROUGE-L against inference compute (${scale})`);
   const bars = (order: string[], title: string, subtitle: string, label: (n: string) => string): Spec | null => {
     const rows = order.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && x.def !== null);
     if (rows.length < 2) return null;

@@ -245,17 +245,39 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     );
     const abl = ABLATION_ORDER.filter((n) => s.has(n));
     if (abl.length > 1) {
-      const ref = s.get("tagi")?.def?.mean ?? null;
+      // Deltas against TAGI on the same seeds as the variant (paired), so a variant run at fewer seeds is not
+      // compared with another seed's luck.
+      const tagiRecs = byName.get("tagi") ?? [];
+      const paired = (x: ExperimentSummary, pick: (r: ExperimentRecord) => number | null | undefined): string => {
+        const own = (byName.get(x.name) ?? []).map((r) => ({ seed: r.seed, v: pick(r) })).filter((o): o is { seed: number; v: number } => typeof o.v === "number");
+        const base = new Map(tagiRecs.map((r) => [r.seed, pick(r)]));
+        const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
+        if (!diffs.length) return "–";
+        const m = stat(diffs).mean;
+        return `${m >= 0 ? "+" : ""}${m.toFixed(3)} (${diffs.length} paired)`;
+      };
       lines.push(
         "### Ablations (SNI-103)",
         "",
+        "Δ columns: the variant minus TAGI on the same seeds. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
+        "",
         table(
-          ["Variant", "seeds", "Def ROUGE-L", "Δ Def vs TAGI", "Def reference NLL ↓", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
           abl.map((n) => {
             const x = s.get(n)!;
             const p = PAPER_ABLATION[n];
-            const delta = ref !== null && x.def && n !== "tagi" ? (x.def.mean - ref >= 0 ? "+" : "") + (x.def.mean - ref).toFixed(2) : "–";
-            return [n === "tagi" ? "TAGI (all terms)" : x.row, seedsOf(n), fmtStat(x.def), delta, fmtStat(x.nllDef, 3), fmtStat(x.def2pos), paperNum(p?.def), paperNum(p?.def2pos)];
+            const isRef = n === "tagi";
+            return [
+              isRef ? "TAGI (all terms)" : x.row,
+              seedsOf(n),
+              fmtStat(x.def),
+              isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
+              fmtStat(x.nllDef, 3),
+              isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll),
+              fmtStat(x.def2pos),
+              paperNum(p?.def),
+              paperNum(p?.def2pos),
+            ];
           }),
         ),
         "",

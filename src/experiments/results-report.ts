@@ -243,19 +243,19 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       ),
       "",
     );
+    // Deltas against TAGI on the same seeds as the variant (paired), so a variant run at fewer seeds is not
+    // compared with another seed's luck.
+    const tagiRecs = byName.get("tagi") ?? [];
+    const paired = (x: ExperimentSummary, pick: (r: ExperimentRecord) => number | null | undefined): string => {
+      const own = (byName.get(x.name) ?? []).map((r) => ({ seed: r.seed, v: pick(r) })).filter((o): o is { seed: number; v: number } => typeof o.v === "number");
+      const base = new Map(tagiRecs.map((r) => [r.seed, pick(r)]));
+      const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
+      if (!diffs.length) return "–";
+      const m = stat(diffs).mean;
+      return `${m >= 0 ? "+" : ""}${m.toFixed(3)} (${diffs.length} paired)`;
+    };
     const abl = ABLATION_ORDER.filter((n) => s.has(n));
     if (abl.length > 1) {
-      // Deltas against TAGI on the same seeds as the variant (paired), so a variant run at fewer seeds is not
-      // compared with another seed's luck.
-      const tagiRecs = byName.get("tagi") ?? [];
-      const paired = (x: ExperimentSummary, pick: (r: ExperimentRecord) => number | null | undefined): string => {
-        const own = (byName.get(x.name) ?? []).map((r) => ({ seed: r.seed, v: pick(r) })).filter((o): o is { seed: number; v: number } => typeof o.v === "number");
-        const base = new Map(tagiRecs.map((r) => [r.seed, pick(r)]));
-        const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
-        if (!diffs.length) return "–";
-        const m = stat(diffs).mean;
-        return `${m >= 0 ? "+" : ""}${m.toFixed(3)} (${diffs.length} paired)`;
-      };
       lines.push(
         "### Ablations (SNI-103)",
         "",
@@ -299,15 +299,17 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     }
     const probes = PROBE_ORDER.filter((n) => s.has(n) && s.get(n)!.def);
     if (probes.length > 1) {
-      const ref = s.get("tagi")?.def?.mean ?? null;
       lines.push(
         "### Beyond the paper: probes (SNI-103, Def)",
         "",
+        "Δ columns: the probe minus TAGI with its own instruction on the same seeds (for the mean adapter, TAGI's seeds that exist).",
+        "",
         table(
-          ["Probe", "seeds", "ROUGE-L", "Δ vs TAGI with its own instruction", "reference NLL ↓"],
+          ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L", "reference NLL ↓", "Δ NLL"],
           probes.map((n) => {
             const x = s.get(n)!;
-            return [n === "tagi" ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), ref !== null && n !== "tagi" ? (x.def!.mean - ref >= 0 ? "+" : "") + (x.def!.mean - ref).toFixed(2) : "–", fmtStat(x.nllDef, 3)];
+            const isRef = n === "tagi";
+            return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
           }),
         ),
         "",

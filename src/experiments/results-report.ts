@@ -128,14 +128,22 @@ export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: s
   };
 }
 
+/** A bar chart as a dot plot on a non-zero axis: for values (like NLL) whose differences are small next to their size. */
+function asDots(spec: Spec): Spec {
+  const layer = spec["layer"] as Spec[];
+  const bar = layer[0]!;
+  const enc = bar["encoding"] as { x: Record<string, unknown> };
+  return { ...spec, layer: [{ mark: { type: "point", filled: true, size: 90, color: "#4c78a8" }, encoding: { x: { ...enc.x, scale: { zero: false } } } }, ...layer.slice(1)] };
+}
+
 function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null): Record<string, Spec> {
   const specs: Record<string, Spec> = {};
   const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x);
   if (main.some((x) => x.def !== null && x.flopsAt100 !== null)) specs["rouge-vs-flops"] = rougeFlopsSpec(main, `SNI-103 (Def): ROUGE-L against inference compute (${scale})`);
-  const bars = (order: string[], title: string, subtitle: string, label: (n: string) => string): Spec | null => {
-    const rows = order.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && x.def !== null);
+  const bars = (order: string[], title: string, subtitle: string, label: (n: string) => string, pick: (x: ExperimentSummary) => Stat | null = (x) => x.def, xTitle = "ROUGE-L (Def, x100)"): Spec | null => {
+    const rows = order.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && pick(x) !== null);
     if (rows.length < 2) return null;
-    const values = rows.map((x) => ({ row: label(x.name), rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0) }));
+    const values = rows.map((x) => ({ row: label(x.name), rougeL: pick(x)!.mean, lo: pick(x)!.mean - (pick(x)!.std ?? 0), hi: pick(x)!.mean + (pick(x)!.std ?? 0) }));
     return {
       title: { text: title, subtitle },
       width: 440,
@@ -143,13 +151,24 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
       data: { values },
       encoding: { y: { field: "row", type: "nominal", sort: null, title: null } },
       layer: [
-        { mark: { type: "bar", color: "#4c78a8" }, encoding: { x: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
+        { mark: { type: "bar", color: "#4c78a8" }, encoding: { x: { field: "rougeL", type: "quantitative", title: xTitle } } },
         { mark: { type: "rule", color: "black" }, encoding: { x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
       ],
     };
   };
   const ab = bars(ABLATION_ORDER, `Ablations on SNI-103 (Def), ${scale}`, "bars: mean over seeds; lines: ± one standard deviation", (n) => (n === "tagi" ? "TAGI (all terms)" : (s.get(n)?.row ?? n)));
   if (ab) specs["ablations"] = ab;
+  const nllMain = bars(
+    MAIN_ORDER.filter((n) => n !== "no-ft"),
+    `Reference NLL on SNI-103 (Def), ${scale}`,
+    "teacher-forced loss of the references; lower is better; mean ± std over seeds (No FT, at 12.1, left out)",
+    (n) => s.get(n)?.row ?? n,
+    (x) => x.nllDef,
+    "nats per reference token",
+  );
+  if (nllMain) specs["reference-nll"] = asDots(nllMain);
+  const nllAbl = bars(ABLATION_ORDER, `Ablations by reference NLL (Def), ${scale}`, "lower is better; mean ± std over seeds", (n) => (n === "tagi" ? "TAGI (all terms)" : (s.get(n)?.row ?? n)), (x) => x.nllDef, "nats per reference token");
+  if (nllAbl) specs["ablations-nll"] = asDots(nllAbl);
   const pr = bars(PROBE_ORDER, `Probes on SNI-103 (Def), ${scale}`, "does the score depend on the instruction, and does generation beat one mean adapter?", (n) => (n === "tagi" ? "TAGI, own instruction" : (s.get(n)?.row ?? n)));
   if (pr) specs["probes"] = pr;
   if (adapters) {

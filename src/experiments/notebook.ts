@@ -16,6 +16,7 @@ import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
 import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
 import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary } from "./results-report";
+import { PAPER_ABLATION } from "./paper";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
 
 export interface ScaleRuns {
@@ -335,4 +336,26 @@ export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale
     const y = cats.map((c) => stat(recs.map((r) => r.metrics["def"]!.perCategory[c]?.rougeL ?? NaN).filter((v) => !Number.isNaN(v))).mean);
     return { type: "bar", name: s.row, x: cats, y };
   });
+}
+
+/** One line per ablation: Def ROUGE-L, its difference from TAGI (mean over seeds), and the paper's (XL) difference. */
+export function ablationLines(summaries: readonly ExperimentSummary[]): string[] {
+  const full = summaries.find((s) => s.name === "tagi");
+  const paperFull = PAPER_ABLATION["tagi"]!.def;
+  return summaries.map((s) => {
+    const paper = PAPER_ABLATION[s.name];
+    const delta = full?.def && s.def ? (s.def.mean - full.def.mean).toFixed(2) : "–";
+    return `${s.row.padEnd(24)} Def ${fmtStat(s.def).padEnd(16)} Δ ${delta} | paper (XL) ${paper ? `${paper.def} (Δ ${(paper.def - paperFull).toFixed(1)})` : "–"}`;
+  });
+}
+
+/** P3 accuracy per task (rows) and experiment (columns), from the finished records of one seed. */
+export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), seed = 0): Record<string, string | number>[] {
+  const perTask: Record<string, Record<string, number>> = {};
+  for (const name of names) {
+    for (const r of finishedRecords(name, scale).filter((x) => x.seed === seed && x.p3)) {
+      for (const [task, acc] of Object.entries(r.p3!.perTask)) (perTask[task] ??= {})[r.experiment.row] = Number(acc.toFixed(1));
+    }
+  }
+  return Object.entries(perTask).map(([task, v]) => ({ task, ...v }));
 }

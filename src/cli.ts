@@ -22,7 +22,7 @@ import { parseTeachersConfig, trainTeachers } from "./train/teachers";
 import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig, type TagiModel } from "./tagi/model";
 import { evaluateTagiSni } from "./tagi/evaluate";
-import { defaultScale, listExperiments, runExperiment } from "./experiments/runner";
+import { defaultScale, listExperiments, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
 import { adapterSimilarity, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES, meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProbe } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
@@ -298,16 +298,17 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
 // evaluateP3 lives in src/eval/p3-eval.ts (another work item). It is loaded at run time so that this file
 // builds without it; the types below are the part of its P3Result this command reads.
 interface P3ResultLike {
-  perTemplate: { task: string; template: string; n: number; accuracy: number }[];
-  perTask: { task: string; templates: number; meanAccuracy: number; medianAccuracy: number }[];
+  perTemplate: { task: string; template: string; n: number; accuracy: number; majorityAccuracy: number }[];
+  perTask: { task: string; templates: number; meanAccuracy: number; medianAccuracy: number; majorityAccuracy: number }[];
   average: { name: string; accuracy: number };
   coverage: { totals: { templates: number; renderedOk: number; failed: number; skippedExamples: number } };
   skippedTasks: { task: string; reason: string }[];
+  sample: { kind: "all" } | { kind: "seeded"; seed: number; perTemplate: number };
 }
 type EvaluateP3 = (
   model: T5Model,
   tokenizer: T5Tokenizer,
-  opts: { tasks?: string[]; maxExamplesPerTemplate?: number; batchSize?: number; maxInputTokens?: number; dataDir?: string; onProgress?: (done: number, total: number) => void },
+  opts: { tasks?: string[]; maxExamplesPerTemplate?: number; sampleSeed?: number; batchSize?: number; maxInputTokens?: number; dataDir?: string; onProgress?: (done: number, total: number) => void },
 ) => Promise<P3ResultLike>;
 
 // Compile-time check that src/eval/p3-eval.ts's evaluateP3 fits the calls below (a type-only import: nothing is loaded).
@@ -346,7 +347,7 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
     result = await evaluateP3(model, tokenizer, {
       ...(o.batchSizeGiven ? { batchSize: o.batchSize } : {}),
       ...(o.maxInputTokensGiven ? { maxInputTokens: o.maxInputTokens } : {}),
-      ...(o.maxExamplesPerTemplate !== undefined ? { maxExamplesPerTemplate: o.maxExamplesPerTemplate } : {}),
+      ...(o.maxExamplesPerTemplate !== undefined ? { maxExamplesPerTemplate: o.maxExamplesPerTemplate, sampleSeed: o.seed } : {}),
       ...(o.tasks ? { tasks: o.tasks } : {}),
       ...(o.dataDir ? { dataDir: resolve(o.dataDir) } : {}),
       onProgress: (done, total) => {
@@ -362,8 +363,8 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
   const finished = new Date();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { recordsTable, writeCsv, writeFileAtomic } = require("./eval/report") as typeof import("./eval/report");
-  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy"]), join(outDir, "per_template.csv"));
-  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy"]), join(outDir, "per_task.csv"));
+  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy", "majorityAccuracy"]), join(outDir, "per_template.csv"));
+  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy", "majorityAccuracy"]), join(outDir, "per_task.csv"));
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const examples = result.perTemplate.reduce((s, r) => s + r.n, 0);
   const summary = {
@@ -375,6 +376,7 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
       batchSize: o.batchSizeGiven ? o.batchSize : "evaluateP3 default",
       maxInputTokens: o.maxInputTokensGiven ? o.maxInputTokens : "evaluateP3 default",
       maxExamplesPerTemplate: o.maxExamplesPerTemplate ?? null,
+      sample: result.sample,
       tasks: o.tasks ?? null,
       ...modelFields,
     },
@@ -389,8 +391,11 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
       templatesFailed: result.coverage.totals.failed,
       skippedExamples: result.coverage.totals.skippedExamples,
     },
-    metrics: [{ name: "accuracy", description: "rank classification (highest token-averaged log-likelihood), mean over templates, then tasks" }],
-    overall: result.average,
+    metrics: [
+      { name: "accuracy", description: "rank classification (highest token-averaged log-likelihood), mean over templates, then tasks" },
+      { name: "majorityAccuracy", description: "always answering the most frequent gold choice of the same examples (the level of a one-answer model)" },
+    ],
+    overall: { ...result.average, majorityAccuracy: result.perTask.reduce((a, p) => a + p.majorityAccuracy, 0) / result.perTask.length },
     skippedTasks: result.skippedTasks,
     coverage: result.coverage,
     files: ["per_template.csv", "per_task.csv", "summary.json"],
@@ -401,6 +406,8 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
       `${result.average.name}: accuracy ${(100 * result.average.accuracy).toFixed(2)}`,
       `  ${result.perTask.length} tasks, ${result.perTemplate.length} templates, ${examples} examples; templates rendered ` +
         `${result.coverage.totals.renderedOk}/${result.coverage.totals.templates}; skipped tasks ${result.skippedTasks.length}`,
+      `  majority-class accuracy of the same examples: ${(100 * summary.overall.majorityAccuracy).toFixed(2)}` +
+        (result.sample.kind === "seeded" ? ` (a seeded sample: seed ${result.sample.seed}, at most ${result.sample.perTemplate} rows per template)` : " (every usable row)"),
       `  ${fmtSeconds(summary.wallSeconds)} wall`,
       `  wrote ${outDir}/{per_template.csv, per_task.csv, summary.json}`,
     ].join("\n"),
@@ -426,7 +433,7 @@ export function buildProgram(): Command {
       new Option("--instructions <probe>", "TAGI: each task's own instruction, another test task's (a derangement), or its own words shuffled").choices([...INSTRUCTION_PROBES]).default("own"),
     )
     .option("--tagi <dir>", "a TAGI checkpoint (tagi_config.json + tagi.safetensors): instances only, the instruction through the generated adapter and fusion")
-    .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample", intArg(0), 0)
+    .option("--seed <n>", "seed for --random-tiny's parameters and the instance sample (SNI instances per task; P3 rows per template)", intArg(0), 0)
     .addOption(new Option("--benchmark <name>", "benchmark").choices(["sni", "p3"]).makeOptionMandatory())
     .addOption(new Option("--format <format>", "SNI prompt format").choices(["def", "def+2pos"]).default("def+2pos"))
     .addOption(new Option("--input <part>", "what the model reads: the full prompt or the instance part only").choices(["full", "instance"]).default("full"))
@@ -511,9 +518,10 @@ export function buildProgram(): Command {
     .option("--seeds <list>", "several seeds, e.g. 0,1,2 (instead of --seed)", (v: string) => v.split(",").map((x) => Number(x.trim())))
     .option("--scale <scale>", "configs/<scale>/experiments.json (default $TAGI_SCALE, else tiny)")
     .option("--force", "rerun even when the result exists")
-    .option("--reevaluate", "redo only the evaluations of a finished run, with its trained model")
-    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: boolean }) => {
-      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false, reevaluate: o.reevaluate ?? false });
+    .option("--reevaluate [parts]", "redo the evaluations of a finished run with its trained model: all, or a comma list of sni, p3, adapters")
+    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | boolean }) => {
+      const reevaluate = o.reevaluate === undefined ? false : parseEvaluationParts(o.reevaluate);
+      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false, reevaluate });
     });
   program
     .command("results")

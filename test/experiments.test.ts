@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, listExperiments, loadExperiment, loadScale, runExperiment, PROJECT_ROOT } from "../src/experiments/runner";
+import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, runExperiment, PROJECT_ROOT } from "../src/experiments/runner";
 import { collectRecords, stat, writeResultsReport } from "../src/experiments/results-report";
 import { checkLossWeights } from "../src/experiments/notebook";
 import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
@@ -93,6 +93,25 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const png = path.join(tmp, "figures", "tiny", "rouge-vs-flops.png");
     assert.ok(fs.statSync(png).size > 5000, "figure written");
     assert.equal(s.std, Math.sqrt(hint.reduce((acc, v) => acc + (v - s.mean) ** 2, 0) / (hint.length - 1)));
+  });
+
+  it("re-evaluating one part (P3) redoes it with the seeded row sample and carries the SNI metrics over", async () => {
+    assert.deepEqual(parseEvaluationParts(true), ["sni", "p3", "adapters"]);
+    assert.deepEqual(parseEvaluationParts("p3, sni"), ["p3", "sni"]);
+    assert.throws(() => parseEvaluationParts("p3,rouge"), /unknown part\(s\) \["rouge"\].*valid: sni, p3, adapters/);
+    const first = await runExperiment("no-ft", { scale: "tiny", seed: 0, log: quiet });
+    const again = await runExperiment("no-ft", { scale: "tiny", seed: 0, log: quiet, reevaluate: ["p3"] });
+    assert.deepEqual(again.metrics, first.metrics);
+    assert.deepEqual(again.compute, first.compute);
+    assert.deepEqual(again.steps.map((x) => x.label), ["eval-p3"], "only P3 ran");
+    assert.match(again.steps[0]!.command, /--max-examples-per-template 2 --seed 0/);
+    assert.deepEqual(again.p3!.sample, { kind: "seeded", seed: 0, perTemplate: 2 });
+    assert.ok(again.p3!.majorityAccuracy! >= 100 / 4 && again.p3!.majorityAccuracy! <= 100);
+    assert.deepEqual(Object.keys(again.p3!.majorityPerTask!).sort(), Object.keys(again.p3!.perTask).sort());
+    assert.deepEqual(again.p3!.perTask, first.p3!.perTask, "the same model and sample give the same accuracies");
+    await assert.rejects(runExperiment("hypter", { scale: "tiny", seed: 7, log: quiet, reevaluate: ["sni"] }), /nothing to re-evaluate/);
+    await writeResultsReport({ out: path.join(tmp, "README.md"), resultsDir: tmp });
+    assert.match(fs.readFileSync(path.join(tmp, "README.md"), "utf8"), /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| [0-9.]+ \(1 seed\) \| seeded sample \(seed 0\), 2 per template \|/);
   });
 
   it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {

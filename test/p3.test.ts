@@ -28,7 +28,7 @@ import {
   type P3Task,
   type P3Template,
 } from "../src/data/p3";
-import { MTEST10_NAME, evaluateP3, median, rankClassify } from "../src/eval/p3-eval";
+import { MTEST10_NAME, evaluateP3, majorityShare, median, rankClassify, sampleUsable } from "../src/eval/p3-eval";
 import { loadT0Mixture, parseT0File } from "../src/data/t0-mixture";
 
 interface FixtureRender {
@@ -225,6 +225,27 @@ describe("P3 rank classification (tiny random T5)", () => {
     assert.equal(median([4, 1, 2, 3]), 2.5);
   });
 
+  it("majority share; seeded row sample: balanced on ANLI R3 (whose first rows share one label), same rows across templates", () => {
+    assert.equal(majorityShare([0, 1, 1, 2]), 0.5);
+    assert.equal(majorityShare([2]), 1);
+    assert.throws(() => majorityShare([]), /empty/);
+    const records = loadP3Records("anli_r3");
+    const templates = loadP3Templates("anli_r3").filter((t) => t.metadata.originalTask);
+    const [a, b] = templates.map((t) => renderTemplateOver("anli_r3", t, records).usable);
+    // The file's first 10 rows are all entailment: the old first-N choice gave a one-label sample.
+    assert.equal(majorityShare(a!.slice(0, 10).map((e) => e.gold)), 1);
+    const sa = sampleUsable(a!, records.length, 30, 0, "anli_r3");
+    const sb = sampleUsable(b!, records.length, 30, 0, "anli_r3");
+    assert.equal(sa.length, 30);
+    assert.deepEqual(sa.map((e) => e.row), sb.map((e) => e.row), "templates of a task draw the same rows");
+    assert.deepEqual(sampleUsable(a!, records.length, 30, 0, "anli_r3").map((e) => e.row), sa.map((e) => e.row), "deterministic");
+    assert.notDeepEqual(sampleUsable(a!, records.length, 30, 1, "anli_r3").map((e) => e.row), sa.map((e) => e.row), "the seed matters");
+    const labels = new Set(sa.map((e) => e.gold));
+    assert.equal(labels.size, 3, "all three labels in a 30-row sample");
+    assert.ok(majorityShare(sa.map((e) => e.gold)) < 0.6);
+    assert.equal(new Set(sa.map((e) => e.row)).size, 30, "no row twice");
+  });
+
   it("picks the highest token-averaged log-likelihood, batched = unbatched", () => {
     const ex = [
       { input: "Is the sky blue?", answerChoices: ["yes", "no", "maybe not at all"] },
@@ -243,7 +264,9 @@ describe("P3 rank classification (tiny random T5)", () => {
     for (const r of res.perTemplate) {
       assert.equal(r.n, 4);
       assert.ok(r.accuracy >= 0 && r.accuracy <= 1 && Number.isFinite(r.accuracy));
+      assert.ok(r.majorityAccuracy >= 0.25 && r.majorityAccuracy <= 1);
     }
+    assert.deepEqual(res.sample, { kind: "seeded", seed: 0, perTemplate: 4 });
     // cb: 3 choices x 4 examples x 3 templates; copa: 2 x 4 x 3
     assert.deepEqual(last, [60, 60]);
     assert.deepEqual(res.perTask.map((p) => [p.task, p.templates]), [["cb", 3], ["copa", 3]]);
@@ -251,6 +274,8 @@ describe("P3 rank classification (tiny random T5)", () => {
       const accs = res.perTemplate.filter((r) => r.task === p.task).map((r) => r.accuracy);
       assert.ok(Math.abs(p.meanAccuracy - accs.reduce((a, x) => a + x, 0) / 3) < 1e-12);
       assert.equal(p.medianAccuracy, median(accs));
+      const maj = res.perTemplate.filter((r) => r.task === p.task).map((r) => r.majorityAccuracy);
+      assert.ok(Math.abs(p.majorityAccuracy - maj.reduce((a, x) => a + x, 0) / 3) < 1e-12);
     }
     assert.equal(res.average.name, "P3 held-out subset (cb, copa)");
     assert.notEqual(res.average.name, MTEST10_NAME);

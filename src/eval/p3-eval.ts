@@ -7,8 +7,15 @@
  * Templates evaluated per task: those with `original_task: true` and answer choices that can be rendered from
  * these raw files (T0 evaluates its held-out sets on the original-task prompts), in promptsource's order
  * (sorted by name); `templatesPerTask` keeps the first N. Examples: rows whose render is usable (non-empty
- * input and target, target among the choices; the rest are counted in `coverage`), the first
- * `maxExamplesPerTemplate` of them.
+ * input and target, target among the choices; the rest are counted in `coverage`). With
+ * `maxExamplesPerTemplate` N, a seeded random sample of them: the task's rows are put in one order drawn
+ * from `sampleSeed` (default 0), and every template takes the first N usable rows in that order, so templates
+ * and models are compared on the same rows. Not the first N rows of the file: dev files can be sorted by
+ * label (ANLI R3's first 10 rows are all "entailment", which made a model that never says "entailment" score
+ * 0 on every template).
+ *
+ * Beside each accuracy: the majority-class accuracy of the same examples (the share of the most frequent gold
+ * index), the level a model reaches by always giving one answer.
  *
  * Aggregation: accuracy per template; per task the mean and the median over its templates (T0 reports the
  * median); overall the mean over tasks of the per-task mean. With all ten available tasks the overall is named
@@ -18,6 +25,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { T5Model } from "../model/t5";
 import { scoreTargets } from "../model/generate";
+import { seededRandom } from "../data/sni";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
 import {
   P3_HELDOUT_TASKS,
@@ -38,6 +46,8 @@ export const MTEST10_NAME = "T0 held-out (MTest10, no StoryCloze)";
 export interface P3EvalOptions {
   tasks?: string[];
   maxExamplesPerTemplate?: number;
+  /** the seed of the row order that `maxExamplesPerTemplate` samples from; default 0 */
+  sampleSeed?: number;
   templatesPerTask?: number;
   /** (example, choice) pairs per forward pass; default 32 */
   batchSize?: number;
@@ -52,6 +62,8 @@ export interface P3TemplateResult {
   template: string;
   n: number;
   accuracy: number;
+  /** accuracy of always answering the most frequent gold index of these examples */
+  majorityAccuracy: number;
 }
 
 export interface P3TaskResult {
@@ -59,6 +71,8 @@ export interface P3TaskResult {
   templates: number;
   meanAccuracy: number;
   medianAccuracy: number;
+  /** mean over the task's templates of their majorityAccuracy */
+  majorityAccuracy: number;
 }
 
 export interface P3Result {
@@ -68,6 +82,8 @@ export interface P3Result {
   coverage: CoverageReport;
   /** tasks asked for that had no evaluable template with examples (not in the average), with the reason */
   skippedTasks: { task: string; reason: string }[];
+  /** how examples were chosen: "all", or a seeded sample of at most `perTemplate` rows */
+  sample: { kind: "all" } | { kind: "seeded"; seed: number; perTemplate: number };
 }
 
 export function median(xs: readonly number[]): number {
@@ -78,6 +94,30 @@ export function median(xs: readonly number[]): number {
 }
 
 const mean = (xs: readonly number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+
+/** Share of the most frequent value (the accuracy of always giving the majority answer). */
+export function majorityShare(golds: readonly number[]): number {
+  if (golds.length === 0) throw new Error("majorityShare of an empty list");
+  const counts = new Map<number, number>();
+  for (const g of golds) counts.set(g, (counts.get(g) ?? 0) + 1);
+  return Math.max(...counts.values()) / golds.length;
+}
+
+/**
+ * The first `n` usable examples in a seeded order of the task's rows (the same order for every template of the
+ * task, so a row drawn for one template is drawn for all that can render it).
+ */
+export function sampleUsable(usable: readonly UsableExample[], rowCount: number, n: number, seed: number, task: string): UsableExample[] {
+  const rand = seededRandom(seed, `p3-sample:${task}`);
+  const order = Array.from({ length: rowCount }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const rank = new Int32Array(rowCount);
+  order.forEach((row, k) => (rank[row] = k));
+  return [...usable].sort((a, b) => rank[a.row]! - rank[b.row]!).slice(0, n);
+}
 
 /** Whether a template takes part in rank-classification evaluation (coverage covers every template). */
 export function isEvalTemplate(t: P3Template, coverage: TemplateCoverage): boolean {
@@ -139,6 +179,8 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
   });
   if (opts.templatesPerTask !== undefined && opts.templatesPerTask < 1) throw new Error("templatesPerTask must be >= 1");
   if (opts.maxExamplesPerTemplate !== undefined && opts.maxExamplesPerTemplate < 1) throw new Error("maxExamplesPerTemplate must be >= 1");
+  const sampleSeed = opts.sampleSeed ?? 0;
+  if (!Number.isInteger(sampleSeed) || sampleSeed < 0) throw new Error(`sampleSeed must be an integer >= 0, got ${sampleSeed}`);
 
   // 1. Render everything (coverage over every template), collect the evaluation work.
   const work: { task: P3Task; template: string; examples: UsableExample[] }[] = [];
@@ -155,7 +197,8 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
       if (!isEvalTemplate(t, coverage) || usable.length === 0) continue;
       if (opts.templatesPerTask !== undefined && chosen >= opts.templatesPerTask) continue;
       chosen++;
-      work.push({ task, template: t.name, examples: opts.maxExamplesPerTemplate !== undefined ? usable.slice(0, opts.maxExamplesPerTemplate) : usable });
+      const examples = opts.maxExamplesPerTemplate !== undefined ? sampleUsable(usable, records.length, opts.maxExamplesPerTemplate, sampleSeed, task) : usable;
+      work.push({ task, template: t.name, examples });
     }
     if (chosen === 0) skippedTasks.push({ task, reason: "no original-task template with answer choices rendered a usable example" });
     datasets.push(datasetCoverage(task, covs, records.length));
@@ -176,16 +219,17 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
       },
     });
     const correct = preds.filter((p, i) => p === w.examples[i]!.gold).length;
-    perTemplate.push({ task: w.task, template: w.template, n: w.examples.length, accuracy: correct / w.examples.length });
+    perTemplate.push({ task: w.task, template: w.template, n: w.examples.length, accuracy: correct / w.examples.length, majorityAccuracy: majorityShare(w.examples.map((e) => e.gold)) });
     await new Promise((r) => setImmediate(r));
   }
 
   // 3. Aggregate.
   const perTask: P3TaskResult[] = [];
   for (const task of tasks) {
-    const accs = perTemplate.filter((r) => r.task === task).map((r) => r.accuracy);
-    if (accs.length === 0) continue;
-    perTask.push({ task, templates: accs.length, meanAccuracy: mean(accs), medianAccuracy: median(accs) });
+    const rows = perTemplate.filter((r) => r.task === task);
+    if (rows.length === 0) continue;
+    const accs = rows.map((r) => r.accuracy);
+    perTask.push({ task, templates: accs.length, meanAccuracy: mean(accs), medianAccuracy: median(accs), majorityAccuracy: mean(rows.map((r) => r.majorityAccuracy)) });
   }
   if (perTask.length === 0) throw new Error(`P3 evaluation: no task had an evaluable template (${skippedTasks.map((s) => s.task).join(", ")})`);
   const all = P3_HELDOUT_TASKS.every((t) => perTask.some((p) => p.task === t));
@@ -196,5 +240,6 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
     average: { name, accuracy: mean(perTask.map((p) => p.meanAccuracy)) },
     coverage: summarizeCoverage(datasets),
     skippedTasks,
+    sample: opts.maxExamplesPerTemplate !== undefined ? { kind: "seeded", seed: sampleSeed, perTemplate: opts.maxExamplesPerTemplate } : { kind: "all" },
   };
 }

@@ -355,6 +355,8 @@ export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), 
   for (const name of names) {
     for (const r of finishedRecords(name, scale).filter((x) => x.seed === seed && x.p3)) {
       for (const [task, acc] of Object.entries(r.p3!.perTask)) (perTask[task] ??= {})[r.experiment.row] = Number(acc.toFixed(1));
+      // The majority-class level of the same rows (equal for every model with the same sample).
+      for (const [task, acc] of Object.entries(r.p3!.majorityPerTask ?? {})) (perTask[task] ??= {})["majority class"] = Number(acc.toFixed(1));
     }
   }
   return Object.entries(perTask).map(([task, v]) => ({ task, ...v }));

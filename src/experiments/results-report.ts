@@ -70,6 +70,10 @@ export interface ExperimentSummary {
   /** Teacher-forced NLL of the references (Def), nats per token. */
   nllDef: Stat | null;
   p3: Stat | null;
+  /** Majority-class accuracy of the same P3 examples (the level of always giving one answer). */
+  p3Majority: Stat | null;
+  /** How the P3 rows were chosen, e.g. "seeded sample (seed 0), 10 per template"; null without P3. */
+  p3Sample: string | null;
   flopsAt100: number | null;
   trainSeconds: Stat | null;
   /** Seconds of the evaluation steps (SNI formats, P3). */
@@ -83,6 +87,11 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
   };
   const nll = recs.map((r) => r.metrics["def"]?.referenceNll).filter((v): v is number => typeof v === "number");
   const p3 = recs.filter((r) => r.p3).map((r) => r.p3!.accuracy);
+  const p3Majority = recs.map((r) => r.p3?.majorityAccuracy).filter((v): v is number => typeof v === "number");
+  const samples = [...new Set(recs.filter((r) => r.p3).map((r) => {
+    const sm = r.p3!.sample;
+    return sm === undefined ? "the first rows of each file" : sm.kind === "all" ? "every usable row" : `seeded sample (seed ${sm.seed}), ${sm.perTemplate} per template`;
+  }))];
   const train = recs.filter((r) => r.trainSeconds !== null).map((r) => r.trainSeconds!);
   const flops = recs.find((r) => r.compute["def"])?.compute["def"]?.relativeAt100Instances ?? null;
   return {
@@ -93,6 +102,8 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     def2pos: metric("def+2pos"),
     nllDef: nll.length ? stat(nll) : null,
     p3: p3.length ? stat(p3) : null,
+    p3Majority: p3Majority.length ? stat(p3Majority) : null,
+    p3Sample: samples.length ? samples.join("; ") : null,
     flopsAt100: flops,
     trainSeconds: train.length ? stat(train) : null,
     evalSeconds: stat(recs.map((r) => r.steps.filter((x) => x.label.startsWith("eval")).reduce((a, x) => a + x.seconds, 0))),
@@ -307,11 +318,14 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### P3 held-out (rank classification accuracy)",
         "",
-        `At most ${e.p3MaxExamplesPerTemplate} examples per template. TAGI students are not evaluated on P3 yet (their instruction/instance split for promptsource templates is not built).`,
+        `At most ${e.p3MaxExamplesPerTemplate} examples per template, drawn as a seeded sample of each task's rows (the same rows for every template and model): ` +
+          "the dev files are not shuffled (ANLI R3's first rows are all one label). " +
+          "'majority class' is the accuracy of always giving the most frequent answer on the same examples, the level a model that ignores its input can reach. " +
+          "TAGI students are not evaluated on P3 yet (their instruction/instance split for promptsource templates is not built).",
         "",
         table(
-          ["Method", "seeds", "accuracy", "paper (T5 Base)"],
-          p3Rows.map((x) => [x.row, x.seeds.join(", "), fmtStat(x.p3), paperNum(PAPER_P3[x.name])]),
+          ["Method", "seeds", "accuracy", "majority class", "rows", "paper (T5 Base)"],
+          p3Rows.map((x) => [x.row, x.seeds.join(", "), fmtStat(x.p3), x.p3Majority ? fmtStat(x.p3Majority) : "-", x.p3Sample ?? "-", paperNum(PAPER_P3[x.name])]),
         ),
         "",
       );

@@ -212,10 +212,35 @@ export interface ExperimentRecord {
   metrics: Record<string, { rougeL: number; exactMatch: number; referenceNll: number | null; instances: number; tasks: number; perCategory: Record<string, { rougeL: number; exactMatch: number }> }>;
   /** The "adapters" analysis (tagi adapters --out adapters.json). */
   adapters: AdapterAnalysis | null;
-  /** P3 held-out: mean accuracy over tasks (x100), and per task. */
-  p3: { accuracy: number; perTask: Record<string, number>; examples: number } | null;
+  /**
+   * P3 held-out: mean accuracy over tasks (x100), and per task; the majority-class accuracy of the same
+   * examples (x100; absent in records made before it was measured); the row sample (absent: the first rows of
+   * each file, before sampling was seeded).
+   */
+  p3: {
+    accuracy: number;
+    perTask: Record<string, number>;
+    examples: number;
+    majorityAccuracy?: number;
+    majorityPerTask?: Record<string, number>;
+    sample?: { kind: "all" } | { kind: "seeded"; seed: number; perTemplate: number };
+  } | null;
   compute: Record<string, { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number }>;
   files: string[];
+}
+
+/** The evaluations of an experiment that `reevaluate` can redo separately. */
+export const EVALUATION_PARTS = ["sni", "p3", "adapters"] as const;
+export type EvaluationPart = (typeof EVALUATION_PARTS)[number];
+
+/** Parses `--reevaluate [parts]`: no value means every part; else a comma list of EVALUATION_PARTS. */
+export function parseEvaluationParts(value: string | boolean): EvaluationPart[] {
+  if (value === true) return [...EVALUATION_PARTS];
+  if (value === false) return [];
+  const parts = value.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  const bad = parts.filter((x) => !(EVALUATION_PARTS as readonly string[]).includes(x));
+  if (bad.length > 0 || parts.length === 0) throw new Error(`--reevaluate: unknown part(s) ${JSON.stringify(bad.length > 0 ? bad : value)} (valid: ${EVALUATION_PARTS.join(", ")}, comma-separated)`);
+  return parts as EvaluationPart[];
 }
 
 export interface RunExperimentOptions {
@@ -224,10 +249,11 @@ export interface RunExperimentOptions {
   /** Rerun even if results/NAME/<scale>/seed-S/experiment.json exists. */
   force?: boolean;
   /**
-   * Redo only the evaluations of a finished experiment, with its trained model (e.g. after the evaluation
-   * gained a metric); the training step and its time are carried over from the previous record.
+   * Redo the evaluations of a finished experiment, with its trained model (e.g. after the evaluation gained a
+   * metric): `true` redoes all of them, a list only those parts (the others are carried over from the previous
+   * record, as are the training step and its time).
    */
-  reevaluate?: boolean;
+  reevaluate?: boolean | readonly EvaluationPart[];
   /** Where progress lines go (default: stdout). */
   log?: (line: string) => void;
   /** Results root (default <project>/results). */
@@ -322,6 +348,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   const resDir = resultDir(name, scale.scale, seed, opts.resultsDir);
   const recordFile = path.join(resDir, "experiment.json");
   const previous = fs.existsSync(recordFile) ? readJson<ExperimentRecord>(recordFile) : null;
+  const redo = new Set<EvaluationPart>(opts.reevaluate === true ? EVALUATION_PARTS : opts.reevaluate ? opts.reevaluate : EVALUATION_PARTS);
+  if (Array.isArray(opts.reevaluate) && opts.reevaluate.length === 0) throw new Error(`experiment ${name}: reevaluate lists no evaluation (valid: ${EVALUATION_PARTS.join(", ")})`);
   if (opts.reevaluate && !previous) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): nothing to re-evaluate (no ${path.relative(PROJECT_ROOT, recordFile)})`);
   if (!opts.force && !opts.reevaluate && previous) {
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): already done, ${path.relative(PROJECT_ROOT, recordFile)}`);
@@ -367,7 +395,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     fs.rmSync(lock, { force: true });
   }
   async function runLocked(): Promise<ExperimentRecord> {
-    // A re-evaluation keeps the folder (the training curve, P3) and overwrites the SNI evaluations.
+    // A re-evaluation keeps the folder (the training curve, the evaluations not redone) and overwrites the rest.
     if (!opts.reevaluate) fs.rmSync(resDir, { recursive: true, force: true });
     fs.mkdirSync(resDir, { recursive: true });
 
@@ -417,11 +445,14 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
 
     // 2. Evaluations.
     const readsInstanceOnly = modelArgs[0] === "--tagi";
-    const metrics: ExperimentRecord["metrics"] = {};
-    const compute: ExperimentRecord["compute"] = {};
-    let backend: string | null = null;
+    const keep = (part: EvaluationPart): ExperimentRecord | null => (opts.reevaluate && !redo.has(part) ? previous : null);
+    const kept = keep("sni");
+    const metrics: ExperimentRecord["metrics"] = kept ? kept.metrics : {};
+    const compute: ExperimentRecord["compute"] = kept ? kept.compute : {};
+    let backend: string | null = kept ? kept.backend : null;
+    if (kept) log(`[experiment] ${name} (${scale.scale}, seed ${seed}): SNI metrics carried over from the previous record`);
     const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
-    for (const format of spec.analysis ? [] : formats) {
+    for (const format of spec.analysis || kept ? [] : formats) {
       const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
       const e = scale.eval;
       const args = [
@@ -460,26 +491,35 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     }
 
     let adapters: AdapterAnalysis | null = null;
-    if (spec.analysis === "adapters") {
+    if (spec.analysis === "adapters" && keep("adapters")?.adapters) adapters = keep("adapters")!.adapters;
+    else if (spec.analysis === "adapters") {
       if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
       const file = path.join(resDir, "adapters.json");
       await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", spec.evaluate.formats[0] ?? "def", "--out", rel(file)]);
       adapters = readJson<AdapterAnalysis>(file);
     }
     let p3: ExperimentRecord["p3"] = null;
-    if (spec.evaluate.p3 && opts.reevaluate && previous?.p3) p3 = previous.p3;
+    if (spec.evaluate.p3 && keep("p3")?.p3) p3 = keep("p3")!.p3;
     else if (spec.evaluate.p3) {
       const dir = path.join(resDir, "eval-p3");
-      await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", "--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--no-progress", "--out", rel(dir)]);
-      const s = readJson<{ overall: { accuracy: number; perTask?: unknown }; counts: { examples: number } }>(path.join(dir, "summary.json"));
+      const sampleArgs = ["--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--seed", String(scale.eval.sampleSeed)];
+      await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--no-progress", "--out", rel(dir)]);
+      const s = readJson<{
+        overall: { accuracy: number; majorityAccuracy: number };
+        counts: { examples: number };
+        config: { sample: NonNullable<ExperimentRecord["p3"]>["sample"] };
+      }>(path.join(dir, "summary.json"));
       const perTask: Record<string, number> = {};
+      const majorityPerTask: Record<string, number> = {};
       const csv = fs.readFileSync(path.join(dir, "per_task.csv"), "utf8").trim().split("\n");
       const header = csv[0]!.split(",");
       for (const line of csv.slice(1)) {
         const cells = line.split(",");
-        perTask[cells[header.indexOf("task")]!] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
+        const task = cells[header.indexOf("task")]!;
+        perTask[task] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
+        majorityPerTask[task] = 100 * Number(cells[header.indexOf("majorityAccuracy")]);
       }
-      p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples };
+      p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples, majorityAccuracy: 100 * s.overall.majorityAccuracy, majorityPerTask, sample: s.config.sample };
     }
 
     const record: ExperimentRecord = {

@@ -69,6 +69,56 @@ describe("TAGI losses", () => {
     assert.deepEqual([...dA.dataSync()], [1, 0]);
   });
 
+  it("L_ins relative-product: ‖ΔW_g − ΔW_t‖²/‖ΔW_t‖² per example, scale-free, 1 for a zero adapter; a zero teacher is refused", () => {
+    const g = adapter([[[1], [2]], [[0], [0]]], [[[3, 4]], [[1, 1]]], 2);
+    const t = adapter([[[0], [2]], [[1], [1]]], [[[1, 1]], [[1, 2]]], 1);
+    // example 0: ΔW_g = 2·[[3,4],[6,8]], ΔW_t = [[0,0],[2,2]]: err 396, ‖ΔW_t‖² = 8 -> 49.5
+    // example 1: ΔW_g = 0, ΔW_t = [[1,2],[1,2]]: err 10, norm 10 -> 1
+    close(parameterAlignmentLoss(g, t, "relative-product").dataSync()[0]!, (49.5 + 1) / 2, 1e-4);
+    // Scaling both sides by 10 leaves it unchanged (the plain product MSE grows 100x).
+    const g10 = adapter([[[1], [2]], [[0], [0]]], [[[30, 40]], [[10, 10]]], 2);
+    const t10 = adapter([[[0], [2]], [[1], [1]]], [[[10, 10]], [[10, 20]]], 1);
+    close(parameterAlignmentLoss(g10, t10, "relative-product").dataSync()[0]!, 25.25, 1e-4);
+    close(parameterAlignmentLoss(g10, t10, "product").dataSync()[0]! / parameterAlignmentLoss(g, t, "product").dataSync()[0]!, 100, 1e-4);
+    // The gradient with respect to B_g against central differences; at example 1 (A_g = 0) it is 0.
+    const B = tf.tensor3d([[[3, 4]], [[1, 1]]]);
+    const f = (b: tf.Tensor) => parameterAlignmentLoss({ ...g, modules: new Map([["encoder.block.0.layer.0.SelfAttention.q", { A: g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!.A, B: b }]]) }, t, "relative-product");
+    const dB = tf.grad(f)(B).arraySync() as number[][][];
+    const eps = 1e-2;
+    const base = B.arraySync() as number[][][];
+    for (const [e, j] of [[0, 0], [0, 1], [1, 0]] as const) {
+      const plus = base.map((x) => x.map((r) => [...r]));
+      const minus = base.map((x) => x.map((r) => [...r]));
+      plus[e]![0]![j]! += eps;
+      minus[e]![0]![j]! -= eps;
+      const num = (f(tf.tensor3d(plus)).dataSync()[0]! - f(tf.tensor3d(minus)).dataSync()[0]!) / (2 * eps);
+      close(dB[e]![0]![j]!, num, 1e-2);
+    }
+    assert.equal(dB[1]![0]![0], 0);
+    const zero = adapter([[[1], [2]], [[0], [0]]], [[[1, 1]], [[1, 2]]], 1);
+    assert.throws(() => parameterAlignmentLoss(g, zero, "relative-product"), /teacher's s·A·B is zero for encoder\.block\.0\.layer\.0\.SelfAttention\.q, example 1/);
+    assert.throws(() => parameterAlignmentLoss(g, t, "l1" as never), /unknown alignment mode "l1" \(valid: factors, product, relative-product, cosine\)/);
+  });
+
+  it("L_ins cosine: 1 − cos(ΔW_g, ΔW_t) per example, blind to either side's scale; finite for a zero generated update", () => {
+    const g = adapter([[[1], [2]], [[0], [0]]], [[[3, 4]], [[1, 1]]], 2);
+    const t = adapter([[[0], [2]], [[1], [1]]], [[[1, 1]], [[1, 2]]], 1);
+    // example 0: ⟨2·[[3,4],[6,8]], [[0,0],[2,2]]⟩ = 56, ‖ΔW_g‖ = 2·√125, ‖ΔW_t‖ = √8 -> cos = 56/(2·√1000);
+    // example 1: ΔW_g = 0 -> cos 0, term 1.
+    const cos0 = 56 / (2 * Math.sqrt(1000));
+    close(parameterAlignmentLoss(g, t, "cosine").dataSync()[0]!, (1 - cos0 + 1) / 2, 1e-5);
+    const g10 = adapter([[[1], [2]], [[0], [0]]], [[[30, 40]], [[10, 10]]], 2);
+    const t01 = adapter([[[0], [2]], [[1], [1]]], [[[0.1, 0.1]], [[0.1, 0.2]]], 1);
+    close(parameterAlignmentLoss(g10, t01, "cosine").dataSync()[0]!, (1 - cos0 + 1) / 2, 1e-5);
+    const same = adapter([[[1], [2]]], [[[3, 4]]], 2);
+    close(parameterAlignmentLoss(same, adapter([[[1], [2]]], [[[6, 8]]], 1), "cosine").dataSync()[0]!, 0, 1e-5);
+    const B = tf.tensor3d([[[3, 4]], [[1, 1]]]);
+    const dB = tf.grad((b: tf.Tensor) => parameterAlignmentLoss({ ...g, modules: new Map([["encoder.block.0.layer.0.SelfAttention.q", { A: g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!.A, B: b }]]) }, t, "cosine"))(B);
+    assert.ok([...dB.dataSync()].every(Number.isFinite));
+    const zero = adapter([[[1], [2]]], [[[0, 0]]], 1);
+    assert.throws(() => parameterAlignmentLoss(same, zero, "cosine"), /\("cosine"\): the teacher's s·A·B is zero/);
+  });
+
   it("L_ins refuses adapters of another rank or module set, naming them", () => {
     const g = adapter([[[1], [2]]], [[[3, 4]]], 1);
     const r2 = adapter([[[1, 1], [2, 2]]], [[[3, 4], [3, 4]]], 1);

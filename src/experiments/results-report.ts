@@ -57,7 +57,9 @@ export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<stri
 }
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
-const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-train-ffn"];
+const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn"];
+/** Experiments with the "adapters" analysis, in report order (the first is the paper's TAGI). */
+const ADAPTER_ANALYSES = ["adapter-similarity", "adapter-similarity-ins-relative", "adapter-similarity-ins-cosine"];
 const PROBE_ORDER = ["tagi", "probe-other-instruction", "probe-shuffled-words", "mean-adapter"];
 
 /** Summary numbers of one experiment at one scale. */
@@ -147,7 +149,7 @@ function asDots(spec: Spec): Spec {
   return { ...spec, layer: [{ mark: { type: "point", filled: true, size: 90, color: "#4c78a8" }, encoding: { x: { ...enc.x, scale: { zero: false } } } }, ...layer.slice(1)] };
 }
 
-function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null): Record<string, Spec> {
+function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null, more: { name: string; row: string; seed: number; a: NonNullable<ExperimentRecord["adapters"]> }[] = []): Record<string, Spec> {
   const specs: Record<string, Spec> = {};
   const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x);
   if (main.some((x) => x.def !== null && x.flopsAt100 !== null)) specs["rouge-vs-flops"] = rougeFlopsSpec(main, `SNI-103 (Def): ROUGE-L against inference compute (${scale})`);
@@ -199,6 +201,20 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
         color: { field: "against", type: "nominal", title: "compared with", legend: { orient: "top" } },
       },
     };
+    // Other analysed models (e.g. trained with the relative L_ins): the same figure, one per model.
+    for (const m of more) {
+      const base = specs["adapter-similarity"] as Spec;
+      specs[m.name] = {
+        ...base,
+        title: { text: `Generated versus teacher adapter updates: ${m.row} (${scale}, seed ${m.seed})`, subtitle: (base["title"] as { subtitle: string }).subtitle },
+        data: {
+          values: m.a.similarity.flatMap((r) => [
+            { category: r.category, against: "its own category's teacher", cosine: r.cosineOwn },
+            { category: r.category, against: "other categories' teachers (mean)", cosine: r.cosineOthers },
+          ]),
+        },
+      };
+    }
     specs["generation-time"] = {
       title: { text: `Seconds to get a task adapter (${scale})`, subtitle: `generate from the instruction vs train one LoRA teacher (${adapters.teacherSteps} steps, as trained here)` },
       width: 420,
@@ -348,22 +364,32 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
       );
     }
-    const adapterRec = byName.get("adapter-similarity")?.find((r) => r.seed === 0) ?? byName.get("adapter-similarity")?.[0];
-    const adapters = adapterRec?.adapters ?? null;
-    if (adapters) {
-      const own = stat(adapters.similarity.map((r) => r.cosineOwn));
-      const others = stat(adapters.similarity.map((r) => r.cosineOthers));
-      const closer = adapters.similarity.filter((r) => r.cosineOwn > r.cosineOthers).length;
+    const analyses = ADAPTER_ANALYSES.flatMap((n) => (byName.get(n) ?? []).filter((r) => r.adapters).sort((a, b) => a.seed - b.seed).map((r) => ({ name: n, rec: r, a: r.adapters! })));
+    const adapterRec = analyses.find((x) => x.name === "adapter-similarity" && x.rec.seed === 0) ?? analyses.find((x) => x.name === "adapter-similarity");
+    const adapters = adapterRec?.a ?? null;
+    if (analyses.length) {
+      const fmt = (xs: number[]) => {
+        const st = stat(xs);
+        return `${st.mean.toFixed(4)} ± ${(st.std ?? 0).toFixed(4)}`;
+      };
       lines.push(
         "### Generated versus teacher adapters",
         "",
-        `Cosine between the generated update s·A·B and the teacher's, mean over ${adapters.similarity.length} teacher categories (seed ${adapterRec!.seed}): ` +
-          `${own.mean.toFixed(4)} ± ${(own.std ?? 0).toFixed(4)} with the category's own teacher, ${others.mean.toFixed(4)} ± ${(others.std ?? 0).toFixed(4)} with the other teachers; ` +
-          `closer to its own teacher in ${closer} of ${adapters.similarity.length} categories. ` +
-          `Generating an adapter takes ${adapters.generateSeconds.toFixed(3)} s per instruction; training one teacher took ${adapters.teacherSeconds.toFixed(1)} s (${adapters.teacherSteps} steps), ` +
-          `x${(adapters.teacherSeconds / adapters.generateSeconds).toFixed(0)}.`,
+        "Cosine between the generated update s·A·B (from a category's train-task instructions) and the teachers', mean ± std over the teacher categories; " +
+          "'closer' counts the categories whose generated update is nearer its own teacher than the other teachers' mean (chance: about half).",
+        "",
+        table(
+          ["Model", "seed", "categories", "cosine, own teacher", "cosine, other teachers", "closer to own"],
+          analyses.map(({ rec, a }) => [rec.experiment.row, String(rec.seed), String(a.similarity.length), fmt(a.similarity.map((r) => r.cosineOwn)), fmt(a.similarity.map((r) => r.cosineOthers)), `${a.similarity.filter((r) => r.cosineOwn > r.cosineOthers).length} of ${a.similarity.length}`]),
+        ),
         "",
       );
+      if (adapters)
+        lines.push(
+          `Generating an adapter takes ${adapters.generateSeconds.toFixed(3)} s per instruction; training one teacher took ${adapters.teacherSeconds.toFixed(1)} s (${adapters.teacherSteps} steps), ` +
+            `x${(adapters.teacherSeconds / adapters.generateSeconds).toFixed(0)}.`,
+          "",
+        );
     }
     const timing = [...s.values()].filter((x) => x.trainSeconds !== null);
     if (timing.length) {
@@ -376,7 +402,11 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
       );
     }
-    const specs = figureSpecs(scale, s, adapters);
+    const more = ADAPTER_ANALYSES.slice(1).flatMap((n) => {
+      const x = analyses.find((y) => y.name === n && y.rec.seed === 0) ?? analyses.find((y) => y.name === n);
+      return x ? [{ name: n, row: x.rec.experiment.row, seed: x.rec.seed, a: x.a }] : [];
+    });
+    const specs = figureSpecs(scale, s, adapters, more);
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");
       for (const [name, spec] of Object.entries(specs)) {

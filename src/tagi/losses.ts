@@ -8,7 +8,12 @@
  * - L_ins (parameter level, `parameterAlignmentLoss`): mean squared error between the generated LoRA and the
  *   task category's teacher LoRA, A with A and B with B, both with their LoRA scaling folded into B so the
  *   two sides follow one convention; or between the products s·A·B (option "product", invariant to the
- *   A·R, R⁻¹·B ambiguity of a factorisation).
+ *   A·R, R⁻¹·B ambiguity of a factorisation); or that product error relative to the teacher's
+ *   (option "relative-product", beyond the paper: ‖ΔW_g − ΔW_t‖² / ‖ΔW_t‖² per example, 1 for a zero adapter,
+ *   so λ2 means the same whatever the teachers' scale; the plain MSEs are about 1e-3 of L_ce when the
+ *   teachers are briefly trained, which makes λ2 = 1 a no-op); or 1 − cosine(ΔW_g, ΔW_t) per example
+ *   (option "cosine", beyond the paper: the direction of the teacher's update without its size, for
+ *   teachers whose size says more about how long they trained than about the task).
  *
  * The official code differs (REFERENCE.md): 0.4·KL_T + 0.6·CE with no T² and no padding mask, and the MSE
  * taken between swapped, untransposed factors. `distillationKl`'s options reproduce its KL for comparison.
@@ -47,12 +52,16 @@ export function distillationKl(studentLogits: tf.Tensor3D, teacherLogits: tf.Ten
   });
 }
 
-export type AlignmentMode = "factors" | "product";
+export type AlignmentMode = "factors" | "product" | "relative-product" | "cosine";
+export const ALIGNMENT_MODES: readonly AlignmentMode[] = ["factors", "product", "relative-product", "cosine"];
 
 /**
  * L_ins: mean over the adapted modules of the MSE between generated and teacher adapters, both in the
  * per-example layout (A [B, in, r], B [B, r, out]; `stackTeacherAdapters` builds the teachers' side).
- * "factors": MSE(A_g, A_t) + MSE(s_g·B_g, s_t·B_t); "product": MSE(s_g·A_g·B_g, s_t·A_t·B_t).
+ * "factors": MSE(A_g, A_t) + MSE(s_g·B_g, s_t·B_t); "product": MSE(s_g·A_g·B_g, s_t·A_t·B_t);
+ * "relative-product": mean over examples of ‖s_g·A_g·B_g − s_t·A_t·B_t‖²_F / ‖s_t·A_t·B_t‖²_F;
+ * "cosine": mean over examples of 1 − ⟨ΔW_g, ΔW_t⟩_F / (‖ΔW_g‖_F·‖ΔW_t‖_F) (ε = 1e-12 under the root keeps a
+ * zero generated update finite). In both, a teacher with ΔW = 0 is an error: the term is undefined.
  * Every module of the generated adapter must have a teacher of the same rank, and vice versa.
  */
 export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdapter, mode: AlignmentMode = "factors"): tf.Scalar {
@@ -70,22 +79,54 @@ export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdap
   }
   if (problems.length) throw new Error(`parameterAlignmentLoss: generated and teacher adapters do not match:\n  - ${problems.slice(0, 8).join("\n  - ")}`);
   if (generated.modules.size === 0) throw new Error("parameterAlignmentLoss: empty adapters");
-  return tf.tidy(() => {
+  if (!ALIGNMENT_MODES.includes(mode)) throw new Error(`parameterAlignmentLoss: unknown alignment mode ${JSON.stringify(mode)} (valid: ${ALIGNMENT_MODES.join(", ")})`);
+  const zeroTeacherNorms: [string, tf.Tensor][] = [];
+  const loss = tf.tidy(() => {
     const terms: tf.Scalar[] = [];
     for (const [m, g] of generated.modules) {
       const t = teacher.modules.get(m)!;
-      if (mode === "product") {
+      if (mode === "product" || mode === "relative-product" || mode === "cosine") {
         const dg = tf.mul(tf.matMul(g.A as tf.Tensor3D, g.B as tf.Tensor3D), generated.scaling);
         const dt = tf.mul(tf.matMul(t.A as tf.Tensor3D, t.B as tf.Tensor3D), teacher.scaling);
-        terms.push(tf.mean(tf.squaredDifference(dg, dt)) as tf.Scalar);
+        if (mode === "product") terms.push(tf.mean(tf.squaredDifference(dg, dt)) as tf.Scalar);
+        else if (mode === "cosine") {
+          const dot = tf.sum(tf.mul(dg, dt), [1, 2]);
+          const ng = tf.sqrt(tf.add(tf.sum(tf.square(dg), [1, 2]), 1e-12));
+          const norm = tf.sum(tf.square(dt), [1, 2]);
+          zeroTeacherNorms.push([m, norm]);
+          terms.push(tf.mean(tf.sub(1, tf.div(dot, tf.mul(ng, tf.sqrt(tf.maximum(norm, 1e-30)))))) as tf.Scalar);
+        } else {
+          const err = tf.sum(tf.squaredDifference(dg, dt), [1, 2]);
+          const norm = tf.sum(tf.square(dt), [1, 2]);
+          zeroTeacherNorms.push([m, norm]);
+          terms.push(tf.mean(tf.div(err, tf.maximum(norm, 1e-30))) as tf.Scalar);
+        }
       } else {
         const a = tf.mean(tf.squaredDifference(g.A, t.A));
         const bb = tf.mean(tf.squaredDifference(tf.mul(g.B, generated.scaling), tf.mul(t.B, teacher.scaling)));
         terms.push(tf.add(a, bb) as tf.Scalar);
       }
     }
+    for (const [, n] of zeroTeacherNorms) tf.keep(n);
     return tf.div(tf.addN(terms), terms.length) as tf.Scalar;
   });
+  if (zeroTeacherNorms.length > 0) {
+    // A relative error against a zero teacher update means nothing: say which module, do not divide by ~0.
+    // (A read of B·modules floats per step; small next to the product itself.)
+    try {
+      for (const [m, n] of zeroTeacherNorms) {
+        const v = n.dataSync();
+        const i = v.findIndex((x) => !(x > 0));
+        if (i >= 0) {
+          loss.dispose();
+          throw new Error(`parameterAlignmentLoss ("${mode}"): the teacher's s·A·B is zero for ${m}, example ${i}; the term is undefined (use "product" or "factors")`);
+        }
+      }
+    } finally {
+      tf.dispose(zeroTeacherNorms.map(([, n]) => n));
+    }
+  }
+  return loss;
 }
 
 /**

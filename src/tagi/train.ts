@@ -38,7 +38,7 @@ import type { TeachersManifest } from "../train/teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { initFusionParams } from "./fusion";
 import { createTagiModel, usesCrossAttention, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
-import { distillationKl, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
+import { ALIGNMENT_MODES, distillationKl, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
 
 export interface TrainBaseParts {
   /** Also train the base model's layer norms (official code). */
@@ -269,7 +269,7 @@ export function validateLossWeights(l: LossWeights, where = "losses"): string[] 
     if (typeof l[k] !== "number" || !(l[k] >= 0) || !Number.isFinite(l[k])) p.push(`${where}.${k} must be a finite number >= 0, got ${JSON.stringify(l[k])}`);
   }
   if (typeof l.temperature !== "number" || !(l.temperature > 0) || !Number.isFinite(l.temperature)) p.push(`${where}.temperature must be a finite number > 0, got ${JSON.stringify(l.temperature)}`);
-  if (l.alignment !== "factors" && l.alignment !== "product") p.push(`${where}.alignment must be "factors" or "product", got ${JSON.stringify(l.alignment)}`);
+  if (!ALIGNMENT_MODES.includes(l.alignment)) p.push(`${where}.alignment must be one of ${ALIGNMENT_MODES.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(l.alignment)}`);
   if (p.length === 0 && l.ce + l.kl + l.ins === 0) p.push(`${where}: every weight is 0; nothing to train on`);
   return p;
 }

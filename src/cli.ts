@@ -298,8 +298,8 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
 // evaluateP3 lives in src/eval/p3-eval.ts (another work item). It is loaded at run time so that this file
 // builds without it; the types below are the part of its P3Result this command reads.
 interface P3ResultLike {
-  perTemplate: { task: string; template: string; n: number; accuracy: number; majorityAccuracy: number }[];
-  perTask: { task: string; templates: number; meanAccuracy: number; medianAccuracy: number; majorityAccuracy: number }[];
+  perTemplate: { task: string; template: string; n: number; accuracy: number; majorityAccuracy: number; chanceAccuracy: number }[];
+  perTask: { task: string; templates: number; meanAccuracy: number; medianAccuracy: number; majorityAccuracy: number; chanceAccuracy: number }[];
   average: { name: string; accuracy: number };
   coverage: { totals: { templates: number; renderedOk: number; failed: number; skippedExamples: number } };
   skippedTasks: { task: string; reason: string }[];
@@ -363,8 +363,8 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
   const finished = new Date();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { recordsTable, writeCsv, writeFileAtomic } = require("./eval/report") as typeof import("./eval/report");
-  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy", "majorityAccuracy"]), join(outDir, "per_template.csv"));
-  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy", "majorityAccuracy"]), join(outDir, "per_task.csv"));
+  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_template.csv"));
+  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_task.csv"));
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const examples = result.perTemplate.reduce((s, r) => s + r.n, 0);
   const summary = {
@@ -393,9 +393,14 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
     },
     metrics: [
       { name: "accuracy", description: "rank classification (highest token-averaged log-likelihood), mean over templates, then tasks" },
-      { name: "majorityAccuracy", description: "always answering the most frequent gold choice of the same examples (the level of a one-answer model)" },
+      { name: "majorityAccuracy", description: "always answering the most frequent gold choice of the same examples (an upper bound for a model giving one fixed answer)" },
+      { name: "chanceAccuracy", description: "a uniform guess over the answer choices of the same examples" },
     ],
-    overall: { ...result.average, majorityAccuracy: result.perTask.reduce((a, p) => a + p.majorityAccuracy, 0) / result.perTask.length },
+    overall: {
+      ...result.average,
+      majorityAccuracy: result.perTask.reduce((a, p) => a + p.majorityAccuracy, 0) / result.perTask.length,
+      chanceAccuracy: result.perTask.reduce((a, p) => a + p.chanceAccuracy, 0) / result.perTask.length,
+    },
     skippedTasks: result.skippedTasks,
     coverage: result.coverage,
     files: ["per_template.csv", "per_task.csv", "summary.json"],
@@ -406,7 +411,7 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
       `${result.average.name}: accuracy ${(100 * result.average.accuracy).toFixed(2)}`,
       `  ${result.perTask.length} tasks, ${result.perTemplate.length} templates, ${examples} examples; templates rendered ` +
         `${result.coverage.totals.renderedOk}/${result.coverage.totals.templates}; skipped tasks ${result.skippedTasks.length}`,
-      `  majority-class accuracy of the same examples: ${(100 * summary.overall.majorityAccuracy).toFixed(2)}` +
+      `  on the same examples: chance ${(100 * summary.overall.chanceAccuracy).toFixed(2)}, majority class ${(100 * summary.overall.majorityAccuracy).toFixed(2)}` +
         (result.sample.kind === "seeded" ? ` (a seeded sample: seed ${result.sample.seed}, at most ${result.sample.perTemplate} rows per template)` : " (every usable row)"),
       `  ${fmtSeconds(summary.wallSeconds)} wall`,
       `  wrote ${outDir}/{per_template.csv, per_task.csv, summary.json}`,

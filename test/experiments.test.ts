@@ -107,11 +107,12 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.match(again.steps[0]!.command, /--max-examples-per-template 2 --seed 0/);
     assert.deepEqual(again.p3!.sample, { kind: "seeded", seed: 0, perTemplate: 2 });
     assert.ok(again.p3!.majorityAccuracy! >= 100 / 4 && again.p3!.majorityAccuracy! <= 100);
+    assert.ok(again.p3!.chanceAccuracy! >= 100 / 4 && again.p3!.chanceAccuracy! <= 50 && again.p3!.chanceAccuracy! <= again.p3!.majorityAccuracy!);
     assert.deepEqual(Object.keys(again.p3!.majorityPerTask!).sort(), Object.keys(again.p3!.perTask).sort());
     assert.deepEqual(again.p3!.perTask, first.p3!.perTask, "the same model and sample give the same accuracies");
     await assert.rejects(runExperiment("hypter", { scale: "tiny", seed: 7, log: quiet, reevaluate: ["sni"] }), /nothing to re-evaluate/);
     await writeResultsReport({ out: path.join(tmp, "README.md"), resultsDir: tmp });
-    assert.match(fs.readFileSync(path.join(tmp, "README.md"), "utf8"), /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| [0-9.]+ \(1 seed\) \| seeded sample \(seed 0\), 2 per template \|/);
+    assert.match(fs.readFileSync(path.join(tmp, "README.md"), "utf8"), /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| [0-9.]+ \| [0-9.]+ \| seeded sample \(seed 0\), 2 per template \|/);
   });
 
   it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {

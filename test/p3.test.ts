@@ -265,6 +265,7 @@ describe("P3 rank classification (tiny random T5)", () => {
       assert.equal(r.n, 4);
       assert.ok(r.accuracy >= 0 && r.accuracy <= 1 && Number.isFinite(r.accuracy));
       assert.ok(r.majorityAccuracy >= 0.25 && r.majorityAccuracy <= 1);
+      assert.equal(r.chanceAccuracy, r.task === "cb" ? 1 / 3 : 1 / 2);
     }
     assert.deepEqual(res.sample, { kind: "seeded", seed: 0, perTemplate: 4 });
     // cb: 3 choices x 4 examples x 3 templates; copa: 2 x 4 x 3

@@ -14,8 +14,9 @@
  * label (ANLI R3's first 10 rows are all "entailment", which made a model that never says "entailment" score
  * 0 on every template).
  *
- * Beside each accuracy: the majority-class accuracy of the same examples (the share of the most frequent gold
- * index), the level a model reaches by always giving one answer.
+ * Beside each accuracy, two reference levels on the same examples: chance (the mean of 1/#choices, a uniform
+ * guess) and the majority class (the share of the most frequent gold index: the best a model giving one fixed
+ * answer could do, an upper bound chosen after seeing the sample, so above chance on small samples).
  *
  * Aggregation: accuracy per template; per task the mean and the median over its templates (T0 reports the
  * median); overall the mean over tasks of the per-task mean. With all ten available tasks the overall is named
@@ -64,6 +65,8 @@ export interface P3TemplateResult {
   accuracy: number;
   /** accuracy of always answering the most frequent gold index of these examples */
   majorityAccuracy: number;
+  /** expected accuracy of a uniform guess: the mean of 1/#choices */
+  chanceAccuracy: number;
 }
 
 export interface P3TaskResult {
@@ -73,6 +76,8 @@ export interface P3TaskResult {
   medianAccuracy: number;
   /** mean over the task's templates of their majorityAccuracy */
   majorityAccuracy: number;
+  /** mean over the task's templates of their chanceAccuracy */
+  chanceAccuracy: number;
 }
 
 export interface P3Result {
@@ -219,7 +224,7 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
       },
     });
     const correct = preds.filter((p, i) => p === w.examples[i]!.gold).length;
-    perTemplate.push({ task: w.task, template: w.template, n: w.examples.length, accuracy: correct / w.examples.length, majorityAccuracy: majorityShare(w.examples.map((e) => e.gold)) });
+    perTemplate.push({ task: w.task, template: w.template, n: w.examples.length, accuracy: correct / w.examples.length, majorityAccuracy: majorityShare(w.examples.map((e) => e.gold)), chanceAccuracy: mean(w.examples.map((e) => 1 / e.answerChoices.length)) });
     await new Promise((r) => setImmediate(r));
   }
 
@@ -229,7 +234,7 @@ export async function evaluateP3(model: T5Model, tokenizer: T5Tokenizer, opts: P
     const rows = perTemplate.filter((r) => r.task === task);
     if (rows.length === 0) continue;
     const accs = rows.map((r) => r.accuracy);
-    perTask.push({ task, templates: accs.length, meanAccuracy: mean(accs), medianAccuracy: median(accs), majorityAccuracy: mean(rows.map((r) => r.majorityAccuracy)) });
+    perTask.push({ task, templates: accs.length, meanAccuracy: mean(accs), medianAccuracy: median(accs), majorityAccuracy: mean(rows.map((r) => r.majorityAccuracy)), chanceAccuracy: mean(rows.map((r) => r.chanceAccuracy)) });
   }
   if (perTask.length === 0) throw new Error(`P3 evaluation: no task had an evaluable template (${skippedTasks.map((s) => s.task).join(", ")})`);
   const all = P3_HELDOUT_TASKS.every((t) => perTask.some((p) => p.task === t));

@@ -14,7 +14,7 @@ import { buildPrompt, type PromptFormat } from "../text/prompts";
 import type { T5Tokenizer } from "../text/tokenizer";
 import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
-import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
+import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, resultDir, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
 import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary } from "./results-report";
 import { PAPER_ABLATION } from "./paper";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
@@ -360,4 +360,47 @@ export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), 
     }
   }
   return Object.entries(perTask).map(([task, v]) => ({ task, ...v }));
+}
+
+/**
+ * Each loss term of finished experiments' training curves: mean over the first and the last `window` steps
+ * (mean over the seeds found). Shows how large each distillation term is next to the others, e.g. that
+ * the factor-MSE L_ins is ~1e-3 of L_ce at the small scale.
+ */
+export function lossTermRows(names: readonly string[], scale = defaultScale(), window = 10): Record<string, string | number>[] {
+  const rows: Record<string, string | number>[] = [];
+  for (const name of names) {
+    const recs = finishedRecords(name, scale).filter((r) => fs.existsSync(path.join(resultDir(name, scale, r.seed), "log.jsonl")));
+    if (recs.length === 0) continue;
+    const logs = recs.map((r) => readTrainingLog(path.join(resultDir(name, scale, r.seed), "log.jsonl")));
+    const terms = [...new Set(logs.flatMap((l) => l.flatMap((x) => Object.keys(x.terms))))].sort();
+    const row: Record<string, string | number> = { experiment: recs[0]!.experiment.row, seeds: recs.map((r) => r.seed).join(","), steps: logs[0]!.length };
+    for (const t of terms) {
+      const at = (pick: (l: LogRecord[]) => LogRecord[]) => logs.reduce((a, l) => a + pick(l).reduce((b, x) => b + (x.terms[t] ?? 0), 0) / Math.max(pick(l).length, 1), 0) / logs.length;
+      row[`${t} first`] = Number(at((l) => l.slice(0, window)).toPrecision(3));
+      row[`${t} last`] = Number(at((l) => l.slice(-window)).toPrecision(3));
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+/** Generated-versus-teacher adapter analyses (experiments with `analysis: "adapters"`): one row per record. */
+export function adapterAnalysisRows(names: readonly string[], scale = defaultScale()): Record<string, string | number>[] {
+  return names.flatMap((name) =>
+    finishedRecords(name, scale)
+      .filter((r) => r.adapters)
+      .map((r) => {
+        const sim = r.adapters!.similarity;
+        const own = stat(sim.map((x) => x.cosineOwn));
+        const others = stat(sim.map((x) => x.cosineOthers));
+        return {
+          model: r.experiment.row,
+          seed: r.seed,
+          "cosine, own teacher": Number(own.mean.toPrecision(3)),
+          "cosine, other teachers": Number(others.mean.toPrecision(3)),
+          "closer to own": `${sim.filter((x) => x.cosineOwn > x.cosineOthers).length}/${sim.length}`,
+        };
+      }),
+  );
 }

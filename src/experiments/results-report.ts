@@ -72,8 +72,10 @@ export interface ExperimentSummary {
   /** Teacher-forced NLL of the references (Def), nats per token. */
   nllDef: Stat | null;
   p3: Stat | null;
-  /** Majority-class accuracy of the same P3 examples (the level of always giving one answer). */
+  /** Majority-class accuracy of the same P3 examples (an upper bound for always giving one answer). */
   p3Majority: Stat | null;
+  /** A uniform guess on the same P3 examples. */
+  p3Chance: Stat | null;
   /** How the P3 rows were chosen, e.g. "seeded sample (seed 0), 10 per template"; null without P3. */
   p3Sample: string | null;
   flopsAt100: number | null;
@@ -90,6 +92,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
   const nll = recs.map((r) => r.metrics["def"]?.referenceNll).filter((v): v is number => typeof v === "number");
   const p3 = recs.filter((r) => r.p3).map((r) => r.p3!.accuracy);
   const p3Majority = recs.map((r) => r.p3?.majorityAccuracy).filter((v): v is number => typeof v === "number");
+  const p3Chance = recs.map((r) => r.p3?.chanceAccuracy).filter((v): v is number => typeof v === "number");
   const samples = [...new Set(recs.filter((r) => r.p3).map((r) => {
     const sm = r.p3!.sample;
     return sm === undefined ? "the first rows of each file" : sm.kind === "all" ? "every usable row" : `seeded sample (seed ${sm.seed}), ${sm.perTemplate} per template`;
@@ -105,6 +108,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     nllDef: nll.length ? stat(nll) : null,
     p3: p3.length ? stat(p3) : null,
     p3Majority: p3Majority.length ? stat(p3Majority) : null,
+    p3Chance: p3Chance.length ? stat(p3Chance) : null,
     p3Sample: samples.length ? samples.join("; ") : null,
     flopsAt100: flops,
     trainSeconds: train.length ? stat(train) : null,
@@ -336,12 +340,12 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
         `At most ${e.p3MaxExamplesPerTemplate} examples per template, drawn as a seeded sample of each task's rows (the same rows for every template and model): ` +
           "the dev files are not shuffled (ANLI R3's first rows are all one label). " +
-          "'majority class' is the accuracy of always giving the most frequent answer on the same examples, the level a model that ignores its input can reach. " +
+          "On the same examples: 'chance' is a uniform guess over the answer choices; 'majority class' is always giving the sample's most frequent answer, an upper bound for a model that gives one fixed answer (chosen after seeing the sample, so above chance on 10-row samples). " +
           "TAGI students are not evaluated on P3 yet (their instruction/instance split for promptsource templates is not built).",
         "",
         table(
-          ["Method", "seeds", "accuracy", "majority class", "rows", "paper (T5 Base)"],
-          p3Rows.map((x) => [x.row, x.seeds.join(", "), fmtStat(x.p3), x.p3Majority ? fmtStat(x.p3Majority) : "-", x.p3Sample ?? "-", paperNum(PAPER_P3[x.name])]),
+          ["Method", "seeds", "accuracy", "chance", "majority class", "rows", "paper (T5 Base)"],
+          p3Rows.map((x) => [x.row, x.seeds.join(", "), fmtStat(x.p3), x.p3Chance ? x.p3Chance.mean.toFixed(2) : "–", x.p3Majority ? x.p3Majority.mean.toFixed(2) : "–", x.p3Sample ?? "–", paperNum(PAPER_P3[x.name])]),
         ),
         "",
       );

@@ -223,6 +223,8 @@ export interface ExperimentRecord {
     examples: number;
     majorityAccuracy?: number;
     majorityPerTask?: Record<string, number>;
+    /** a uniform guess on the same examples (x100) */
+    chanceAccuracy?: number;
     sample?: { kind: "all" } | { kind: "seeded"; seed: number; perTemplate: number };
   } | null;
   compute: Record<string, { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number }>;
@@ -505,7 +507,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       const sampleArgs = ["--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--seed", String(scale.eval.sampleSeed)];
       await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--no-progress", "--out", rel(dir)]);
       const s = readJson<{
-        overall: { accuracy: number; majorityAccuracy: number };
+        overall: { accuracy: number; majorityAccuracy: number; chanceAccuracy: number };
         counts: { examples: number };
         config: { sample: NonNullable<ExperimentRecord["p3"]>["sample"] };
       }>(path.join(dir, "summary.json"));
@@ -519,7 +521,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         perTask[task] = 100 * Number(cells[header.indexOf("meanAccuracy")]);
         majorityPerTask[task] = 100 * Number(cells[header.indexOf("majorityAccuracy")]);
       }
-      p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples, majorityAccuracy: 100 * s.overall.majorityAccuracy, majorityPerTask, sample: s.config.sample };
+      p3 = { accuracy: 100 * s.overall.accuracy, perTask, examples: s.counts.examples, majorityAccuracy: 100 * s.overall.majorityAccuracy, majorityPerTask, chanceAccuracy: 100 * s.overall.chanceAccuracy, sample: s.config.sample };
     }
 
     const record: ExperimentRecord = {

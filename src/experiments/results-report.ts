@@ -341,7 +341,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         `At most ${e.p3MaxExamplesPerTemplate} examples per template, drawn as a seeded sample of each task's rows (the same rows for every template and model): ` +
           "the dev files are not shuffled (ANLI R3's first rows are all one label). " +
           "On the same examples: 'chance' is a uniform guess over the answer choices; 'majority class' is always giving the sample's most frequent answer, an upper bound for a model that gives one fixed answer (chosen after seeing the sample, so above chance on 10-row samples). " +
-          "TAGI students are not evaluated on P3 yet (their instruction/instance split for promptsource templates is not built).",
+          "TAGI, Hypter and HINT are not evaluated on P3: the paper trains their P3 models on T0's training mixture, which this data does not include (`loadT0Mixture` reads it where a user has it), and models trained on SNI here would answer a different question. " +
+          "With 10 rows per template a task's accuracy moves in steps of a few points; differences under ~5 points are within sampling noise.",
         "",
         table(
           ["Method", "seeds", "accuracy", "chance", "majority class", "rows", "paper (T5 Base)"],

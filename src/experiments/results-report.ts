@@ -301,15 +301,17 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       const base = new Map(tagiRecs.map((r) => [r.seed, pick(r)]));
       const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
       if (!diffs.length) return "–";
-      const m = stat(diffs).mean;
-      return `${m >= 0 ? "+" : ""}${m.toFixed(3)} (${diffs.length} paired)`;
+      const st = stat(diffs);
+      const sign = st.mean >= 0 ? "+" : "";
+      // With 2+ pairs: the std of the paired differences, to judge the Δ against seed noise.
+      return st.std === null ? `${sign}${st.mean.toFixed(3)} (1 paired)` : `${sign}${st.mean.toFixed(3)} ± ${st.std.toFixed(3)} (${diffs.length} paired)`;
     };
     const abl = ABLATION_ORDER.filter((n) => s.has(n));
     if (abl.length > 1) {
       lines.push(
         "### Ablations (SNI-103)",
         "",
-        "Δ columns: the variant minus TAGI on the same seeds. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
+        "Δ columns: the variant minus TAGI on the same seeds, mean ± std of the paired differences. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
         "",
         table(
           ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
@@ -356,7 +358,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### Beyond the paper: probes (SNI-103, Def)",
         "",
-        "Δ columns: the probe minus TAGI with its own instruction on the same seeds (for the mean adapter, TAGI's seeds that exist).",
+        "Δ columns: the probe minus TAGI with its own instruction on the same seeds, mean ± std of the paired differences (for the mean adapter, TAGI's seeds that exist).",
         "",
         table(
           ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L", "reference NLL ↓", "Δ NLL"],

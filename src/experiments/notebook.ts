@@ -368,21 +368,22 @@ export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), 
  * the factor-MSE L_ins is ~1e-3 of L_ce at the small scale.
  */
 export function lossTermRows(names: readonly string[], scale = defaultScale(), window = 10): Record<string, string | number>[] {
-  const rows: Record<string, string | number>[] = [];
-  for (const name of names) {
+  const runs = names.flatMap((name) => {
     const recs = finishedRecords(name, scale).filter((r) => fs.existsSync(path.join(resultDir(name, scale, r.seed), "log.jsonl")));
-    if (recs.length === 0) continue;
-    const logs = recs.map((r) => readTrainingLog(path.join(resultDir(name, scale, r.seed), "log.jsonl")));
-    const terms = [...new Set(logs.flatMap((l) => l.flatMap((x) => Object.keys(x.terms))))].sort();
+    return recs.length ? [{ recs, logs: recs.map((r) => readTrainingLog(path.join(resultDir(name, scale, r.seed), "log.jsonl"))) }] : [];
+  });
+  // Every row gets every term's columns ("–" where a run did not log it), so the rows tabulate.
+  const terms = [...new Set(runs.flatMap(({ logs }) => logs.flatMap((l) => l.flatMap((x) => Object.keys(x.terms)))))].sort();
+  return runs.map(({ recs, logs }) => {
     const row: Record<string, string | number> = { experiment: recs[0]!.experiment.row, seeds: recs.map((r) => r.seed).join(","), steps: logs[0]!.length };
     for (const t of terms) {
+      const logged = logs.every((l) => l.some((x) => t in x.terms));
       const at = (pick: (l: LogRecord[]) => LogRecord[]) => logs.reduce((a, l) => a + pick(l).reduce((b, x) => b + (x.terms[t] ?? 0), 0) / Math.max(pick(l).length, 1), 0) / logs.length;
-      row[`${t} first`] = Number(at((l) => l.slice(0, window)).toPrecision(3));
-      row[`${t} last`] = Number(at((l) => l.slice(-window)).toPrecision(3));
+      row[`${t} first`] = logged ? at((l) => l.slice(0, window)).toPrecision(3) : "–";
+      row[`${t} last`] = logged ? at((l) => l.slice(-window)).toPrecision(3) : "–";
     }
-    rows.push(row);
-  }
-  return rows;
+    return row;
+  });
 }
 
 /** Generated-versus-teacher adapter analyses (experiments with `analysis: "adapters"`): one row per record. */

@@ -398,8 +398,8 @@ export function adapterAnalysisRows(names: readonly string[], scale = defaultSca
         return {
           model: r.experiment.row,
           seed: r.seed,
-          "cosine, own teacher": Number(own.mean.toPrecision(3)),
-          "cosine, other teachers": Number(others.mean.toPrecision(3)),
+          "cosine, own teacher": own.mean.toPrecision(3),
+          "cosine, other teachers": others.mean.toPrecision(3),
           "closer to own": `${sim.filter((x) => x.cosineOwn > x.cosineOthers).length}/${sim.length}`,
         };
       }),

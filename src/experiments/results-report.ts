@@ -335,7 +335,9 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
       );
     }
-    const p3Rows = [...s.values()].filter((x) => x.p3 !== null);
+    const order = [...MAIN_ORDER, ...PROBE_ORDER];
+    const rank = (n: string) => (order.includes(n) ? order.indexOf(n) : order.length);
+    const p3Rows = [...s.values()].filter((x) => x.p3 !== null).sort((a, b) => rank(a.name) - rank(b.name));
     if (p3Rows.length) {
       lines.push(
         "### P3 held-out (rank classification accuracy)",

@@ -338,14 +338,19 @@ export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale
   });
 }
 
-/** One line per ablation: Def ROUGE-L, its difference from TAGI (mean over seeds), and the paper's (XL) difference. */
+/**
+ * One line per ablation: Def ROUGE-L and reference NLL with their differences from TAGI (of the means over
+ * seeds; results/README.md pairs them by seed), and the paper's (XL) ROUGE-L difference.
+ */
 export function ablationLines(summaries: readonly ExperimentSummary[]): string[] {
   const full = summaries.find((s) => s.name === "tagi");
   const paperFull = PAPER_ABLATION["tagi"]!.def;
+  const signed = (v: number, digits: number) => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
   return summaries.map((s) => {
     const paper = PAPER_ABLATION[s.name];
-    const delta = full?.def && s.def ? (s.def.mean - full.def.mean).toFixed(2) : "–";
-    return `${s.row.padEnd(24)} Def ${fmtStat(s.def).padEnd(16)} Δ ${delta} | paper (XL) ${paper ? `${paper.def} (Δ ${(paper.def - paperFull).toFixed(1)})` : "–"}`;
+    const delta = full?.def && s.def ? signed(s.def.mean - full.def.mean, 2) : "–";
+    const dNll = full?.nllDef && s.nllDef ? signed(s.nllDef.mean - full.nllDef.mean, 3) : "–";
+    return `${s.row}\n    Def ${fmtStat(s.def).padEnd(14)} Δ ${delta.padEnd(6)} | NLL ${fmtStat(s.nllDef, 3).padEnd(16)} Δ ${dNll.padEnd(7)} | paper (XL) ${paper ? `${paper.def} (Δ ${(paper.def - paperFull).toFixed(1)})` : "–"}`;
   });
 }
 

@@ -166,7 +166,7 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
       width: 440,
       height: { step: 26 },
       data: { values },
-      encoding: { y: { field: "row", type: "nominal", sort: null, title: null } },
+      encoding: { y: { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 360 } } },
       layer: [
         { mark: { type: "bar", color: "#4c78a8" }, encoding: { x: { field: "rougeL", type: "quantitative", title: xTitle } } },
         { mark: { type: "rule", color: "black" }, encoding: { x: { field: "lo", type: "quantitative" }, x2: { field: "hi" } } },
@@ -202,7 +202,7 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
       encoding: {
         y: { field: "category", type: "nominal", sort: null, title: null, axis: { labelFontSize: 8 } },
         x: { field: "cosine", type: "quantitative", title: "cosine similarity" },
-        color: { field: "against", type: "nominal", title: "compared with", legend: { orient: "top" } },
+        color: { field: "against", type: "nominal", title: "compared with", legend: { orient: "top", labelLimit: 320 } },
       },
     };
     // Other analysed models (e.g. trained with the relative L_ins): the same figure, one per model.
@@ -210,7 +210,7 @@ function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters:
       const base = specs["adapter-similarity"] as Spec;
       specs[m.name] = {
         ...base,
-        title: { text: `Generated versus teacher adapter updates: ${m.row} (${scale}, seed ${m.seed})`, subtitle: (base["title"] as { subtitle: string }).subtitle },
+        title: { text: `Generated versus teacher adapter updates, ${m.row.replace(/^Generated vs teacher adapters, /, "TAGI trained with ")} (${scale}, seed ${m.seed})`, subtitle: (base["title"] as { subtitle: string }).subtitle },
         data: {
           values: m.a.similarity.flatMap((r) => [
             { category: r.category, against: "its own category's teacher", cosine: r.cosineOwn },

@@ -283,6 +283,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       "",
       "### SNI-103, main table",
       "",
+      "Mean ± std over training seeds. No FT (and, below, the mean teacher adapter) trains nothing and is evaluated on the fixed sample, so its single run is exact: another seed gives the same numbers.",
+      "",
       table(
         ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
         MAIN_ORDER.filter((n) => s.has(n)).map((n) => {

@@ -524,7 +524,7 @@ export function buildProgram(): Command {
     .option("--scale <scale>", "configs/<scale>/experiments.json (default $TAGI_SCALE, else tiny)")
     .option("--force", "rerun even when the result exists")
     .option("--reevaluate [parts]", "redo the evaluations of a finished run with its trained model: all, or a comma list of sni, p3, adapters")
-    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | boolean }) => {
+    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | true }) => {
       const reevaluate = o.reevaluate === undefined ? false : parseEvaluationParts(o.reevaluate);
       for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false, reevaluate });
     });

@@ -96,7 +96,11 @@ describe("TAGI losses", () => {
     }
     assert.equal(dB[1]![0]![0], 0);
     const zero = adapter([[[1], [2]], [[0], [0]]], [[[1, 1]], [[1, 2]]], 1);
+    const before = tf.memory().numTensors;
     assert.throws(() => parameterAlignmentLoss(g, zero, "relative-product"), /teacher's s·A·B is zero for encoder\.block\.0\.layer\.0\.SelfAttention\.q, example 1/);
+    parameterAlignmentLoss(g, t, "relative-product").dispose();
+    parameterAlignmentLoss(g, t, "cosine").dispose();
+    assert.equal(tf.memory().numTensors, before, "no tensor left behind, thrown or not");
     assert.throws(() => parameterAlignmentLoss(g, t, "l1" as never), /unknown alignment mode "l1" \(valid: factors, product, relative-product, cosine\)/);
   });
 

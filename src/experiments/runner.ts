@@ -236,9 +236,8 @@ export const EVALUATION_PARTS = ["sni", "p3", "adapters"] as const;
 export type EvaluationPart = (typeof EVALUATION_PARTS)[number];
 
 /** Parses `--reevaluate [parts]`: no value means every part; else a comma list of EVALUATION_PARTS. */
-export function parseEvaluationParts(value: string | boolean): EvaluationPart[] {
+export function parseEvaluationParts(value: string | true): EvaluationPart[] {
   if (value === true) return [...EVALUATION_PARTS];
-  if (value === false) return [];
   const parts = value.split(",").map((x) => x.trim()).filter((x) => x !== "");
   const bad = parts.filter((x) => !(EVALUATION_PARTS as readonly string[]).includes(x));
   if (bad.length > 0 || parts.length === 0) throw new Error(`--reevaluate: unknown part(s) ${JSON.stringify(bad.length > 0 ? bad : value)} (valid: ${EVALUATION_PARTS.join(", ")}, comma-separated)`);

@@ -80,50 +80,50 @@ export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdap
   if (problems.length) throw new Error(`parameterAlignmentLoss: generated and teacher adapters do not match:\n  - ${problems.slice(0, 8).join("\n  - ")}`);
   if (generated.modules.size === 0) throw new Error("parameterAlignmentLoss: empty adapters");
   if (!ALIGNMENT_MODES.includes(mode)) throw new Error(`parameterAlignmentLoss: unknown alignment mode ${JSON.stringify(mode)} (valid: ${ALIGNMENT_MODES.join(", ")})`);
-  const zeroTeacherNorms: [string, tf.Tensor][] = [];
+  // "relative-product" and "cosine" divide by the teacher's ‖ΔW_t‖²: its per-module, per-example values are
+  // kept from the tidy as one [modules, B] tensor and read once, to refuse a zero teacher update by name.
+  const moduleNames = [...generated.modules.keys()];
+  let teacherNorms: tf.Tensor | null = null;
   const loss = tf.tidy(() => {
     const terms: tf.Scalar[] = [];
+    const norms: tf.Tensor[] = [];
     for (const [m, g] of generated.modules) {
       const t = teacher.modules.get(m)!;
-      if (mode === "product" || mode === "relative-product" || mode === "cosine") {
-        const dg = tf.mul(tf.matMul(g.A as tf.Tensor3D, g.B as tf.Tensor3D), generated.scaling);
-        const dt = tf.mul(tf.matMul(t.A as tf.Tensor3D, t.B as tf.Tensor3D), teacher.scaling);
-        if (mode === "product") terms.push(tf.mean(tf.squaredDifference(dg, dt)) as tf.Scalar);
-        else if (mode === "cosine") {
-          const dot = tf.sum(tf.mul(dg, dt), [1, 2]);
-          const ng = tf.sqrt(tf.add(tf.sum(tf.square(dg), [1, 2]), 1e-12));
-          const norm = tf.sum(tf.square(dt), [1, 2]);
-          zeroTeacherNorms.push([m, norm]);
-          terms.push(tf.mean(tf.sub(1, tf.div(dot, tf.mul(ng, tf.sqrt(tf.maximum(norm, 1e-30)))))) as tf.Scalar);
-        } else {
-          const err = tf.sum(tf.squaredDifference(dg, dt), [1, 2]);
-          const norm = tf.sum(tf.square(dt), [1, 2]);
-          zeroTeacherNorms.push([m, norm]);
-          terms.push(tf.mean(tf.div(err, tf.maximum(norm, 1e-30))) as tf.Scalar);
-        }
-      } else {
+      if (mode === "factors") {
         const a = tf.mean(tf.squaredDifference(g.A, t.A));
         const bb = tf.mean(tf.squaredDifference(tf.mul(g.B, generated.scaling), tf.mul(t.B, teacher.scaling)));
         terms.push(tf.add(a, bb) as tf.Scalar);
+        continue;
+      }
+      const dg = tf.mul(tf.matMul(g.A as tf.Tensor3D, g.B as tf.Tensor3D), generated.scaling);
+      const dt = tf.mul(tf.matMul(t.A as tf.Tensor3D, t.B as tf.Tensor3D), teacher.scaling);
+      if (mode === "product") {
+        terms.push(tf.mean(tf.squaredDifference(dg, dt)) as tf.Scalar);
+        continue;
+      }
+      const norm = tf.sum(tf.square(dt), [1, 2]);
+      norms.push(norm);
+      const safeNorm = tf.maximum(norm, 1e-30);
+      if (mode === "cosine") {
+        const dot = tf.sum(tf.mul(dg, dt), [1, 2]);
+        const ng = tf.sqrt(tf.add(tf.sum(tf.square(dg), [1, 2]), 1e-12));
+        terms.push(tf.mean(tf.sub(1, tf.div(dot, tf.mul(ng, tf.sqrt(safeNorm))))) as tf.Scalar);
+      } else {
+        terms.push(tf.mean(tf.div(tf.sum(tf.squaredDifference(dg, dt), [1, 2]), safeNorm)) as tf.Scalar);
       }
     }
-    for (const [, n] of zeroTeacherNorms) tf.keep(n);
+    if (norms.length) teacherNorms = tf.keep(tf.stack(norms));
     return tf.div(tf.addN(terms), terms.length) as tf.Scalar;
   });
-  if (zeroTeacherNorms.length > 0) {
-    // A relative error against a zero teacher update means nothing: say which module, do not divide by ~0.
-    // (A read of B·modules floats per step; small next to the product itself.)
-    try {
-      for (const [m, n] of zeroTeacherNorms) {
-        const v = n.dataSync();
-        const i = v.findIndex((x) => !(x > 0));
-        if (i >= 0) {
-          loss.dispose();
-          throw new Error(`parameterAlignmentLoss ("${mode}"): the teacher's s·A·B is zero for ${m}, example ${i}; the term is undefined (use "product" or "factors")`);
-        }
-      }
-    } finally {
-      tf.dispose(zeroTeacherNorms.map(([, n]) => n));
+  if (teacherNorms !== null) {
+    const norms = teacherNorms as tf.Tensor;
+    const [, batch] = norms.shape as [number, number];
+    const values = norms.dataSync();
+    norms.dispose();
+    const at = values.findIndex((x) => !(x > 0));
+    if (at >= 0) {
+      loss.dispose();
+      throw new Error(`parameterAlignmentLoss ("${mode}"): the teacher's s·A·B is zero for ${moduleNames[Math.floor(at / batch)]}, example ${at % batch}; the term is undefined (use "product" or "factors")`);
     }
   }
   return loss;

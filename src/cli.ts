@@ -32,6 +32,8 @@ import { sniComputeSummary } from "./experiments/compute-summary";
 import type { Method } from "./compute/method-flops";
 import { groupByCategory, loadSniSplit } from "./data/sni";
 import { writeJsonAtomic } from "./train/checkpoint";
+import { readUtf8File } from "./data/utf8";
+import { freshRunFolder, lockFolder, withFolderLock } from "./train/folder-lock";
 import { randomTinyT5 } from "./model/tiny";
 import type { T5Model } from "./model/t5";
 import { T5Tokenizer } from "./text/tokenizer";
@@ -45,8 +47,12 @@ function intArg(min: number) {
   };
 }
 
-function timestamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z"); // 20261121T184300Z
+/**
+ * --out, or a new folder results/eval/<benchmark>-<time to the ms>-<pid>, created exclusively: two evaluations
+ * started in the same second (or millisecond) never share a folder.
+ */
+function evaluationOutDir(o: { out?: string; benchmark: string }, started: Date): string {
+  return o.out ? resolve(o.out) : freshRunFolder(resolve("results", "eval"), o.benchmark, started);
 }
 
 function fmtSeconds(s: number): string {
@@ -208,7 +214,8 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   if (tokenizer.vocabSize > model.config.vocab_size) {
     throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${model.config.vocab_size}`);
   }
-  const outDir = resolve(o.out ?? join("results", "eval", `${o.benchmark}-${timestamp(started)}`));
+  const outDir = evaluationOutDir(o, started);
+  const lock = lockFolder(outDir, { what: "evaluate" });
   console.error(
     `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : `${tagi ? "TAGI " : ""}${String(description.path)}`} on SNI test, ` +
       `format ${o.format}, input ${tagi ? "instance (instruction through the generated adapter and fusion)" : o.input}, batch ${o.batchSize}; writing to ${outDir}`,
@@ -291,7 +298,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
       `  compute (${compute.method}): ${(compute.flops / 1e12).toFixed(3)} TFLOP, x${compute.relativeToTkInstruct.toFixed(2)} of Tk-Instruct's on these tasks`,
       `  wrote ${outDir}/{per_task.csv, per_category.csv, predictions.jsonl, summary.json}`,
     ].join("\n"),
-  );
+  );  lock.release();
 }
 
 // ---- P3 held-out (T0's MTest) ----------------------------------------------------------------------------
@@ -338,7 +345,8 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
   console.error(describeBackend(backend));
   const tokenizer = T5Tokenizer.fromFile(tokenizerPath(o));
   const { model, description } = await loadModel(o);
-  const outDir = resolve(o.out ?? join("results", "eval", `${o.benchmark}-${timestamp(started)}`));
+  const outDir = evaluationOutDir(o, started);
+  lockFolder(outDir, { what: "evaluate" }); // released when the process exits
   console.error(`[tagi] evaluate on P3 held-out sets (rank classification); writing to ${outDir}`);
   const progress = makeProgress(o.progress);
   const t0 = Date.now();
@@ -503,7 +511,7 @@ export function buildProgram(): Command {
     .action(async (o: { checkpoint: string; instruction?: string; instructionFile?: string; out: string; model?: string; backend?: string }) => {
       await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
       if (!o.instruction && !o.instructionFile) throw new Error("generate: give --instruction TEXT or --instruction-file FILE");
-      const instruction = o.instruction ?? readFileSync(o.instructionFile!, "utf8");
+      const instruction = o.instruction ?? readUtf8File(o.instructionFile!); // invalid UTF-8: an error naming the byte offset
       const dir = resolve(o.checkpoint);
       const { base } = readTagiConfig(dir);
       const baseDir = o.model ? resolve(o.model) : base;
@@ -587,6 +595,7 @@ interface TrainingOpts {
   backend?: string;
   progress: boolean;
   stopAtStep?: number;
+  allowChange: string[];
 }
 
 /** `--set a.b=value`: value parsed as JSON when it parses (numbers, true, null, arrays), else taken as a string. */
@@ -630,6 +639,12 @@ function addTrainingCommand(
     .option("--set <key=value>", "override a config value, e.g. --set train.steps=50 (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
     .addOption(new Option("--stop-at-step <n>", "stop with a checkpoint after step n (resume later with --resume)").argParser(intArg(1)))
+    .option(
+      "--allow-change <key>",
+      "with --resume: accept this config key differing from the checkpoint's (train.schedule.lr, e.g. a lower rate after a non-finite loss; train.maxGradNorm, train.steps, ...); recorded in trainer_state.json (repeatable)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option("--no-progress", "no progress bar or progress lines")
     .action(async (o: TrainingOpts) => {
       const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
@@ -642,17 +657,23 @@ function addTrainingCommand(
         } catch (e) {
           throw new Error(`${name}: cannot parse ${o.config} as JSON: ${(e as Error).message}`);
         }
+        if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${name}: ${o.config} must hold a JSON object ({...}), got ${JSON.stringify(raw)}`);
       }
       raw = applySets(raw, o.set);
+      if (o.allowChange.length && !o.resume) throw new Error(`${name}: --allow-change applies to --resume only`);
       const out = resolve(o.out);
       console.error(`[tagi] ${name}${o.config ? ` --config ${o.config}` : ""} -> ${out}${o.resume ? " (resume)" : ""}`);
-      await run(raw, {
-        out,
-        resume: o.resume ?? false,
-        progress: o.progress ? "auto" : false,
-        command: ["tagi", ...process.argv.slice(2)],
-        stopAtStep: o.stopAtStep,
-      });
+      // One process per output folder: a second run into the same --out is refused, naming the first.
+      await withFolderLock(out, { what: name }, () =>
+        run(raw, {
+          out,
+          resume: o.resume ?? false,
+          progress: o.progress ? "auto" : false,
+          command: ["tagi", ...process.argv.slice(2)],
+          stopAtStep: o.stopAtStep,
+          allowChanges: o.allowChange,
+        }),
+      );
     });
 }
 

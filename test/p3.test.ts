@@ -1,6 +1,6 @@
 /**
  * P3 held-out data and evaluation (src/data/p3.ts, src/eval/p3-eval.ts) and the T0 mixture loader
- * (src/data/t0-mixture.ts): label mappings, template parsing, nunjucks renders equal to promptsource's Jinja2
+ * (src/data/t0-mixture.ts): label mappings, template parsing, sandboxed renders equal to promptsource's Jinja2
  * renders (fixture from reference/make_p3_fixture.py), exact coverage counts over every held-out template and
  * example, rank classification on a tiny random T5, and the JSONL loader's errors and counted skips.
  */
@@ -17,7 +17,6 @@ import { T5Tokenizer } from "../src/text/tokenizer";
 import {
   P3_HELDOUT_TASKS,
   fixWscSpans,
-  jinjaSyntaxShim,
   loadP3Records,
   loadP3Templates,
   p3Coverage,
@@ -148,10 +147,9 @@ describe("promptsource templates", () => {
     assert.equal(wg.target, "Maria");
   });
 
-  it("shims: Python string methods, trailing list comma, seeded choice", () => {
+  it("Jinja as Python: string methods, trailing list comma, seeded choice, strict output", () => {
     const t: P3Template = { id: "x", name: "x", jinja: "{{ s.lower() }}|{{ s.split() | join(',') }}|{{ s.split(' ')[1:] | join('+') }}|||{{ s.upper() }}", answerChoices: null, reference: "", metadata: { originalTask: null, choicesInPrompt: null, metrics: [], languages: [] } };
     assert.deepEqual(renderTemplate(t, { s: " Ab  Cd " }), { input: "ab  cd |Ab,Cd|Ab++Cd+", target: "AB  CD", answerChoices: [] });
-    assert.equal(jinjaSyntaxShim("{% set p = ['a', 'b',] %}{{ [1,] }}"), "{% set p = ['a', 'b'] %}{{ [1,] }}");
     const rnd: P3Template = { ...t, jinja: "{% set p = ['a', 'b', 'c', 'd',] %}{{ p | choice }} ||| x" };
     assert.equal(renderTemplate(rnd, {}, 7).input, renderTemplate(rnd, {}, 7).input);
     const missing: P3Template = { ...t, jinja: "{{ nope }} ||| x" };

@@ -165,14 +165,16 @@ describe("weights: safetensors and checkpoints", function () {
       ]);
       const file = path.join(tmpDir("rt"), "x.safetensors");
       writeSafetensors(file, tensors, { format: "pt", note: "hello" });
-      const back = readSafetensors(file);
+      // NaN and Inf are refused on load unless asked for, naming the tensor, the count and the first index
+      throwsWith(() => readSafetensors(file), [file, `"z.float"`, "3 non-finite value(s)", "NaN", "flat index 2"], "non-finite");
+      const back = readSafetensors(file, { allowNonFinite: true });
       assert.deepEqual(back.metadata, { format: "pt", note: "hello" });
       assert.deepEqual([...back.tensors.keys()].sort(), [...tensors.keys()].sort());
       for (const [k, t] of tensors) assertBitsEqual(back.tensors.get(k)!, t, k);
       // Record input, no metadata.
       const file2 = path.join(path.dirname(file), "y.safetensors");
       writeSafetensors(file2, { w: tensors.get("z.float")! });
-      const back2 = readSafetensors(file2);
+      const back2 = readSafetensors(file2, { allowNonFinite: true });
       assert.deepEqual(back2.metadata, {});
       assertBitsEqual(back2.tensors.get("w")!, tensors.get("z.float")!, "record input");
       disposeAll(tensors);
@@ -272,7 +274,7 @@ describe("weights: safetensors and checkpoints", function () {
         { name: "bool", dtype: "BOOL", shape: [3], bytes: new Uint8Array([1, 0, 1]) },
         { name: "scalar", dtype: "F16", shape: [], bytes: bytesOf(new Uint16Array([0xc000])) },
       ]);
-      const { tensors } = readSafetensors(file);
+      const { tensors } = readSafetensors(file, { allowNonFinite: true });
       const arr = (k: string) => Array.from(tensors.get(k)!.dataSync() as ArrayLike<number>);
       const dt = (k: string) => tensors.get(k)!.dtype;
       assert.deepEqual(arr("f16"), [1, 2 ** -24, -Infinity, -0]);
@@ -297,7 +299,7 @@ describe("weights: safetensors and checkpoints", function () {
       assert.equal(dt("bool"), "bool");
       disposeAll(tensors);
       // A filter reads a subset.
-      const some = readSafetensors(file, { filter: (n) => n.startsWith("f") });
+      const some = readSafetensors(file, { filter: (n) => n.startsWith("f"), allowNonFinite: true });
       assert.deepEqual([...some.tensors.keys()].sort(), ["f16", "f32", "f64"]);
       disposeAll(some.tensors);
     });

@@ -1,7 +1,7 @@
 /**
  * T0 / P3 held-out evaluation data from `../shared/data/p3` (see its README): the raw validation sets turned
  * into rows shaped like Hugging Face `datasets` rows, the promptsource `templates.yaml` files, and template
- * rendering with nunjucks that reproduces promptsource's `Template.apply` (Jinja2).
+ * rendering that reproduces promptsource's `Template.apply` (Jinja2) in a sandbox (./promptsource-jinja.ts).
  *
  * Records (label mappings and renames from the data README):
  * - RTE `entailment`→0, `not_entailment`→1; CB `entailment`→0, `contradiction`→1, `neutral`→2;
@@ -22,24 +22,16 @@
  * the input, the second the target. promptsource's `| string | truncate(N)` appended to every `}}` is a no-op
  * at these lengths and is not applied.
  *
- * nunjucks vs Jinja2 shims (plus `jinjaSyntaxShim`: a trailing comma in a list literal) (everything else is nunjucks 3.2.4 as is, with `installJinjaCompat()` for Python
- * slices `[a:]`, True/False/None):
- * - Python string methods called in the templates (`.lower()`, `.upper()`, `.split()`, `.strip()`,
- *   `.capitalize()`, `.title()`, `.replace()`, `.startswith()`, `.endswith()`) through a wrapped
- *   `runtime.memberLookup` (the same mechanism jinja-compat uses for list/dict methods); `split()` with no
- *   argument splits on whitespace runs like Python.
- * - promptsource's filters: `choice` (random choice: seeded here, mulberry32 of the example index, so renders
- *   are reproducible; promptsource uses Python's unseeded `random.choice`), `most_frequent`, and `highlight`.
- * - nunjucks's `int` filter already matches Jinja's for the strings and numbers used here; `string` renders
- *   null as "" where Jinja renders "None" (no held-out template outputs null).
- * - `throwOnUndefined: true`: a template printing a field the record lacks fails with an error naming it
- *   (Jinja would print ""), so missing fields are counted, never rendered as blanks.
+ * The template engine is sandboxed (templates are untrusted files: they must never run code); its
+ * differences from Jinja2 are listed in ./promptsource-jinja.ts. The one that matters here: printing an
+ * undefined or null value is an error naming it (Jinja would print "" or "None"), so missing fields are
+ * counted as render failures, never rendered as blanks.
  */
 import { readFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import nunjucks from "nunjucks";
-import { mulberry32 } from "./sni"; // the same seeded PRNG as SNI sampling
-import { parse as parseYaml, type Tags, type CollectionTag } from "yaml";
+import { renderJinja } from "./promptsource-jinja";
+import { mulberry32 } from "./sni";
+import { parseDocument, type Tags, type CollectionTag } from "yaml";
 
 // seek-bzip (pure JS bzip2 decoder) ships no type declarations: the one function used, typed here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -263,7 +255,12 @@ function asStr(v: unknown, what: string): string {
 export function parseTemplatesYaml(text: string, source = "templates.yaml"): { dataset: string; subset?: string; templates: P3Template[] } {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { customTags: PROMPTSOURCE_TAGS, mapAsMap: false });
+    // Only plain YAML plus promptsource's two tags: any other tag (e.g. `!!js/function`) is an error, never a
+    // value built by a constructor (the yaml library would take it as a plain string with a warning).
+    const parsed = parseDocument(text, { customTags: PROMPTSOURCE_TAGS, prettyErrors: false });
+    const problem = parsed.errors[0] ?? parsed.warnings[0];
+    if (problem) throw problem;
+    doc = parsed.toJS({ mapAsMap: false });
   } catch (e) {
     throw new Error(`${source}: YAML error: ${(e as Error).message}`);
   }
@@ -304,86 +301,6 @@ export function loadP3Templates(task: P3Task, dataDir = P3_DEFAULT_DIR): P3Templ
 
 const PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0";
 
-function pySplit(s: string, sep?: unknown, maxsplit?: unknown): string[] {
-  const max = typeof maxsplit === "number" && maxsplit >= 0 ? maxsplit : Infinity;
-  if (sep === undefined || sep === null) {
-    const parts = s.trim().split(/\s+/).filter((p) => p !== "");
-    if (parts.length - 1 <= max) return parts;
-    // rare path: keep the remainder after `max` splits
-    const out: string[] = [];
-    let rest = s.replace(/^\s+/, "");
-    for (let i = 0; i < max; i++) {
-      const m = /\s+/.exec(rest);
-      if (!m) break;
-      out.push(rest.slice(0, m.index));
-      rest = rest.slice(m.index + m[0].length);
-    }
-    out.push(rest);
-    return out;
-  }
-  const d = String(sep);
-  if (d === "") throw new Error("split(): empty separator");
-  const parts = s.split(d);
-  if (parts.length - 1 <= max) return parts;
-  return [...parts.slice(0, max), parts.slice(max).join(d)];
-}
-
-const STRING_METHODS: Record<string, (s: string, ...args: unknown[]) => unknown> = {
-  lower: (s) => s.toLowerCase(),
-  upper: (s) => s.toUpperCase(),
-  strip: (s, chars) => (typeof chars === "string" ? s.replace(new RegExp(`^[${escapeRe(chars)}]+|[${escapeRe(chars)}]+$`, "g"), "") : s.trim()),
-  lstrip: (s) => s.replace(/^\s+/, ""),
-  rstrip: (s) => s.replace(/\s+$/, ""),
-  split: (s, sep, max) => pySplit(s, sep, max),
-  capitalize: (s) => s.slice(0, 1).toUpperCase() + s.slice(1).toLowerCase(),
-  title: (s) => s.replace(/[A-Za-z]+/g, (w) => w.slice(0, 1).toUpperCase() + w.slice(1).toLowerCase()),
-  replace: (s, a, b) => s.split(String(a)).join(String(b)),
-  startswith: (s, p) => s.startsWith(String(p)),
-  endswith: (s, p) => s.endsWith(String(p)),
-};
-
-function escapeRe(s: string): string {
-  return s.replace(/[\\\]^-]/g, "\\$&");
-}
-
-let envSingleton: nunjucks.Environment | undefined;
-let currentRng: () => number = mulberry32(0);
-
-/** The nunjucks environment with the Jinja shims (see the module header). */
-export function p3Environment(): nunjucks.Environment {
-  if (envSingleton) return envSingleton;
-  nunjucks.installJinjaCompat();
-  const runtime = (nunjucks as unknown as { runtime: { memberLookup: (obj: unknown, val: unknown) => unknown } }).runtime;
-  const orig = runtime.memberLookup;
-  runtime.memberLookup = function (this: unknown, obj: unknown, val: unknown, ...rest: unknown[]): unknown {
-    if (rest.length === 0 && typeof obj === "string" && typeof val === "string" && Object.prototype.hasOwnProperty.call(STRING_METHODS, val)) {
-      const fn = STRING_METHODS[val]!;
-      return (...args: unknown[]) => fn(obj, ...args);
-    }
-    // jinja-compat passes 4 arguments for a slice `[a:b]`
-    return (orig as (...a: unknown[]) => unknown).call(this, obj, val, ...rest);
-  };
-  const env = new nunjucks.Environment(null, { autoescape: false, throwOnUndefined: true });
-  env.addFilter("choice", (xs: unknown) => {
-    if (!Array.isArray(xs) || xs.length === 0) throw new Error("choice: expected a non-empty list");
-    return xs[Math.floor(currentRng() * xs.length)];
-  });
-  env.addFilter("most_frequent", (xs: unknown) => {
-    if (!Array.isArray(xs) || xs.length === 0) return undefined;
-    const counts = new Map<unknown, number>();
-    for (const x of xs) counts.set(x, (counts.get(x) ?? 0) + 1);
-    const max = Math.max(...counts.values());
-    return [...counts.entries()].filter(([, c]) => c === max).map(([x]) => x);
-  });
-  env.addFilter("highlight", (s: unknown) => `<span style='color: #F08080'>${String(s)}</span>`);
-  env.addGlobal("zip", (...lists: unknown[][]) => {
-    const n = Math.min(...lists.map((l) => l.length));
-    return Array.from({ length: n }, (_, i) => lists.map((l) => l[i]));
-  });
-  envSingleton = env;
-  return env;
-}
-
 export interface RenderedExample {
   input: string;
   target: string;
@@ -391,29 +308,9 @@ export interface RenderedExample {
   answerChoices: string[];
 }
 
-const compiled = new Map<string, nunjucks.Template>();
-/**
- * Syntax shim: Jinja accepts a trailing comma in a list literal (`[a, b,]`, hellaswag "Randomized prompts
- * template"), nunjucks's parser does not; inside `{% ... %}` tags only, `,` before `]` is dropped. The
- * template's meaning is unchanged.
- */
-export function jinjaSyntaxShim(src: string): string {
-  return src.replace(/\{%[\s\S]*?%\}/g, (tag) => tag.replace(/,(\s*)\]/g, "$1]"));
-}
-
-function compile(src: string): nunjucks.Template {
-  let t = compiled.get(src);
-  if (!t) {
-    t = new nunjucks.Template(jinjaSyntaxShim(src), p3Environment(), undefined, true);
-    compiled.set(src, t);
-  }
-  return t;
-}
-
 function protect(record: P3Record): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(record)) out[k] = typeof v === "string" ? v.split("|||").join(PIPE_PROTECTOR) : v;
-  return out;
+  // fromEntries defines own properties: a key named "__proto__" stays a key (an assignment would set the prototype)
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, typeof v === "string" ? v.split("|||").join(PIPE_PROTECTOR) : v]));
 }
 const unprotect = (s: string): string => s.split(PIPE_PROTECTOR).join("|||");
 
@@ -424,14 +321,20 @@ const unprotect = (s: string): string => s.split(PIPE_PROTECTOR).join("|||");
  */
 export function renderTemplate(template: P3Template, record: P3Record, seed = 0): RenderedExample {
   if ("answer_choices" in record) throw new Error("Example contains the restricted key 'answer_choices'.");
-  currentRng = mulberry32(seed);
   const ctx = protect(record);
+  const rng = mulberry32(seed); // one stream for both renders, answer choices first
+  const render = (part: string, src: string, context: Record<string, unknown>): string => {
+    try {
+      return renderJinja(src, context, rng);
+    } catch (e) {
+      throw new Error(`template '${template.name}' (${template.id}), ${part}: ${(e as Error).message}`);
+    }
+  };
   let answerChoices: string[] | null = null;
   if (template.answerChoices !== null) {
-    answerChoices = compile(template.answerChoices).render(ctx).split("|||").map((c) => unprotect(c.trim()));
+    answerChoices = render("answer_choices", template.answerChoices, ctx).split("|||").map((c) => unprotect(c.trim()));
   }
-  const parts = compile(template.jinja)
-    .render({ ...ctx, answer_choices: answerChoices })
+  const parts = render("jinja", template.jinja, { ...ctx, answer_choices: answerChoices })
     .split("|||")
     .map((p) => unprotect(p).trim());
   return { input: parts[0] ?? "", target: parts[1] ?? "", answerChoices: answerChoices ?? [] };

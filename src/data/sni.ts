@@ -12,8 +12,8 @@
  */
 import { createReadStream, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { StringDecoder } from "node:string_decoder";
 import { createGunzip } from "node:zlib";
+import { StrictUtf8Stream, Utf8Error } from "./utf8";
 import type { Readable } from "node:stream";
 
 export type SniSplit = "train" | "test";
@@ -108,6 +108,17 @@ export async function loadSniSplit(
 ): Promise<SniLoadResult> {
   if (split !== "train" && split !== "test") throw new Error(`loadSniSplit: split must be "train" or "test", got ${String(split)}`);
   return loadSniFile(sniSplitFile(split, dataDir), split, opts);
+}
+
+/**
+ * The train split for a training stage: tasks the loader skipped are printed with their reasons on stderr,
+ * under the stage's name (a training run must not lose tasks without a word; evaluation reports them in its
+ * summary). The counts stay in the result for the stage's run record.
+ */
+export async function loadTrainTasks(dataDir: string | null | undefined, stage: string): Promise<SniLoadResult<"train">> {
+  const r = await loadSniSplit("train", dataDir ?? undefined, { warn: false });
+  if (r.skipped.length > 0) process.stderr.write(`[${stage}] ${r.report}\n`);
+  return r;
 }
 
 /** Like `loadSniSplit` for any file in the same layout (`.gz` is gunzipped; anything else is read as text). */
@@ -213,12 +224,13 @@ async function* readJsonLines(file: string): AsyncGenerator<{ line: number; text
     raw.on("error", (e) => gz.destroy(e));
     stream = raw.pipe(gz);
   }
-  const decoder = new StringDecoder("utf8");
+  // Strict: an invalid byte is an error naming its offset (in the decompressed text) and line, never U+FFFD.
+  const decoder = new StrictUtf8Stream(file.endsWith(".gz") ? `${file} (decompressed)` : file);
   let buf = "";
   let line = 0;
   try {
     for await (const chunk of stream) {
-      buf += typeof chunk === "string" ? chunk : decoder.write(chunk as Buffer);
+      buf += decoder.write(chunk as Buffer);
       let nl: number;
       while ((nl = buf.indexOf("\n")) >= 0) {
         const text = buf.slice(0, nl);
@@ -228,12 +240,13 @@ async function* readJsonLines(file: string): AsyncGenerator<{ line: number; text
       }
     }
   } catch (e) {
+    if (e instanceof Utf8Error) throw e;
     const err = e as Error & { code?: string };
     throw new Error(
       `${file}: truncated or corrupt gzip stream after line ${line} (reading line ${line + 1}): ${err.message}${err.code ? ` [${err.code}]` : ""}`,
     );
   }
-  buf += decoder.end();
+  decoder.end();
   if (buf.trim() !== "") {
     line++;
     yield { line, text: buf };

@@ -16,6 +16,7 @@
  * command. The seed is the training seed (data order, dropout, generator init); the evaluation sample is
  * fixed by the scale so that seeds measure training variance only. Same seed, same backend: same metrics.
  */
+import { lockFolder } from "../train/folder-lock";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -374,26 +375,13 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     return seconds;
   };
   await ensurePrepared(scale, log);
-  // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, not clobbered.
-  const lock = `${resDir}.lock`;
-  fs.mkdirSync(path.dirname(lock), { recursive: true });
-  if (fs.existsSync(lock)) {
-    const pid = Number(fs.readFileSync(lock, "utf8"));
-    let alive = false;
-    try {
-      process.kill(pid, 0);
-      alive = true;
-    } catch {
-      alive = false;
-    }
-    if (alive) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}) is already running (pid ${pid}, ${path.relative(PROJECT_ROOT, lock)})`);
-    fs.rmSync(lock);
-  }
-  fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+  // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, naming the
+  // first; a lock left by a killed runner is taken over. The lock sits beside the folder, which is replaced.
+  const lock = lockFolder(resDir, { what: `experiment ${name} (${scale.scale}, seed ${seed})`, lockFile: `${resDir}.lock`, log });
   try {
     return await runLocked();
   } finally {
-    fs.rmSync(lock, { force: true });
+    lock.release();
   }
   async function runLocked(): Promise<ExperimentRecord> {
     // A re-evaluation keeps the folder (the training curve, the evaluations not redone) and overwrites the rest.

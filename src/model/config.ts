@@ -92,8 +92,59 @@ export function parseT5Config(raw: Record<string, unknown>, source = "config"): 
     decoder_start_token_id: int("decoder_start_token_id", DEFAULTS.decoder_start_token_id, 0),
   };
   if (cfg.dropout_rate >= 1) problems.push(`dropout_rate: must be < 1, got ${cfg.dropout_rate}`);
+  // Absurd sizes are refused here, before any allocation: a config.json is untrusted input, and a million
+  // layers or a vocabulary of 10^12 would otherwise fail after gigabytes (or overflow the stack).
+  for (const [key, max] of Object.entries(T5_LIMITS) as [keyof typeof T5_LIMITS, number][]) {
+    const v = cfg[key];
+    if (Number.isFinite(v) && v > max) problems.push(`${key}: ${v} is above the limit of ${max.toLocaleString("en-US")} (see T5_LIMITS in src/model/config.ts)`);
+  }
+  for (const key of ["pad_token_id", "eos_token_id", "decoder_start_token_id"] as const) {
+    if (Number.isFinite(cfg[key]) && Number.isFinite(cfg.vocab_size) && cfg[key] >= cfg.vocab_size) problems.push(`${key}: ${cfg[key]} is not below vocab_size ${cfg.vocab_size}`);
+  }
+  if (!problems.length) {
+    const largest = Math.max(cfg.vocab_size * cfg.d_model, cfg.d_ff * cfg.d_model, cfg.num_heads * cfg.d_kv * cfg.d_model);
+    if (largest > MAX_TENSOR_ELEMENTS) {
+      problems.push(`the largest weight matrix would hold ${largest.toExponential(2)} values, above the ${MAX_TENSOR_ELEMENTS.toExponential(2)} one JavaScript typed array can hold`);
+    }
+    const bytes = 4 * t5ParameterCount(cfg);
+    if (bytes > MAX_MODEL_BYTES) {
+      problems.push(`the model would need ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights, above the ${(MAX_MODEL_BYTES / 2 ** 30).toFixed(0)} GiB limit (MAX_MODEL_BYTES)`);
+    }
+  }
   if (problems.length) throw new Error(`${source}: invalid T5 config:\n  - ${problems.join("\n  - ")}`);
   return cfg;
+}
+
+/**
+ * Upper limits on config.json sizes, far above any released T5 (T5-11B / XXL: 24 layers, d_model 1024, d_ff
+ * 65,536, 128 heads of d_kv 128; mT5: a 250,112-token vocabulary; byT5: 36 encoder layers).
+ */
+export const T5_LIMITS = {
+  num_layers: 256,
+  num_decoder_layers: 256,
+  d_model: 65_536,
+  d_ff: 1_048_576,
+  d_kv: 4_096,
+  num_heads: 1_024,
+  vocab_size: 4_194_304,
+  relative_attention_num_buckets: 4_096,
+  relative_attention_max_distance: 1_048_576,
+} as const;
+
+/** One tensor's values must fit one typed array (2^31 - 1 elements keeps every index an int32). */
+export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
+/** Total float32 weight bytes accepted (64 GiB: T5-11B is 45 GB). */
+export const MAX_MODEL_BYTES = 64 * 2 ** 30;
+
+/** The number of parameters, in closed form (no shapes are built: the config may be absurd). */
+export function t5ParameterCount(c: T5Config): number {
+  const inner = c.num_heads * c.d_kv;
+  const attn = 4 * inner * c.d_model;
+  const ffn = (c.feed_forward_proj === "gated-gelu" ? 3 : 2) * c.d_ff * c.d_model;
+  const bias = c.relative_attention_num_buckets * c.num_heads;
+  const enc = c.num_layers * (attn + ffn + 2 * c.d_model) + bias + c.d_model;
+  const dec = c.num_decoder_layers * (2 * attn + ffn + 3 * c.d_model) + bias + c.d_model;
+  return c.vocab_size * c.d_model * (c.tie_word_embeddings ? 1 : 2) + enc + dec;
 }
 
 /** Every parameter of the model, by its Hugging Face name, with its PyTorch shape ([out, in] for linears). */

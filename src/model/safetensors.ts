@@ -91,6 +91,11 @@ export interface SafetensorsHeader {
 export interface ReadSafetensorsOptions {
   /** Read only the tensors for which this returns true (the others are validated but not read). */
   filter?: (name: string, entry: SafetensorsEntry) => boolean;
+  /**
+   * Accept NaN and ±Inf in float tensors. Default false: a checkpoint holding them is an error naming the
+   * tensor, the count and the first flat index (a diverged run must not be loaded as if it were a model).
+   */
+  allowNonFinite?: boolean;
 }
 
 function assertLittleEndian(): void {
@@ -360,6 +365,20 @@ function convert(bytes: Uint8Array, entry: SafetensorsEntry, where: string): Con
   }
 }
 
+function assertFinite(values: Float32Array, where: string): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) {
+      // NaN - NaN and Inf - Inf are NaN; every finite v gives 0
+      bad++;
+      if (first < 0) first = i;
+    }
+  }
+  if (bad) throw new Error(`${where} holds ${bad} non-finite value(s) (NaN or Inf; the first, ${values[first]}, at flat index ${first}): the run that wrote it diverged`);
+}
+
 /**
  * Reads a safetensors file into tfjs tensors (float types -> float32, integers -> int32, BOOL -> bool) and its
  * `__metadata__`. The caller owns the tensors (dispose them). Errors name the file and, where there is one,
@@ -380,6 +399,7 @@ export function readSafetensors(
       const bytes = new Uint8Array(end - begin);
       readExactly(fd, bytes, header.dataStart + begin, file, `tensor ${quote(name)}`);
       const { values, dtype } = convert(bytes, entry, `${file}: tensor ${quote(name)}`);
+      if (dtype === "float32" && !options.allowNonFinite) assertFinite(values as Float32Array, `${file}: tensor ${quote(name)}`);
       tensors.set(name, tf.tensor(values, entry.shape, dtype));
     }
     return { tensors, metadata: header.metadata };

@@ -20,7 +20,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource, type PaddedBatch, type Seq2SeqExample } from "../data/batching";
-import { loadSniSplit, sampleInstances, seededRandom, taskCategory, type SniTrainTask } from "../data/sni";
+import { loadTrainTasks, sampleInstances, seededRandom, taskCategory, type SniTrainTask } from "../data/sni";
 import { buildPretrainCorpus } from "../data/pretraining";
 import { truncateIds } from "../data/instances";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
@@ -128,7 +128,7 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const { tasks, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-hyper");
   const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
   const L = c.segmentLength;
   const size = Math.floor(corpus.tokens.length / L);
@@ -163,6 +163,7 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
       saveModel: (dir) => saveTagi(dir, m, c.base!),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: base.config },
+      data: { files: [dataFile], tasks: (c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks)).map((t) => t.name) },
     });
     const modelDir = path.join(opts.out, "model");
     saveTagi(modelDir, m, c.base!);
@@ -262,6 +263,14 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-4, warmupSteps: 4 } }),
 };
 
+/**
+ * The smallest KL temperature accepted: at T, a token Δ nats below the top gets exp(-Δ/T) of the mass, zero in
+ * float32 once Δ/T > 103 (the smallest subnormal), so the KL can only compare the top tokens' shares of logit
+ * gaps under 103·T nats. At T = 0.05 that is gaps under ~5 nats; below it the KL is zero for nearly every
+ * position where teacher and student agree on the top token, and there is nothing to distil.
+ */
+export const MIN_KL_TEMPERATURE = 0.05;
+
 /** Problems with a set of loss weights (empty when valid): negative or non-finite weights, T <= 0, all zero. */
 export function validateLossWeights(l: LossWeights, where = "losses"): string[] {
   const p: string[] = [];
@@ -269,6 +278,12 @@ export function validateLossWeights(l: LossWeights, where = "losses"): string[] 
     if (typeof l[k] !== "number" || !(l[k] >= 0) || !Number.isFinite(l[k])) p.push(`${where}.${k} must be a finite number >= 0, got ${JSON.stringify(l[k])}`);
   }
   if (typeof l.temperature !== "number" || !(l.temperature > 0) || !Number.isFinite(l.temperature)) p.push(`${where}.temperature must be a finite number > 0, got ${JSON.stringify(l.temperature)}`);
+  else if (l.kl > 0 && l.temperature < MIN_KL_TEMPERATURE) {
+    p.push(
+      `${where}.temperature ${l.temperature} is below ${MIN_KL_TEMPERATURE}: softmax(z/T) gives a token Δ nats below the top exp(-Δ/T), which is 0 in float32 once Δ/T > 103, ` +
+        `so at this T the KL and its gradient vanish for any gap above ${(103 * l.temperature).toPrecision(2)} nats (and T² scaling underflows below T = 1.1e-19)`,
+    );
+  }
   if (!ALIGNMENT_MODES.includes(l.alignment)) p.push(`${where}.alignment must be one of ${ALIGNMENT_MODES.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(l.alignment)}`);
   if (p.length === 0 && l.ce + l.kl + l.ins === 0) p.push(`${where}: every weight is 0; nothing to train on`);
   return p;
@@ -283,6 +298,9 @@ export function parseFinetuneConfig(source: string | Record<string, unknown> | u
     if (l.kl > 0 && !c.teacher) p.push("config.teacher is required when losses.kl > 0 (the meta-trained model folder)");
     if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
     if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
+    for (const [k, min] of [["maxInputTokens", 2], ["maxTeacherInputTokens", 8], ["maxTargetTokens", 2]] as const) {
+      if (!Number.isInteger(c[k]) || c[k] < min) p.push(`config.${k} must be an integer >= ${min}, got ${JSON.stringify(c[k])}`);
+    }
     return p;
   });
 }
@@ -365,7 +383,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks: all } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "finetune");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   if (c.categories) {
     const known = new Set(split.train.map(taskCategory));
@@ -476,6 +494,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       saveModel: (dir) => saveTagi(dir, m, c.base!),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: base.config },
+      data: { files: [dataFile], tasks: split.train.map((t) => t.name) },
     });
     const modelDir = path.join(opts.out, "model");
     saveTagi(modelDir, m, c.base!);

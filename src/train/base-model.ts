@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MODEL_PRESETS } from "../model/presets";
-import { loadSniSplit } from "../data/sni";
+import { loadTrainTasks } from "../data/sni";
 import { buildPretrainCorpus, pretrainSource } from "../data/pretraining";
 import { saveT5Checkpoint } from "../model/weights";
 import { T5Tokenizer } from "../text/tokenizer";
@@ -60,7 +60,6 @@ export function parsePretrainBaseConfig(source: string | Record<string, unknown>
     if (!["span-corruption", "prefix-lm"].includes(c.objective)) p.push(`config.objective must be "span-corruption" or "prefix-lm", got ${JSON.stringify(c.objective)}`);
     if (!Number.isInteger(c.segmentLength) || c.segmentLength < 4) p.push(`config.segmentLength must be an integer >= 4, got ${c.segmentLength}`);
     if (!(c.noiseDensity > 0 && c.noiseDensity < 1)) p.push(`config.noiseDensity must be in (0, 1), got ${c.noiseDensity}`);
-    if (c.maxTasks !== null && (!Number.isInteger(c.maxTasks) || c.maxTasks < 1)) p.push(`config.maxTasks must be a positive integer or null, got ${c.maxTasks}`);
     if (typeof c.model === "string" && c.init === null && !(c.model in MODEL_PRESETS) && !fs.existsSync(c.model)) {
       p.push(`config.model: '${c.model}' is neither a preset (${Object.keys(MODEL_PRESETS).join(", ")}) nor a checkpoint folder`);
     }
@@ -76,7 +75,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks, skipped } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const { tasks, skipped, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-base");
   const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
   const source = pretrainSource(corpus, tokenizer, {
     objective: c.objective,
@@ -99,6 +98,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },
+      data: { files: [dataFile], tasks: (c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks)).map((t) => t.name) },
     });
     const modelDir = path.join(opts.out, "model");
     saveT5Checkpoint(modelDir, model.config, model.params);

@@ -14,9 +14,30 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { readSafetensors, writeJsonAtomic, writeSafetensors } from "../model/safetensors";
+import { processAlive } from "./folder-lock";
 
 export { writeJsonAtomic };
 import type { DataOrderState } from "../data/batching";
+
+/** What the run trained on, so that resuming on changed data is refused with what changed. */
+export interface DataFingerprint {
+  /** Data files by path: size in bytes and sha256. */
+  files: Record<string, { size: number; sha256: string }>;
+  /** Names of the tasks (or groups) trained on. */
+  tasks: string[];
+  /** Number of training examples and a hash of their lengths and a seeded sample of their token ids. */
+  examples: number;
+  exampleHash: string;
+}
+
+/** A configuration change accepted on resume (`allowChanges`), kept in the state for the record. */
+export interface ResumeOverride {
+  atStep: number;
+  key: string;
+  from: unknown;
+  to: unknown;
+  at: string;
+}
 
 export interface TrainerState {
   /** Optimizer steps completed. */
@@ -26,6 +47,11 @@ export interface TrainerState {
   optimizerStep: number;
   /** A hash of the training config: resuming with a different config is refused. */
   configHash: string;
+  /** The fingerprinted configuration itself, so a refusal can say which keys differ. */
+  configSnapshot?: unknown;
+  dataFingerprint?: DataFingerprint;
+  /** Changes accepted on resume (e.g. a lower learning rate after a non-finite stop), oldest first. */
+  overrides?: ResumeOverride[];
   seed: number;
   /** Wall seconds spent training so far (over all runs). */
   seconds: number;
@@ -94,12 +120,52 @@ export function readTrainerState(dir: string): TrainerState {
   return s;
 }
 
+/** Reads a checkpoint; NaN or Inf in any tensor is an error naming it (readSafetensors checks every value). */
 export function loadCheckpoint(dir: string): CheckpointContents {
   const state = readTrainerState(dir);
   const trainableFile = path.join(dir, "trainable.safetensors");
   if (!fs.existsSync(trainableFile)) throw new Error(`checkpoint ${dir}: trainable.safetensors is missing`);
   const trainable = readSafetensors(trainableFile).tensors;
   const optFile = path.join(dir, "optimizer.safetensors");
-  const optimizer = fs.existsSync(optFile) ? readSafetensors(optFile).tensors : new Map<string, tf.Tensor>();
+  let optimizer: Map<string, tf.Tensor>;
+  try {
+    optimizer = fs.existsSync(optFile) ? readSafetensors(optFile).tensors : new Map<string, tf.Tensor>();
+  } catch (e) {
+    for (const t of trainable.values()) t.dispose();
+    throw e;
+  }
   return { state, trainable, optimizer, dir };
+}
+
+const TEMP_NAME = /\.tmp-(\d+)(?:-[a-z0-9]+)?$/;
+
+/**
+ * Removes what a killed write left under `dir` (depth 3): `*.tmp-<pid>` files and folders of atomic writes
+ * (checkpoint.tmp-<pid>/, model.safetensors.tmp-<pid>, .per_task.csv.tmp-<pid>-<x>) whose process is gone, and
+ * a `checkpoint.old` beside a complete `checkpoint`. Call it holding the folder's lock. Returns what it removed
+ * (relative paths) and says so through `log`.
+ */
+export function removeStaleTemps(dir: string, log: (line: string) => void = (l) => process.stderr.write(l + "\n"), depth = 3): string[] {
+  const removed: string[] = [];
+  const visit = (d: string, level: number): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const full = path.join(d, e.name);
+      const m = TEMP_NAME.exec(e.name);
+      const stale = m && !e.name.startsWith(".tagi.lock") && (Number(m[1]) === process.pid || !processAlive(Number(m[1])));
+      const leftOld = e.name === "checkpoint.old" && fs.existsSync(path.join(d, "checkpoint", "trainer_state.json"));
+      if (stale || leftOld) {
+        fs.rmSync(full, { recursive: true, force: true });
+        removed.push(path.relative(dir, full));
+      } else if (e.isDirectory() && level < depth) visit(full, level + 1);
+    }
+  };
+  visit(dir, 1);
+  if (removed.length) log(`[tagi] removed ${removed.length} leftover(s) of an interrupted write in ${dir}: ${removed.join(", ")}`);
+  return removed;
 }

@@ -23,7 +23,9 @@ import { fnv1a } from "../data/sni";
 import { createOptimizer, validateOptimizerConfig, type OptimizerConfig } from "./optimizer";
 import { learningRate, validateScheduleConfig, type ScheduleConfig } from "./schedule";
 import { HEAP_WARN_BYTES, wasmHeapBytes } from "../backend/memory";
-import { findCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
+import { createHash } from "node:crypto";
+import { findCheckpoint, loadCheckpoint, removeStaleTemps, saveCheckpoint, type DataFingerprint, type ResumeOverride, type TrainerState } from "./checkpoint";
+import { lockFolder } from "./folder-lock";
 
 export interface TrainConfig {
   /** Optimizer steps. */
@@ -137,7 +139,24 @@ export interface TrainRun {
   stopAtStep?: number;
   /** Extra fields for the config fingerprint (e.g. the model config), so resuming a different run is refused. */
   fingerprint?: unknown;
+  /**
+   * What the examples came from (data files, task names): with the examples themselves they make the data
+   * fingerprint, so resuming on changed data is refused with what changed.
+   */
+  data?: { files?: string[]; tasks?: string[] };
+  /**
+   * Config keys that may differ from the checkpoint's on resume (only RESUME_CHANGEABLE ones), e.g.
+   * "train.schedule.lr" to continue a run that stopped on a non-finite loss at a lower learning rate. Each
+   * accepted change is printed and kept in trainer_state.json (`overrides`).
+   */
+  allowChanges?: string[];
 }
+
+/**
+ * Config keys a resume may change (with allowChanges): they change how later steps update, not what the run
+ * is (data order, model, loss). Matched as the end of a fingerprint path (the stage config holds `train` too).
+ */
+export const RESUME_CHANGEABLE = ["train.schedule.lr", "train.schedule.warmupSteps", "train.maxGradNorm", "train.steps", "train.checkpointEvery", "train.logEvery"] as const;
 
 export interface TrainResult {
   log: LogRecord[];
@@ -192,13 +211,89 @@ function microSeed(seed: number, step: number, micro: number): number {
   return fnv1a(`${seed}:${step}:${micro}`) % 2_000_000_000;
 }
 
+/** Leaf values of a JSON value by dotted path ("extra.stage.train.schedule.lr"). */
+function flatten(v: unknown, prefix = "", out = new Map<string, string>()): Map<string, string> {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out.set(prefix, stableJson(v));
+  return out;
+}
+
+/** Keys whose values differ between two fingerprinted configs, with both values. */
+export function configDifferences(before: unknown, after: unknown): { key: string; from: string; to: string }[] {
+  const a = flatten(before);
+  const b = flatten(after);
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => ({ key: k, from: a.get(k) ?? "(absent)", to: b.get(k) ?? "(absent)" }));
+}
+
+/** Sha256 and size of each data file, task names, and a hash of the examples (lengths + a seeded sample). */
+export function dataFingerprint(source: ExampleSource, data: TrainRun["data"] = {}): DataFingerprint {
+  const files: DataFingerprint["files"] = {};
+  for (const f of data.files ?? []) {
+    const bytes = fs.readFileSync(f);
+    files[path.resolve(f)] = { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
+  }
+  const h = createHash("sha256");
+  const lengths = new Int32Array(source.size);
+  for (let i = 0; i < source.size; i++) lengths[i] = source.length(i);
+  h.update(new Uint8Array(lengths.buffer));
+  // Token ids of up to 256 examples spread over the set (every example would cost a pass over the data).
+  const sample = Math.min(256, source.size);
+  for (let k = 0; k < sample; k++) {
+    const e = source.example(Math.floor((k * source.size) / sample), 0);
+    h.update(JSON.stringify([e.instruction ?? null, e.input, e.target]));
+  }
+  return { files, tasks: [...(data.tasks ?? [])], examples: source.size, exampleHash: h.digest("hex").slice(0, 16) };
+}
+
+/** What changed between two data fingerprints, in words (empty when nothing did). */
+export function dataDifferences(before: DataFingerprint, after: DataFingerprint): string[] {
+  const d: string[] = [];
+  for (const f of new Set([...Object.keys(before.files), ...Object.keys(after.files)])) {
+    const a = before.files[f];
+    const b = after.files[f];
+    if (!a) d.push(`new data file ${f}`);
+    else if (!b) d.push(`data file ${f} no longer used`);
+    else if (a.sha256 !== b.sha256) d.push(`${f} changed (${a.size} -> ${b.size} bytes, sha256 ${a.sha256.slice(0, 12)} -> ${b.sha256.slice(0, 12)})`);
+  }
+  const added = after.tasks.filter((t) => !before.tasks.includes(t));
+  const removed = before.tasks.filter((t) => !after.tasks.includes(t));
+  const list = (xs: string[]) => `${xs.slice(0, 5).join(", ")}${xs.length > 5 ? `, ... (${xs.length})` : ""}`;
+  if (added.length) d.push(`tasks added: ${list(added)}`);
+  if (removed.length) d.push(`tasks removed: ${list(removed)}`);
+  if (before.examples !== after.examples) d.push(`examples: ${before.examples} -> ${after.examples}`);
+  else if (before.exampleHash !== after.exampleHash) d.push(`the examples' tokens differ (hash ${before.exampleHash} -> ${after.exampleHash})`);
+  return d;
+}
+
+/**
+ * Runs the training loop (see the module comment). Holds the lock of `run.out` while it runs (a second run into
+ * the same folder is refused, naming this one) and first removes leftovers of interrupted writes there.
+ */
 export async function train(run: TrainRun): Promise<TrainResult> {
+  const lock = lockFolder(run.out, { what: run.label });
+  try {
+    removeStaleTemps(run.out);
+    return await trainLocked(run);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(run: TrainRun): Promise<TrainResult> {
   const { config: c, out, label } = run;
   const problems = validateTrainConfig(c);
   if (problems.length) throw new Error(`${label}: invalid training config:\n  - ${problems.join("\n  - ")}`);
   if (run.trainable.size === 0) throw new Error(`${label}: no trainable parameters`);
   fs.mkdirSync(out, { recursive: true });
-  const hash = configHash({ train: c, label, extra: run.fingerprint ?? null });
+  const snapshot = JSON.parse(JSON.stringify({ train: c, label, extra: run.fingerprint ?? null })) as unknown;
+  const hash = configHash(snapshot);
+  const dataPrint = dataFingerprint(run.source, run.data);
+  let overrides: ResumeOverride[] = [];
+  for (const k of run.allowChanges ?? []) {
+    if (!(RESUME_CHANGEABLE as readonly string[]).includes(k)) throw new Error(`${label}: '${k}' cannot be changed on resume (changeable: ${RESUME_CHANGEABLE.join(", ")})`);
+  }
   const stream = new BatchStream(run.source, { batchSize: c.batchSize, seed: c.seed, bucketWindow: c.bucketWindow });
   const optimizer = createOptimizer(c.optimizer, run.trainable);
   const logFile = path.join(out, "log.jsonl");
@@ -215,10 +310,11 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   if (run.resume && existing) {
     const ck = loadCheckpoint(existing);
     try {
-      if (ck.state.configHash !== hash) {
-        throw new Error(
-          `${label}: cannot resume ${existing}: it was written by a different configuration (fingerprint ${ck.state.configHash}, this run ${hash}); use the same config or another --out`,
-        );
+      overrides = [...(ck.state.overrides ?? [])];
+      if (ck.state.configHash !== hash) overrides.push(...acceptedChanges(label, existing, ck.state, snapshot, run.allowChanges ?? [], hash));
+      if (ck.state.dataFingerprint) {
+        const changed = dataDifferences(ck.state.dataFingerprint, dataPrint);
+        if (changed.length) throw new Error(`${label}: cannot resume ${existing}: the training data changed since it was written:\n  - ${changed.join("\n  - ")}\nRestore the data, or start a new run in another --out`);
       }
       const missing = [...run.trainable.keys()].filter((k) => !ck.trainable.has(k));
       const extra = [...ck.trainable.keys()].filter((k) => !run.trainable.has(k));
@@ -254,6 +350,9 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     data: { ...stream.state },
     optimizerStep: optimizer.stepCount,
     configHash: hash,
+    configSnapshot: snapshot,
+    dataFingerprint: dataPrint,
+    ...(overrides.length ? { overrides } : {}),
     seed: c.seed,
     seconds: priorSeconds + (performance.now() - t0) / 1000,
     tokens: priorTokens + tokensThisRun,
@@ -400,6 +499,38 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     optimizer.dispose();
   }
   return { log, state: state(), checkpoint: lastCheckpoint, resumedFrom, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The resume overrides for a checkpoint written under another config: every differing key must be in
+ * `allowed` (else an error listing each difference and how to allow it); returns them, printed, for the state.
+ */
+function acceptedChanges(label: string, dir: string, state: TrainerState, snapshot: unknown, allowed: readonly string[], hash: string): ResumeOverride[] {
+  if (state.configSnapshot === undefined) {
+    throw new Error(`${label}: cannot resume ${dir}: it was written by a different configuration (fingerprint ${state.configHash}, this run ${hash}); use the same config or another --out`);
+  }
+  const diffs = configDifferences(state.configSnapshot, snapshot);
+  const matches = (key: string) => allowed.some((a) => key === a || key.endsWith(`.${a}`));
+  const refused = diffs.filter((d) => !matches(d.key));
+  if (refused.length || diffs.length === 0) {
+    throw new Error(
+      `${label}: cannot resume ${dir}: it was written by a different configuration:\n  - ${refused.map((d) => `${d.key}: ${d.from} -> ${d.to}`).join("\n  - ")}\n` +
+        `Use the same config or another --out. To change ${RESUME_CHANGEABLE.join(", ")} on resume (e.g. a lower learning rate after a non-finite loss), ` +
+        `say so with --allow-change KEY; the change is kept in trainer_state.json.`,
+    );
+  }
+  const at = new Date().toISOString();
+  const seen = new Set<string>();
+  const out: ResumeOverride[] = [];
+  for (const d of diffs) {
+    const key = allowed.find((a) => d.key === a || d.key.endsWith(`.${a}`))!;
+    if (seen.has(key)) continue; // the same key inside the stage config and the loop config
+    seen.add(key);
+    const value = (x: string): unknown => (x === "(absent)" ? null : (JSON.parse(x) as unknown));
+    out.push({ atStep: state.step, key, from: value(d.from), to: value(d.to), at });
+    process.stderr.write(`[tagi] ${label}: resuming at step ${state.step} with ${key} changed from ${d.from} to ${d.to} (--allow-change; recorded in trainer_state.json)\n`);
+  }
+  return out;
 }
 
 /**

@@ -11,7 +11,7 @@
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource } from "../data/batching";
-import { devSplit, loadSniSplit, type SniTrainTask } from "../data/sni";
+import { devSplit, loadTrainTasks, type SniTrainTask } from "../data/sni";
 import { instanceExamples } from "../data/instances";
 import { createLoraVariables, validateLoraConfig, type LoraAdapter, type LoraConfig } from "../model/lora";
 import { savePeftAdapter, saveT5Checkpoint } from "../model/weights";
@@ -77,9 +77,6 @@ export function checkSniStageFields(c: SniStageFields): string[] {
   if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
   if (!Number.isInteger(c.maxInputTokens) || c.maxInputTokens < 8) p.push(`config.maxInputTokens must be an integer >= 8, got ${c.maxInputTokens}`);
   if (!Number.isInteger(c.maxTargetTokens) || c.maxTargetTokens < 2) p.push(`config.maxTargetTokens must be an integer >= 2, got ${c.maxTargetTokens}`);
-  if (c.instancesPerTask !== null && (!Number.isInteger(c.instancesPerTask) || c.instancesPerTask < 1)) p.push(`config.instancesPerTask must be a positive integer or null, got ${c.instancesPerTask}`);
-  if (c.maxTasks !== null && (!Number.isInteger(c.maxTasks) || c.maxTasks < 1)) p.push(`config.maxTasks must be a positive integer or null, got ${c.maxTasks}`);
-  if (c.dev.fraction !== null && !(c.dev.fraction > 0 && c.dev.fraction < 1)) p.push(`config.dev.fraction must be in (0, 1) or null, got ${c.dev.fraction}`);
   try {
     validateLoraConfig(c.lora);
   } catch (e) {
@@ -106,7 +103,7 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks: all, skipped } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const { tasks: all, skipped, file: dataFile } = await loadTrainTasks(c.dataDir, "metatrain");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const { examples, counts } = instanceExamples(split.train, tokenizer, {
     format: c.format,
@@ -149,6 +146,7 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
       saveModel,
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },
+      data: { files: [dataFile], tasks: split.train.map((t) => t.name) },
     });
     const artifact = path.join(opts.out, c.mode === "full" ? "model" : "adapter");
     saveModel(artifact);

@@ -51,6 +51,40 @@ function mergeOptimizer(raw: unknown, where: string, problems: string[]): Optimi
   return ADAMW_DEFAULTS;
 }
 
+/**
+ * Checks of the fields several stages share, by name, for whichever of them the stage has. A default of null
+ * lets strictMerge accept any type, so these are where `"dataDir": 7` or `"categories": "x"` are caught.
+ */
+export function commonFieldProblems(c: Record<string, unknown>, where = "config"): string[] {
+  const p: string[] = [];
+  const has = (k: string) => Object.prototype.hasOwnProperty.call(c, k);
+  for (const k of ["base", "init", "teacher", "teachers", "dataDir", "tokenizer"]) {
+    if (has(k) && c[k] !== null && (typeof c[k] !== "string" || c[k] === "")) {
+      p.push(`${where}.${k} must be a folder or file path (a non-empty string) or null, got ${JSON.stringify(c[k])}`);
+    }
+  }
+  for (const k of ["maxTasks", "instancesPerTask", "maxGroups"]) {
+    if (has(k) && c[k] !== null && (!Number.isInteger(c[k]) || (c[k] as number) < 1)) p.push(`${where}.${k} must be a positive integer or null, got ${JSON.stringify(c[k])}`);
+  }
+  if (has("initSeed") && (!Number.isInteger(c.initSeed) || (c.initSeed as number) < 0)) p.push(`${where}.initSeed must be an integer >= 0, got ${JSON.stringify(c.initSeed)}`);
+  for (const k of ["categories", "groups"]) {
+    const v = c[k];
+    if (has(k) && v !== null && (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string" && x !== ""))) {
+      p.push(`${where}.${k} must be a non-empty list of names or null, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (has("dev")) {
+    const d = c.dev as { fraction?: unknown; seed?: unknown };
+    if (d.fraction !== null && !(typeof d.fraction === "number" && d.fraction > 0 && d.fraction < 1)) p.push(`${where}.dev.fraction must be in (0, 1) or null, got ${JSON.stringify(d.fraction)}`);
+    if (!Number.isInteger(d.seed) || (d.seed as number) < 0) p.push(`${where}.dev.seed must be an integer >= 0, got ${JSON.stringify(d.seed)}`);
+  }
+  if (has("trainBase")) {
+    const t = c.trainBase as Record<string, unknown>;
+    for (const k of ["layerNorms", "feedForward"]) if (typeof t[k] !== "boolean") p.push(`${where}.trainBase.${k} must be true or false, got ${JSON.stringify(t[k])}`);
+  }
+  return p;
+}
+
 /** Default training section; stage defaults override parts of it. */
 export function trainDefaults(over: Partial<TrainConfig> = {}): TrainConfig {
   return {
@@ -73,6 +107,7 @@ export function loadStageConfig<T extends { train: TrainConfig }>(
 ): T {
   let raw: unknown = {};
   let where = name;
+  if (source === "") throw new Error(`${name}: the config file path is empty`);
   if (typeof source === "string") {
     where = source;
     if (!fs.existsSync(source)) throw new Error(`${name}: config file not found: ${source}`);
@@ -81,10 +116,19 @@ export function loadStageConfig<T extends { train: TrainConfig }>(
     } catch (e) {
       throw new Error(`${name}: cannot parse ${source} as JSON: ${(e as Error).message}`);
     }
-  } else if (source) raw = source;
+  } else if (source !== undefined) raw = source; // null, 0, false, "" are configs too, and wrong ones
   const problems: string[] = [];
+  if (!isPlainObject(raw)) problems.push(`the config must be a JSON object ({...}), got ${JSON.stringify(raw)}`);
   const merged = strictMerge(defaults, raw, "config", problems, open);
-  if (!problems.length) problems.push(...validateTrainConfig(merged.train, "config.train"), ...extraChecks(merged));
+  if (isPlainObject(raw)) {
+    // Every check runs, so that all problems are reported at once (a field of the wrong type kept its default).
+    problems.push(...validateTrainConfig(merged.train, "config.train"), ...commonFieldProblems(merged as Record<string, unknown>));
+    try {
+      problems.push(...extraChecks(merged));
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
   if (problems.length) throw new Error(`${name}: invalid config (${where}):\n  - ${problems.join("\n  - ")}`);
   return merged;
 }

@@ -129,6 +129,8 @@ export interface StageOptions {
   command?: string[] | null;
   /** Stop after this step with a checkpoint (tests; time-boxed runs). */
   stopAtStep?: number;
+  /** Config keys a resume may change (see RESUME_CHANGEABLE in loop.ts), e.g. ["train.schedule.lr"]. */
+  allowChanges?: string[];
 }
 
 export interface StageResult {
@@ -139,8 +141,8 @@ export interface StageResult {
 }
 
 /** The loop options every stage passes through from its StageOptions. */
-export function loopOptions(opts: StageOptions): { resume?: boolean; progress?: boolean | "auto"; onLog?: (r: LogRecord) => void; stopAtStep?: number } {
-  return { resume: opts.resume, progress: opts.progress, onLog: opts.onLog, stopAtStep: opts.stopAtStep };
+export function loopOptions(opts: StageOptions): { resume?: boolean; progress?: boolean | "auto"; onLog?: (r: LogRecord) => void; stopAtStep?: number; allowChanges?: string[] } {
+  return { resume: opts.resume, progress: opts.progress, onLog: opts.onLog, stopAtStep: opts.stopAtStep, allowChanges: opts.allowChanges };
 }
 
 /** Writes a stage's run.json (see writeRunRecord) with its command, config and seed. */

@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource } from "../data/batching";
-import { groupByCategory, loadSniSplit, type SniTrainTask } from "../data/sni";
+import { groupByCategory, loadTrainTasks, type SniTrainTask } from "../data/sni";
 import { instanceExamples } from "../data/instances";
 import { createLoraVariables, type LoraConfig } from "../model/lora";
 import { savePeftAdapter } from "../model/weights";
@@ -52,7 +52,6 @@ export function parseTeachersConfig(source: string | Record<string, unknown> | u
     const p = checkSniStageFields(c);
     if (c.groupBy !== "category" && c.groupBy !== "task") p.push(`config.groupBy must be "category" or "task", got ${JSON.stringify(c.groupBy)}`);
     if (c.input !== "full" && c.input !== "instance") p.push(`config.input must be "full" or "instance", got ${JSON.stringify(c.input)}`);
-    if (c.maxGroups !== null && (!Number.isInteger(c.maxGroups) || c.maxGroups < 1)) p.push(`config.maxGroups must be a positive integer or null, got ${c.maxGroups}`);
     return p;
   });
 }
@@ -105,7 +104,7 @@ export async function trainTeachers(
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks: all } = await loadSniSplit("train", c.dataDir ?? undefined, { warn: false });
+  const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "teachers");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const groups = teacherGroups(split.train, c);
   const model = loadBaseModel(c.base!);
@@ -160,6 +159,7 @@ export async function trainTeachers(
           saveModel,
           ...loopOptions({ ...opts, stopAtStep: undefined }), // a teacher is trained whole or resumed
           fingerprint: { stage: c, group, model: model.config },
+          data: { files: [dataFile], tasks: tasks.map((t) => t.name) },
         });
         saveModel(path.join(dir, "adapter"));
         const last = result.log.slice(-10);

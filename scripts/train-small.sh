@@ -12,6 +12,6 @@ tagi() { node --import tsx src/cli.ts "$@"; }
 # The evaluation and the teachers run side by side: both spend much of their time in single-threaded
 # elementwise kernels, so two processes use the two cores better than one after the other.
 [ -f results/eval/sni103-def-small-metatrain/summary.json ] || tagi evaluate --model runs/small/metatrain/model --benchmark sni \
-  --format def --max-input-tokens 128 --max-new-tokens 32 --batch-size 16 --no-progress --out results/eval/sni103-def-small-metatrain &
+  --format def --max-input-tokens 512 --max-new-tokens 32 --batch-size 16 --no-progress --out results/eval/sni103-def-small-metatrain &
 tagi teachers --config configs/small/teachers.json --out runs/small/teachers --resume
 wait

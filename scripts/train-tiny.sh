@@ -14,7 +14,7 @@ tagi metatrain --config configs/tiny/metatrain.json --out runs/tiny/metatrain
 tagi teachers --config configs/tiny/teachers.json --out runs/tiny/teachers
 tagi pretrain-hyper --config configs/tiny/pretrain-hyper.json --out runs/tiny/pretrain-hyper
 tagi finetune --config configs/tiny/finetune.json --out runs/tiny/finetune
-tagi evaluate --model runs/tiny/metatrain/model --benchmark sni --format def+2pos --max-input-tokens 256 \
+tagi evaluate --model runs/tiny/metatrain/model --benchmark sni --format def+2pos --max-input-tokens 384 \
   --max-new-tokens 32 --batch-size 16 --max-instances-per-task 5 --no-progress --out results/eval/sni103-def2pos-tiny-metatrain
 tagi evaluate --tagi runs/tiny/finetune/model --benchmark sni --format def+2pos --max-input-tokens 128 \
   --max-new-tokens 32 --batch-size 16 --max-instances-per-task 5 --no-progress --out results/eval/sni103-def2pos-tiny-tagi

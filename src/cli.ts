@@ -18,16 +18,16 @@ import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint, peftToLoraAdapte
 import type { LoraAdapter } from "./model/lora";
 import { parsePretrainBaseConfig, pretrainBase, type StageOptions } from "./train/base-model";
 import { metatrain, parseMetatrainConfig } from "./train/metatrain";
-import { parseTeachersConfig, trainTeachers } from "./train/teachers";
+import { parseTeachersConfig, readTeachersManifest, trainTeachers } from "./train/teachers";
 import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig, type TagiModel } from "./tagi/model";
 import { evaluateTagiSni } from "./tagi/evaluate";
 import { defaultScale, listExperiments, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
-import { adapterSimilarity, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES, meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProbe } from "./tagi/probes";
+import { adapterSimilarity, formatPrecondition, similarityPrecondition, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES, meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProbe } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
 import { writeGeneratedAdapter } from "./tagi/generate-adapter";
-import { loadBaseModel } from "./train/seq2seq";
+import { loadBaseModel, modelFolderFingerprint, trainedFormat } from "./train/seq2seq";
 import { sniComputeSummary } from "./experiments/compute-summary";
 import type { Method } from "./compute/method-flops";
 import { groupByCategory, loadSniSplit } from "./data/sni";
@@ -53,6 +53,11 @@ function intArg(min: number) {
  */
 function evaluationOutDir(o: { out?: string; benchmark: string }, started: Date): string {
   return o.out ? resolve(o.out) : freshRunFolder(resolve("results", "eval"), o.benchmark, started);
+}
+
+/** "[lo, hi]" of a 95% interval. */
+function ci(i: { lo: number; hi: number }): string {
+  return `[${i.lo.toFixed(2)}, ${i.hi.toFixed(2)}]`;
 }
 
 function fmtSeconds(s: number): string {
@@ -86,6 +91,8 @@ interface EvaluateOpts {
   /** set by the action when --max-input-tokens was given on the command line */
   maxInputTokensGiven?: boolean;
   batchSizeGiven?: boolean;
+  inputGiven?: boolean;
+  crossFormat?: boolean;
 }
 
 /** A progress reporter: a cli-progress bar on a terminal, a line every ~10% otherwise. */
@@ -131,19 +138,26 @@ async function loadModel(o: EvaluateOpts): Promise<{ model: T5Model; description
   if (o.randomTiny) {
     return { model: randomTinyT5(o.seed), description: { kind: "random-tiny", seed: o.seed } };
   }
-  const dir = resolve(o.model as string);
-  const { config, params } = loadT5Checkpoint(dir);
   if (o.meanAdapter) {
-    // The mean-teacher-adapter baseline: one fixed update, mean_i(s·B_i·A_i), merged for every task.
+    // The mean-teacher-adapter baseline: one fixed update, mean_i(s·B_i·A_i), merged for every task into the
+    // model the teachers were trained on (their manifest's base; --model must be that model if given).
     const teachers = resolve(o.meanAdapter);
+    const manifest = readTeachersManifest(teachers);
+    const dir = o.model ? resolve(o.model) : manifest.base;
+    if (o.model && manifest.baseFingerprint && modelFolderFingerprint(dir) !== manifest.baseFingerprint) {
+      throw new Error(`--mean-adapter: the teachers in ${teachers} were trained on ${manifest.base}, not on --model ${dir}: their mean update means nothing on another model (omit --model to use theirs)`);
+    }
+    const { config, params } = loadT5Checkpoint(dir);
     const { deltas, teachers: n } = meanTeacherDeltas(teachers, config);
     const merged = mergeDeltas(params, deltas);
     for (const [m, d] of deltas) {
       params.get(`${m}.weight`)!.dispose();
       d.dispose();
     }
-    return { model: { config, params: merged }, description: { kind: "checkpoint+mean-teacher-adapter", path: dir, teachers, teachersAveraged: n } };
+    return { model: { config, params: merged }, description: { kind: "checkpoint+mean-teacher-adapter", path: dir, teachers, teachersAveraged: n, teachersInput: manifest.input } };
   }
+  const dir = resolve(o.model as string);
+  const { config, params } = loadT5Checkpoint(dir);
   return { model: { config, params }, description: { kind: "checkpoint", path: dir } };
 }
 
@@ -198,7 +212,18 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     if (o.randomTiny) cmd.error("error: --tagi takes its base model from the checkpoint (or --model), not --random-tiny", { exitCode: 2 });
     if (o.benchmark !== "sni") cmd.error("error: --tagi is evaluated on --benchmark sni", { exitCode: 2 });
   } else if (o.instructions !== "own") cmd.error("error: --instructions (a probe) applies to --tagi models", { exitCode: 2 });
-  else if (!o.model === !o.randomTiny) cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>)", { exitCode: 2 });
+  else if (o.randomTiny ? Boolean(o.model || o.meanAdapter) : !o.model && !o.meanAdapter) {
+    cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>, or --mean-adapter <teachers> alone)", { exitCode: 2 });
+  }
+  // A model trained on one prompt format is evaluated on another only when asked for (the paper trains one
+  // model per format); the run record beside the model folder says what it was trained on.
+  const modelDir = o.tagi ?? o.model;
+  const trained = modelDir ? trainedFormat(resolve(modelDir)) : null;
+  if (trained && o.benchmark === "sni" && trained.format !== o.format && !o.crossFormat) {
+    throw new Error(`evaluate: ${modelDir} was trained on ${trained.format} prompts (${trained.record}), not ${o.format}; pass --cross-format to evaluate it on ${o.format} anyway (recorded in summary.json)`);
+  }
+  // The mean-teacher adapter reads what its teachers read unless --input says otherwise.
+  if (o.meanAdapter && !o.inputGiven) o = { ...o, input: readTeachersManifest(resolve(o.meanAdapter)).input };
 
   if (o.benchmark === "p3") {
     await evaluateP3Command(o, started);
@@ -266,18 +291,20 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     : o.input === "full"
       ? "tk-instruct"
       : "no-ft";
-  const compute = sniComputeSummary(result, testTasks, tokenizer, o.format, method, model.config, o.maxNewTokens, tagi?.config.hypernetwork);
+  const compute = sniComputeSummary(result, testTasks, tokenizer, o.format, method, model.config, o.maxNewTokens, tagi?.config.hypernetwork, tagi?.config.maxInstructionTokens);
   const summary = {
     benchmark: result.benchmark,
     command: ["tagi", ...process.argv.slice(2)].join(" "),
     argv: process.argv,
     cwd: process.cwd(),
-    config: { ...result.options, ...modelFields, instructions: tagi ? o.instructions : null },
+    config: { ...result.options, ...modelFields, instructions: tagi ? o.instructions : null, trainedFormat: trained?.format ?? null, crossFormat: Boolean(trained && trained.format !== o.format) },
     ...run,
     timing: { ...result.timing },
     counts: result.counts,
     metrics: result.metrics,
     overall: result.overall,
+    intervals: result.intervals,
+    floors: result.floors.map(({ perInstance: _, ...f }) => f),
     referenceNll: result.referenceNll,
     compute,
     perCategory: Object.fromEntries(result.aggregate.perCategory),
@@ -289,13 +316,14 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   const c = result.counts;
   console.log(
     [
-      `${result.benchmark}: ROUGE-L ${result.overall.rougeL.toFixed(2)}, exact match ${result.overall.exactMatch.toFixed(2)} ` +
+      `${result.benchmark}: ROUGE-L ${result.overall.rougeL.toFixed(2)} ${ci(result.intervals.rougeL)}, exact match ${result.overall.exactMatch.toFixed(2)} ${ci(result.intervals.exactMatch)} ` +
         `(task means: ${result.overall.rougeLTaskMean.toFixed(2)}, ${result.overall.exactMatchTaskMean.toFixed(2)})` +
         (result.referenceNll ? `; reference NLL ${result.referenceNll.overall.toFixed(3)} nats/token` : ""),
+      `  sanity floors on the same instances (ROUGE-L): ${result.floors.map((f) => `${f.name} ${f.rougeL.toFixed(2)} ${ci(f.rougeLCi)}`).join("; ")}`,
       `  ${c.tasks} tasks in ${c.categories} categories, ${c.instances} instances; truncated ${c.truncated} ` +
         `(examples dropped ${c.examplesDropped}, definition shortened ${c.definitionTruncated}, instance cut ${c.instanceTruncated}); skipped ${c.skipped}`,
       `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating`,
-      `  compute (${compute.method}): ${(compute.flops / 1e12).toFixed(3)} TFLOP, x${compute.relativeToTkInstruct.toFixed(2)} of Tk-Instruct's on these tasks`,
+      `  compute (${compute.method}, ${compute.format}, lengths as run): ${(compute.flops / 1e12).toFixed(3)} TFLOP, x${compute.relativeToTkInstruct.toFixed(2)} of Tk-Instruct's on these tasks`,
       `  wrote ${outDir}/{per_task.csv, per_category.csv, predictions.jsonl, summary.json}`,
     ].join("\n"),
   );  lock.release();
@@ -441,7 +469,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--model <dir>", "Hugging Face T5 checkpoint folder (config.json + model.safetensors)").conflicts("randomTiny"))
     .addOption(new Option("--random-tiny", "an untrained tiny T5 with the real vocabulary (smoke tests)").conflicts("model"))
     .option("--adapter <dir>", "a PEFT LoRA adapter folder applied to the model (e.g. a LoRA metatrain run's adapter/)")
-    .option("--mean-adapter <teachers>", "merge the mean update of all LoRA teachers in this folder (manifest.json) into --model: the mean-adapter baseline")
+    .option("--mean-adapter <teachers>", "the mean-adapter baseline: merge the mean update of all LoRA teachers in this folder (manifest.json) into the model they were trained on (their base; --model must be it if given), reading what they read (--input overrides)")
     .addOption(
       new Option("--instructions <probe>", "TAGI: each task's own instruction, another test task's (a derangement), or its own words shuffled").choices([...INSTRUCTION_PROBES]).default("own"),
     )
@@ -466,12 +494,14 @@ export function buildProgram(): Command {
     .option("--out <dir>", "output folder (default results/eval/<benchmark>-<timestamp>/)")
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
     .option("--no-progress", "no progress bar")
+    .option("--cross-format", "evaluate a model trained on one prompt format (its run.json says which) on the other; refused without it")
     .action(async (opts: EvaluateOpts, cmd: Command) =>
       evaluateCommand(
         {
           ...opts,
           maxInputTokensGiven: cmd.getOptionValueSource("maxInputTokens") === "cli",
           batchSizeGiven: cmd.getOptionValueSource("batchSize") === "cli",
+          inputGiven: cmd.getOptionValueSource("input") === "cli",
         },
         cmd,
       ),
@@ -501,7 +531,11 @@ export function buildProgram(): Command {
   });
   program
     .command("generate")
-    .description("write the LoRA adapter a trained generator produces for an instruction, as a PEFT adapter folder")
+    .description(
+      "write the LoRA adapter a trained generator produces for an instruction, as a PEFT adapter folder. Exact on its own only " +
+        "for a model without instruction fusion and with a frozen base; otherwise the folder also holds tagi_fusion.safetensors " +
+        "and/or base_trained.safetensors, which loadTagiExport applies (a warning says so)",
+    )
     .requiredOption("--checkpoint <dir>", "TAGI checkpoint (tagi_config.json + tagi.safetensors)")
     .addOption(new Option("--instruction <text>", "the task instruction").conflicts("instructionFile"))
     .option("--instruction-file <file>", "read the instruction from a file")
@@ -519,6 +553,7 @@ export function buildProgram(): Command {
       try {
         const r = writeGeneratedAdapter(m, T5Tokenizer.fromFile(), instruction, resolve(o.out), baseDir);
         console.error(`[tagi] generated ${r.modules} LoRA modules in ${(r.seconds * 1000).toFixed(0)} ms -> ${resolve(o.out)}`);
+        for (const c of r.caveats) console.error(`[tagi] warning: ${c}; the PEFT adapter alone is not the TAGI model (see ${join(resolve(o.out), "README.md")}; loadTagiExport reads all of it)`);
       } finally {
         disposeTagi(m);
       }
@@ -568,9 +603,10 @@ export function buildProgram(): Command {
       const timing = generationVersusTeacherTime(m, tokenizer, texts, resolve(o.teachers));
       const own = similarity.reduce((s, r) => s + r.cosineOwn, 0) / similarity.length;
       const others = similarity.reduce((s, r) => s + r.cosineOthers, 0) / similarity.length;
-      writeJsonAtomic(resolve(o.out), { command: ["tagi", ...process.argv.slice(2)].join(" "), similarity, ...timing });
+      const precondition = similarityPrecondition(similarity);
+      writeJsonAtomic(resolve(o.out), { command: ["tagi", ...process.argv.slice(2)].join(" "), similarity, precondition, ...timing });
       console.log(
-        `adapters: mean cosine to own teacher ${own.toFixed(4)}, to other teachers ${others.toFixed(4)} (${similarity.length} categories); ` +
+        `adapters: mean cosine to own teacher ${own.toFixed(4)}, to other teachers ${others.toFixed(4)} (${similarity.length} categories); ${formatPrecondition(precondition)}; ` +
           `generating one adapter ${timing.generateSeconds.toFixed(3)} s, training one teacher ${timing.teacherSeconds.toFixed(1)} s (${timing.teacherSteps} steps)`,
       );
     });

@@ -5,7 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import { arraySource, BatchStream, epochBatches, padSeq2Seq, type Seq2SeqExample } from "../src/data/batching";
-import { randomSpansNoiseMask, spanCorrupt, buildPretrainCorpus, pretrainSource, T5_SPAN_CORRUPTION } from "../src/data/pretraining";
+import { randomSpansNoiseMask, spanCorrupt, buildPretrainCorpus, pretrainSource, segmentsWithinTasks, T5_SPAN_CORRUPTION } from "../src/data/pretraining";
 import { loadSniSplit, mulberry32, type SniTask } from "../src/data/sni";
 import { T5Tokenizer } from "../src/text/tokenizer";
 
@@ -124,5 +124,20 @@ describe("pretraining objectives", () => {
     const p = lm.example(7, 0);
     assert.deepEqual([...p.input.slice(0, -1), ...p.target.slice(0, -1)], [...corpus.tokens.subarray(350, 400)]);
     assert.ok(((tasks[0] as SniTask).split) === "train");
+    // where each task's text starts: stage 1's segments never join two tasks
+    assert.equal(corpus.taskStarts.length, 6);
+    assert.equal(corpus.taskStarts[0], 0);
+    assert.equal(corpus.taskStarts[5], corpus.tokens.length);
+    const one = buildPretrainCorpus(tasks.slice(1, 2), tok);
+    assert.deepEqual([...corpus.tokens.subarray(corpus.taskStarts[1]!, corpus.taskStarts[2]!)], [...one.tokens]);
+    const L = 256;
+    const offsets = segmentsWithinTasks(corpus, L);
+    for (const o of offsets) {
+      const t = corpus.taskStarts.findIndex((start, i) => i + 1 < corpus.taskStarts.length && start <= o && o < corpus.taskStarts[i + 1]!);
+      assert.ok(o + L <= corpus.taskStarts[t + 1]!, `segment at ${o} crosses the end of task ${t}`);
+    }
+    const perTask = Array.from({ length: 5 }, (_, i) => Math.floor((corpus.taskStarts[i + 1]! - corpus.taskStarts[i]!) / L));
+    assert.equal(offsets.length, perTask.reduce((a, b) => a + b, 0));
+    assert.deepEqual(segmentsWithinTasks({ taskStarts: Int32Array.from([0, 10, 15]) }, 5), [0, 5, 10]);
   });
 });

@@ -10,7 +10,7 @@ import { parseMetatrainConfig } from "../src/train/metatrain";
 import { parseTeachersConfig } from "../src/train/teachers";
 import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../src/tagi/train";
 import { mulberry32 } from "../src/data/sni";
-import { parseScaleSettings } from "../src/experiments/runner";
+import { loadScale, parseScaleSettings, tokenBudgetProblems } from "../src/experiments/runner";
 
 const CONFIGS = path.join(__dirname, "..", "configs");
 const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
@@ -39,6 +39,19 @@ describe("committed configs", () => {
       () => parseScaleSettings({ ...raw, stepz: 3, seeds: [], eval: { ...(raw["eval"] as object), batchSize: 0 } }, "tiny"),
       (e: Error) => /unknown key 'stepz'/.test(e.message) && /seeds must be/.test(e.message) && /eval\.batchSize must be/.test(e.message),
     );
+  });
+
+  it("equal token budgets: every full-prompt limit equals TAGI's instruction + instance limits, or the scale says why not", () => {
+    for (const scale of ["tiny", "small"]) {
+      const settings = loadScale(scale);
+      assert.deepEqual(tokenBudgetProblems(settings, path.join(CONFIGS, scale)), [], scale);
+    }
+    const tiny = loadScale("tiny");
+    const cut = { ...tiny, eval: { ...tiny.eval, maxInputTokens: { def: 128, "def+2pos": 384 } } };
+    const p = tokenBudgetProblems(cut, path.join(CONFIGS, "tiny"));
+    assert.deepEqual(p, ["eval.maxInputTokens.def is 128, TAGI reads 256 instruction + 128 instance = 384 tokens"]);
+    const raw = JSON.parse(fs.readFileSync(path.join(CONFIGS, "tiny", "experiments.json"), "utf8")) as Record<string, any>;
+    assert.throws(() => parseScaleSettings({ ...raw, eval: { ...raw["eval"], unequalBudgets: "" } }, "tiny"), /unequalBudgets must be a non-empty string/);
   });
 
   it("stage 1's a | b | c split: a 25-50% of the segment, c at least 2 tokens, together the whole segment", () => {

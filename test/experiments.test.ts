@@ -55,6 +55,10 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.throws(() => checkLossWeights({ ce: 1, kl: -1, ins: 1, temperature: 0, alignment: "factors" }), (e: Error) => /losses\.kl must be/.test(e.message) && /losses\.temperature must be/.test(e.message));
     assert.throws(() => checkLossWeights({ ce: 0, kl: 0, ins: 0, temperature: 2, alignment: "factors" }), /every weight is 0/);
     assert.deepEqual(checkLossWeights({ ce: 1, kl: 0.5, ins: 0, temperature: 1, alignment: "product" }).kl, 0.5);
+    // the official code's loss forms are one key; its own L_ins excludes the alignment choice
+    assert.equal(checkLossWeights({ ce: 0.6, kl: 0.4, ins: 1, temperature: 3, alignment: "factors", variant: "official" }).variant, "official");
+    assert.throws(() => checkLossWeights({ ce: 1, kl: 1, ins: 1, temperature: 2, alignment: "cosine", variant: "official" }), /alignment applies to the paper variant/);
+    assert.throws(() => checkLossWeights({ ce: 1, kl: 1, ins: 1, temperature: 2, alignment: "factors", variant: "released" as never }), /losses\.variant must be "paper" or "official", got "released"/);
   });
 
   it("the same seed reproduces the metrics and the loss curve; the record says how it was made", async () => {
@@ -87,7 +91,11 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const md = fs.readFileSync(out, "utf8");
     const hint = recs.get("hint")!.map((r) => r.metrics["def"]!.rougeL);
     const s = stat(hint);
-    assert.match(md, new RegExp(`\\| HINT \\| 1, 2 \\| ${s.mean.toFixed(2)} ± ${s.std!.toFixed(2)} \\|`));
+    assert.match(md, new RegExp(`\\| HINT-style \\| 1, 2 \\| ${s.mean.toFixed(2)} ± ${s.std!.toFixed(2)} \\|`));
+    // sanity floors as rows of the SNI table, with their CI; the paper's HINT number is not beside HINT-style
+    assert.match(md, /\| \*floor: copy instance input\* \| – \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|/);
+    assert.match(md, /\| \*floor: copy first demonstration output\* \|/);
+    assert.doesNotMatch(md, /33\.3/);
     assert.match(md, /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| .* \| 8\.8 \|/);
     assert.match(md, /P3 held-out/);
     const png = path.join(tmp, "figures", "tiny", "rouge-vs-flops.png");

@@ -8,6 +8,11 @@ import { parseT5Config } from "../src/model/config";
 import { methodFlops } from "../src/compute/method-flops";
 import { HYPERNETWORK_DEFAULTS, hypernetworkFlops } from "../src/tagi/hypernetwork";
 import { t5ForwardFlops, t5EncoderFlops, t5DecoderFlops } from "../src/compute/flops";
+import { sniComputeSummary } from "../src/experiments/compute-summary";
+import { T5Tokenizer } from "../src/text/tokenizer";
+import { buildPrompt } from "../src/text/prompts";
+import type { SniTestTask } from "../src/data/sni";
+import type { SniResult } from "../src/eval/sni-eval";
 
 const c = parseT5Config({ vocab_size: 10, d_model: 4, d_kv: 2, d_ff: 8, num_layers: 1, num_decoder_layers: 1, num_heads: 2, feed_forward_proj: "gated-gelu" }, "hand");
 const h = { ...HYPERNETWORK_DEFAULTS, rank: 1, alpha: 1, hidden: 2, idDim: 1, kinds: ["encoder.self" as const], projections: ["q" as const] };
@@ -43,5 +48,29 @@ describe("compute accounting", () => {
     const s = { instances: 100, instructionLength: 300, instanceLength: 60, targetLength: 8 };
     const ratio = methodFlops("tagi", base, s, HYPERNETWORK_DEFAULTS).total / methodFlops("tk-instruct", base, s).total;
     assert.ok(ratio > 0.15 && ratio < 0.6, `TAGI / Tk-Instruct = ${ratio}`);
+  });
+
+  it("an evaluation's compute counts what was run: truncated prompts, generated tokens, labelled with the format", () => {
+    const tok = T5Tokenizer.fromFile();
+    const task = {
+      name: "t1",
+      definition: "Say the word back. ".repeat(20).trim(),
+      categories: ["Misc"],
+      positiveExamples: [],
+      negativeExamples: [],
+      instances: [{ id: "a", input: "apple", outputs: ["apple apple apple apple apple apple"] }],
+    } as unknown as SniTestTask;
+    const instanceTokens = tok.encode(buildPrompt(task, task.instances[0]!, { format: "def" }).instance).length;
+    const read = 40; // the prompt as cut to 40 tokens: the instance whole, the rest of the instruction
+    const result = { options: { input: "full" }, predictions: [{ task: "t1", id: "a", inputTokens: read, prediction: "apple" }] } as unknown as SniResult;
+    const s = sniComputeSummary(result, [task], tok, "def", "tk-instruct", c, 16);
+    const T = tok.encode("apple").length + 1; // generated, with </s>; not the 6-word reference
+    assert.equal(s.flops, methodFlops("tk-instruct", c, { instances: 1, instructionLength: read - instanceTokens, instanceLength: instanceTokens, targetLength: T }).total);
+    assert.equal(s.format, "def");
+    assert.match(s.note, /on def prompts, with the lengths as run/);
+    // an instance-only model with a generator: the instruction as the generator read it (cut at 8 tokens)
+    const inst = { options: { input: "instance" }, predictions: [{ task: "t1", id: "a", inputTokens: instanceTokens, prediction: "apple" }] } as unknown as SniResult;
+    const t = sniComputeSummary(inst, [task], tok, "def", "tagi", c, 16, h, 8);
+    assert.equal(t.flops, methodFlops("tagi", c, { instances: 1, instructionLength: 8, instanceLength: instanceTokens, targetLength: T }, h).total);
   });
 });

@@ -138,7 +138,8 @@ describe("tagi evaluate (CLI)", function () {
     const args = ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "sni", "--tasks", TASKS.join(","), "--max-instances-per-task", "2", "--max-new-tokens", "8", "--out", dest];
     const r = spawnSync(process.execPath, args, { cwd: root, encoding: "utf8", timeout: 120_000, env: { ...process.env, TAGI_BACKEND: "wasm" } });
     assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
-    assert.match(r.stdout, /ROUGE-L \d+\.\d\d, exact match \d+\.\d\d/);
+    assert.match(r.stdout, /ROUGE-L \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\], exact match \d+\.\d\d \[/);
+    assert.match(r.stdout, /sanity floors on the same instances \(ROUGE-L\): copy instance input \d+\.\d\d \[[^\]]+\]; copy first demonstration output \d+\.\d\d/);
     for (const f of ["per_task.csv", "per_category.csv", "predictions.jsonl", "summary.json"]) assert.ok(existsSync(join(dest, f)), f);
 
     const perTask = parseCsv(readFileSync(join(dest, "per_task.csv"), "utf8"));
@@ -170,6 +171,9 @@ describe("tagi evaluate (CLI)", function () {
     assert.equal(typeof s.counts.truncated, "number");
     assert.deepEqual(s.metrics.map((m: { name: string }) => m.name), ["rougeL", "exactMatch"]);
     assert.ok(Number.isFinite(s.overall.rougeL));
+    assert.ok(s.intervals.rougeL.lo <= s.overall.rougeL && s.overall.rougeL <= s.intervals.rougeL.hi);
+    assert.equal(s.intervals.rougeL.n, 4);
+    assert.deepEqual(s.floors.map((f: { name: string }) => f.name), ["copy instance input", "copy first demonstration output", "most frequent demonstration output"]);
   });
 
   it("refuses --model with --random-tiny; --benchmark p3 runs evaluateP3 or says it is not available", function () {

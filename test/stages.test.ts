@@ -13,14 +13,18 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { parsePretrainBaseConfig, pretrainBase } from "../src/train/base-model";
 import { metatrain, parseMetatrainConfig } from "../src/train/metatrain";
-import { parseTeachersConfig, trainTeachers, type TeachersManifest } from "../src/train/teachers";
+import { parseTeachersConfig, teacherSeed, trainTeachers, type TeachersManifest } from "../src/train/teachers";
+import { createLoraVariables } from "../src/model/lora";
+import { parseT5Config } from "../src/model/config";
 import { applySets } from "../src/cli";
 import { trainingReport } from "../src/experiments/training-report";
-import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "../src/tagi/train";
+import { checkLogitTeacherFormat, finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "../src/tagi/train";
 import { loadTagiParams, readTagiConfig } from "../src/tagi/model";
 import { writeGeneratedAdapter } from "../src/tagi/generate-adapter";
 import { evaluateTagiSni } from "../src/tagi/evaluate";
-import { loadBaseModel } from "../src/train/seq2seq";
+import { disposeModel, loadBaseModel, modelFolderFingerprint } from "../src/train/seq2seq";
+import { readSafetensors } from "../src/model/safetensors";
+import { relError } from "./helpers/crosscheck";
 import { T5Tokenizer } from "../src/text/tokenizer";
 import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 
@@ -66,6 +70,10 @@ describe("training stages (tiny pipeline)", function () {
     for (const k of ["command", "config", "commit", "backend", "seed", "wallSeconds", "training", "data", "model"]) assert.ok(k in run, `run.json lacks ${k}`);
     assert.equal(run.data.tasks, 40);
     assert.equal(run.training.steps, 30);
+    // the dev split is held out of the base model's text
+    const state = JSON.parse(fs.readFileSync(path.join(base, "checkpoint", "trainer_state.json"), "utf8")) as { dataFingerprint: { tasks: string[] } };
+    assert.ok(run.devTasks.length > 0);
+    assert.deepEqual(state.dataFingerprint.tasks.filter((t: string) => run.devTasks.includes(t)), []);
   });
 
   it("metatrain (full): Def+2Pos prompts of train tasks only, dev tasks held out and recorded", async () => {
@@ -95,13 +103,28 @@ describe("training stages (tiny pipeline)", function () {
     for (const { A, B } of peft.weights.values()) (A.dispose(), B.dispose());
   });
 
-  it("teachers: one PEFT LoRA per category on the meta-trained model, a manifest, resume skips finished ones", async () => {
+  it("teachers: one PEFT LoRA per category on the student's base reading instances, each its own init; a manifest; resume skips finished ones", async () => {
     const out = path.join(work, "teachers");
-    const c = parseTeachersConfig(config("teachers.json", [`base=${JSON.stringify(path.join(meta, "model"))}`]));
+    const c = parseTeachersConfig(config("teachers.json", [`base=${JSON.stringify(path.join(base, "model"))}`]));
+    assert.equal(c.input, "instance");
     const r = await trainTeachers(c, { out, progress: false });
     assert.equal(r.manifest.teachers.length, 2);
+    // where they sit: the base's content hash, the input; each teacher its own seed, and its first/last loss
+    assert.equal(r.manifest.baseFingerprint, modelFolderFingerprint(path.join(base, "model")));
+    assert.equal(r.manifest.input, "instance");
+    const seeds = r.manifest.teachers.map((t) => t.seed!);
+    assert.equal(new Set(seeds).size, 2);
+    assert.deepEqual(seeds, r.manifest.teachers.map((t) => teacherSeed(c.train.seed, t.group)));
+    for (const t of r.manifest.teachers) assert.ok(Number.isFinite(t.meanLossFirst10) && Number.isFinite(t.meanLossLast10));
+    // distinct inits: the two teachers' LoRA A matrices at step 0 differ
+    const t5 = parseT5Config(JSON.parse(fs.readFileSync(path.join(base, "model", "config.json"), "utf8")) as Record<string, unknown>);
+    const [a0, a1] = seeds.map((sd) => createLoraVariables(t5, c.lora, sd));
+    const m0 = [...a0!.modules.keys()][0]!;
+    const [x0, x1] = [a0!.modules.get(m0)!.A.dataSync(), a1!.modules.get(m0)!.A.dataSync()];
+    assert.ok(x0.filter((v, i) => v === x1[i]).length === 0 && relError(x0, x1) > 1e-2, "teachers share their init");
+    for (const l of [a0!, a1!]) for (const { A, B } of l.modules.values()) (A.dispose(), B.dispose());
     for (const t of r.manifest.teachers) {
-      assert.equal(t.steps, 10);
+      assert.equal(t.steps, c.train.steps);
       assert.ok(Number.isFinite(t.finalLoss) && t.tasks.length > 0 && t.examples > 0, JSON.stringify(t));
       const peft = loadPeftAdapter(path.join(out, t.adapter));
       assert.equal(peft.config.r, 8);
@@ -153,6 +176,61 @@ describe("training stages (tiny pipeline)", function () {
     assert.equal(res.overall.instances, 4);
     disposeTagi(m);
     assert.throws(() => loadTagiParams(path.join(meta, "model"), loadBaseModel(baseDir)), /not a TAGI checkpoint: tagi_config.json is missing/);
+  });
+
+  it("stage 2 refuses parameter teachers that do not sit where the generated adapter sits, unless teacherPlacement is official", async () => {
+    // teachers on the meta-trained model reading the full prompt: the official code's arrangement
+    const official = path.join(work, "teachers-official");
+    await trainTeachers(parseTeachersConfig(config("teachers.json", [`base=${JSON.stringify(path.join(meta, "model"))}`, 'input="full"', "train.steps=2", "maxGroups=2"])), { out: official, progress: false });
+    const sets = [`base=${JSON.stringify(path.join(base, "model"))}`, "init=null", `teacher=${JSON.stringify(path.join(meta, "model"))}`, `teachers=${JSON.stringify(official)}`, "train.steps=2"];
+    await assert.rejects(
+      finetuneTagi(parseFinetuneConfig(config("finetune.json", sets)), { out: path.join(work, "ft-placement"), progress: false }),
+      (e: Error) => /do not sit where the generated adapter sits: they sit on .*metatrain.*; they read the full prompt/.test(e.message) && /teacherPlacement: "official"/.test(e.message),
+    );
+    assert.ok(!fs.existsSync(path.join(work, "ft-placement", "log.jsonl")), "refused before training");
+    const ok = await finetuneTagi(parseFinetuneConfig(config("finetune.json", [...sets, 'teacherPlacement="official"'])), { out: path.join(work, "ft-placement-official"), progress: false });
+    const run = JSON.parse(fs.readFileSync(path.join(ok.out, "run.json"), "utf8")) as { teachers: { placement: { placement: string; sameBaseAsStudent: boolean } } };
+    assert.deepEqual([run.teachers.placement.placement, run.teachers.placement.sameBaseAsStudent], ["official", false]);
+    // a logit teacher meta-trained on another format is refused
+    assert.throws(() => checkLogitTeacherFormat({ teacher: path.join(meta, "model"), format: "def" }), /meta-trained on def\+2pos prompts .* this run trains on def/);
+  });
+
+  it("evaluating a model on a format it was not trained on is refused unless --cross-format, which is recorded", () => {
+    const model = path.join(meta, "model"); // meta-trained on def+2pos
+    const cli = (extra: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "evaluate", "--model", model, "--benchmark", "sni", "--format", "def", "--tasks", "task641_esnli_classification", "--max-instances-per-task", "1", "--max-new-tokens", "2", "--max-input-tokens", "64", "--no-progress", "--out", path.join(work, "xf"), ...extra], { cwd: path.join(__dirname, ".."), encoding: "utf8" });
+    const refused = cli([]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /was trained on def\+2pos prompts .*run\.json\), not def; pass --cross-format/);
+    const ok = cli(["--cross-format"]);
+    assert.equal(ok.status, 0, ok.stderr);
+    const summary = JSON.parse(fs.readFileSync(path.join(work, "xf", "summary.json"), "utf8")) as { config: { trainedFormat: string; crossFormat: boolean } };
+    assert.deepEqual([summary.config.trainedFormat, summary.config.crossFormat], ["def+2pos", true]);
+  });
+
+  it("trainBase (the official code's trainable FFN and layer norms): the trained base weights are saved and put back on load", async () => {
+    const out = path.join(work, "ft-trainbase");
+    const baseDir = path.join(base, "model");
+    const sets = [`base=${JSON.stringify(baseDir)}`, "init=null", "teacher=null", "teachers=null", "losses.kl=0", "losses.ins=0", 'trainBase={"layerNorms":true,"feedForward":true}', "train.steps=2"];
+    await finetuneTagi(parseFinetuneConfig(config("finetune.json", sets)), { out, progress: false });
+    const { trainedBase } = readTagiConfig(path.join(out, "model"));
+    assert.ok(trainedBase.length > 0 && trainedBase.every((n) => n.includes("layer_norm") || n.includes("DenseReluDense")), trainedBase.join());
+    // The loop's own checkpoint holds the trained values (base.<name>): the saved model must carry exactly those.
+    const ck = readSafetensors(path.join(out, "checkpoint", "trainable.safetensors")).tensors;
+    const original = loadBaseModel(baseDir);
+    const m = loadTagiParams(path.join(out, "model"), loadBaseModel(baseDir));
+    try {
+      for (const n of trainedBase) {
+        const trained = ck.get(`base.${n}`)!;
+        assert.equal(relError(m.base.params.get(n)!.dataSync(), trained.dataSync()), 0, n);
+      }
+      const changed = trainedBase.filter((n) => relError(original.params.get(n)!.dataSync(), m.base.params.get(n)!.dataSync()) > 0);
+      assert.ok(changed.length > 0, "training changed no base weight");
+    } finally {
+      disposeTagi(m);
+      disposeModel(original);
+      for (const t of ck.values()) t.dispose();
+    }
   });
 
   it("training-report: copies run records and logs (no weights), draws curves, writes a README from them", async () => {

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { distillationKl, parameterAlignmentLoss, stackTeacherAdapters } from "../src/tagi/losses";
+import { distillationKl, officialAlignmentLoss, parameterAlignmentLoss, stackTeacherAdapters } from "../src/tagi/losses";
 import type { LoraAdapter } from "../src/model/lora";
 
 const close = (a: number, b: number, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
@@ -67,6 +67,21 @@ describe("TAGI losses", () => {
     const A = tf.tensor3d([[[1], [2]]]);
     const dA = tf.grad((a: tf.Tensor) => parameterAlignmentLoss({ ...g, modules: new Map([["encoder.block.0.layer.0.SelfAttention.q", { A: a, B: g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!.B }]]) }, t))(A);
     assert.deepEqual([...dA.dataSync()], [1, 0]);
+  });
+
+  it("L_ins official variant: 1000·[MSE(A_g, B_t^PEFT) + MSE(B_g, A_t^PEFT)], unscaled, gated by sigmoid; square projections only", () => {
+    // in = out = 2, r = 1. Generated A [2,1] = [1;2], B [1,2] = [3 4]; teacher A [2,1] = [0;2], B [1,2] = [1 1].
+    const g = adapter([[[1], [2]]], [[[3, 4]]], 2);
+    const t = adapter([[[0], [2]]], [[[1, 1]]], 1);
+    // teacher PEFT B = [out, r] = [1;1] against A_g = [1;2]: ((1-1)^2 + (2-1)^2)/2 = 0.5;
+    // teacher PEFT A = [r, in] = [0 2] against B_g = [3 4]: (9 + 4)/2 = 6.5. L = 1000·7 = 7000, gated: sigmoid(7000)·7000.
+    close(officialAlignmentLoss(g, t).dataSync()[0]!, 7000, 1e-6);
+    const small = adapter([[[0.01], [0.02]]], [[[0.01, 0.0]]], 2);
+    const tz = adapter([[[0], [0]]], [[[0, 0]]], 1);
+    const l = 1000 * ((0.0001 + 0.0004) / 2 + 0.0001 / 2);
+    close(officialAlignmentLoss(small, tz).dataSync()[0]!, l / (1 + Math.exp(-l)), 1e-5);
+    const rect = adapter([[[1], [2]]], [[[3, 4, 5]]], 1);
+    assert.throws(() => officialAlignmentLoss(rect, rect), /maps 2 to 3 features; the official swapped comparison needs a square projection/);
   });
 
   it("L_ins relative-product: ‖ΔW_g − ΔW_t‖²/‖ΔW_t‖² per example, scale-free, 1 for a zero adapter; a zero teacher is refused", () => {

@@ -19,6 +19,8 @@ import { seededRandom, shuffled, type SniTask, type SniTrainTask } from "./sni";
 export interface PretrainCorpus {
   /** The whole token stream (no `</s>`), segments cut from it in order. */
   tokens: Int32Array;
+  /** Where each task's text starts in `tokens`, then tokens.length: task i is [taskStarts[i], taskStarts[i+1]). */
+  taskStarts: Int32Array;
   /** Tasks and texts it was built from. */
   tasks: number;
   texts: number;
@@ -48,7 +50,9 @@ export function buildPretrainCorpus(tasks: readonly SniTrainTask[], tokenizer: T
   let total = 0;
   let texts = 0;
   let emptyTexts = 0;
-  for (const task of tasks) {
+  const taskStarts = new Int32Array(tasks.length + 1);
+  for (const [ti, task] of tasks.entries()) {
+    taskStarts[ti] = total;
     for (const text of taskTexts(task)) {
       const trimmed = text.trim();
       if (!trimmed) {
@@ -67,7 +71,23 @@ export function buildPretrainCorpus(tasks: readonly SniTrainTask[], tokenizer: T
     tokens.set(c, o);
     o += c.length;
   }
-  return { tokens, tasks: tasks.length, texts, emptyTexts };
+  taskStarts[tasks.length] = total;
+  return { tokens, taskStarts, tasks: tasks.length, texts, emptyTexts };
+}
+
+/**
+ * Offsets of segments of `length` tokens that each lie inside one task's text (a task shorter than a
+ * segment gives none; the remainder of each task is left out), in task order. Stage 1's a | b | c cuts must
+ * not join the end of one task to the start of another: the "instruction" a would then describe another text.
+ */
+export function segmentsWithinTasks(corpus: Pick<PretrainCorpus, "taskStarts">, length: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + 1 < corpus.taskStarts.length; i++) {
+    const start = corpus.taskStarts[i]!;
+    const end = corpus.taskStarts[i + 1]!;
+    for (let o = start; o + length <= end; o += length) out.push(o);
+  }
+  return out;
 }
 
 export interface SpanCorruptionOptions {

@@ -18,6 +18,8 @@ import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts"
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
 import { aggregateScores, scoreInstance, type AggregateMetrics, type InstanceScore } from "./rouge";
 import type { TaskRow } from "./report";
+import { bootstrapMean, type Interval } from "./stats";
+import { sanityFloors, type FloorScore } from "./floors";
 
 export interface SniProgress {
   done: number;
@@ -129,6 +131,13 @@ export interface SniResult {
    * weak model are still mostly empty or repetitive. Null when `referenceNll: false`.
    */
   referenceNll: { overall: number; perTask: Record<string, number> } | null;
+  /** 95% percentile-bootstrap CIs of the overall scores over instances (2,000 resamples, seeded). */
+  intervals: { rougeL: Interval; exactMatch: Interval };
+  /**
+   * Sanity floors (./floors.ts) on exactly these instances: copy the input, copy the first demonstration's
+   * output, the most frequent demonstration output. A score near them means the model learnt nothing more.
+   */
+  floors: FloorScore[];
   counts: SniCounts;
   skips: SniSkip[];
   timing: { totalMs: number; prepareMs: number; generateMs: number; instancesPerSec: number };
@@ -364,6 +373,8 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     },
     predictions: preds,
     referenceNll: wantNll ? referenceNllOf(items, nll) : null,
+    intervals: { rougeL: bootstrapMean(preds.map((p) => p.rougeL), { seed }), exactMatch: bootstrapMean(preds.map((p) => p.exactMatch), { seed }) },
+    floors: sanityFloors(tasks, preds, { seed }),
     counts: {
       tasks: tasks.length,
       categories: aggregate.perCategory.size,

@@ -1,8 +1,11 @@
 /**
- * The compute an SNI evaluation spent, by method, recorded with every evaluation: for each evaluated task,
- * the instruction length S (its Def or Def + 2 Pos part), the mean instance length I and the mean reference
- * length T (capped at the generation limit), then methodFlops per task, summed; with Tk-Instruct's count for
- * the same tasks as the reference (the paper's relative-FLOPs column).
+ * The compute an SNI evaluation spent, by method, recorded with every evaluation, counting what was run: for
+ * each evaluated task, the instruction length S and the mean instance length I as the model read them (after
+ * truncation: a full prompt cut to maxInputTokens is split into what was left of its instruction and
+ * instance; an instance-only model reads the instance as cut, and TAGI's generator the instruction cut at
+ * maxInstructionTokens), and the mean generated length T (the prediction's tokens and </s>, at most the
+ * generation limit); then methodFlops per task, summed, with Tk-Instruct's count for the same lengths as the
+ * reference (the paper's relative-FLOPs column). The summary names the prompt format it was measured on.
  */
 import type { SniTestTask } from "../data/sni";
 import type { SniResult } from "../eval/sni-eval";
@@ -14,6 +17,8 @@ import type { HypernetworkConfig } from "../tagi/hypernetwork";
 
 export interface ComputeSummary {
   method: Method;
+  /** The prompt format of the evaluation (the FLOPs of Def and Def + 2 Pos differ). */
+  format: PromptFormat;
   /** Matmul FLOPs of inference over all evaluated tasks. */
   flops: number;
   /** Tk-Instruct's count for the same tasks and lengths. */
@@ -40,13 +45,17 @@ export function sniComputeSummary(
   config: T5Config,
   maxNewTokens: number,
   hypernetwork?: HypernetworkConfig,
+  maxInstructionTokens = Infinity,
 ): ComputeSummary {
-  const byTask = new Map<string, { ids: Set<string> }>();
+  const byTask = new Map<string, { ids: Set<string>; read: Map<string, number>; generated: Map<string, number> }>();
   for (const p of result.predictions) {
-    const e = byTask.get(p.task) ?? { ids: new Set<string>() };
+    const e = byTask.get(p.task) ?? { ids: new Set<string>(), read: new Map<string, number>(), generated: new Map<string, number>() };
     e.ids.add(p.id);
+    e.read.set(p.id, p.inputTokens);
+    e.generated.set(p.id, Math.min(maxNewTokens, tokenizer.encode(p.prediction).length));
     byTask.set(p.task, e);
   }
+  const fullInput = result.options.input === "full";
   let flops = 0;
   let tk = 0;
   let sumS = 0;
@@ -56,9 +65,24 @@ export function sniComputeSummary(
     const e = byTask.get(task.name);
     if (!e) continue;
     const insts = task.instances.filter((i) => e.ids.has(i.id));
-    const S = tokenizer.encode(buildPrompt(task, insts[0] ?? task.instances[0]!, { format }).instruction).length;
-    const I = insts.reduce((s, i) => s + tokenizer.encode(buildPrompt(task, i, { format }).instance).length, 0) / Math.max(1, insts.length);
-    const T = insts.reduce((s, i) => s + Math.min(maxNewTokens, tokenizer.encode(i.outputs[0] ?? "").length), 0) / Math.max(1, insts.length);
+    const fullS = tokenizer.encode(buildPrompt(task, insts[0] ?? task.instances[0]!, { format }).instruction).length;
+    let S: number;
+    let I: number;
+    if (fullInput) {
+      // The prompt as read (instance kept whole where it fits): its instance part, and the rest as instruction.
+      const parts = insts.map((i) => {
+        const read = e.read.get(i.id)!;
+        const inst = Math.min(read, tokenizer.encode(buildPrompt(task, i, { format }).instance).length);
+        return { S: read - inst, I: inst };
+      });
+      S = parts.reduce((a, x) => a + x.S, 0) / Math.max(1, parts.length);
+      I = parts.reduce((a, x) => a + x.I, 0) / Math.max(1, parts.length);
+    } else {
+      S = Math.min(fullS, maxInstructionTokens);
+      I = insts.reduce((a, i) => a + e.read.get(i.id)!, 0) / Math.max(1, insts.length);
+    }
+    // generated tokens and </s> (a generation cut at the limit has no </s>)
+    const T = insts.reduce((a, i) => a + Math.min(maxNewTokens, e.generated.get(i.id)! + 1), 0) / Math.max(1, insts.length);
     const shape = { instances: insts.length, instructionLength: S, instanceLength: I, targetLength: T };
     flops += methodFlops(method, config, shape, hypernetwork).total;
     tk += methodFlops("tk-instruct", config, shape).total;
@@ -70,6 +94,7 @@ export function sniComputeSummary(
   const shape100 = { instances: 100, instructionLength: sumS / n, instanceLength: sumI / n, targetLength: sumT / n };
   return {
     method,
+    format,
     flops,
     tkInstructFlops: tk,
     relativeToTkInstruct: flops / tk,
@@ -77,6 +102,6 @@ export function sniComputeSummary(
     meanInstructionTokens: sumS / n,
     meanInstanceTokens: sumI / n,
     meanTargetTokens: sumT / n,
-    note: "inference matMul FLOPs (src/compute/method-flops.ts) with each task's instruction length and mean instance and reference lengths (references capped at the generation limit)",
+    note: `inference matMul FLOPs (src/compute/method-flops.ts) on ${format} prompts, with the lengths as run: instruction and instance tokens after truncation, generated tokens (with </s>)`,
   };
 }

@@ -5,6 +5,7 @@
  * The scale comes from $TAGI_SCALE (tiny in the test suite, small for the committed outputs): the same
  * notebook runs in a minute on the tiny model and reads the small runs' results at the small scale.
  */
+import { similarityPrecondition } from "../tagi/probes";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readTrainingLog, lossCurveSpec, type CurveSeries } from "../plots/curves";
@@ -406,6 +407,7 @@ export function adapterAnalysisRows(names: readonly string[], scale = defaultSca
           "cosine, own teacher": own.mean.toPrecision(3),
           "cosine, other teachers": others.mean.toPrecision(3),
           "closer to own": `${sim.filter((x) => x.cosineOwn > x.cosineOthers).length}/${sim.length}`,
+          "binomial p": similarityPrecondition(sim).pCloserThanOthersMean.toPrecision(2),
         };
       }),
   );

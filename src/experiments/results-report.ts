@@ -3,11 +3,12 @@
  * experiment.json: the paper's tables at this project's scales (mean ± sample standard deviation over
  * seeds) beside the paper's numbers, and the figures under results/figures/<scale>/.
  */
+import { similarityPrecondition } from "../tagi/probes";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
-import { listExperiments, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
+import { listExperiments, loadExperiment, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 
 export interface Stat {
   mean: number;
@@ -40,6 +41,9 @@ export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<stri
         const file = path.join(sdir, seedDir, "experiment.json");
         if (!fs.existsSync(file)) continue;
         const rec = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
+        // Row labels come from the experiment's current definition (a renamed row, e.g. "HINT" -> "HINT-style",
+        // applies to records made before the rename).
+        rec.experiment = { ...rec.experiment, row: loadExperiment(name).row };
         // Records written before the evaluation reported the reference NLL: take it from the evaluation's summary.
         for (const [format, m] of Object.entries(rec.metrics)) {
           if (typeof m.referenceNll === "number") continue;
@@ -271,9 +275,31 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
   const figuresDir = path.join(resultsDir, "figures");
   for (const scale of scales) {
     const byName = all.get(scale)!;
-    const settings = loadScale(scale);
+    // The settings the records were made with (the newest record's), not today's config: a scale's config may
+    // have moved on (e.g. to equal token budgets) since these runs.
+    const newest = [...byName.values()].flat().sort((a, b) => b.startedAt.localeCompare(a.startedAt))[0];
+    const settings = newest?.scale ?? loadScale(scale);
     const s = new Map([...byName].map(([n, recs]) => [n, summarize(n, recs)]));
     const seedsOf = (n: string) => s.get(n)?.seeds.join(", ") ?? "–";
+    // Sanity floors (copy the input, copy a demonstration): the same instances for every method at a scale.
+    const floorsOf = (format: string) => [...byName.values()].flat().find((r) => r.metrics[format]?.floors)?.metrics[format]!.floors ?? null;
+    const floorRows = (width: number, cols: Record<string, number>): string[][] => {
+      const def = floorsOf("def");
+      const pos = floorsOf("def+2pos");
+      const names = (def ?? pos ?? []).map((f) => f.name);
+      return names.map((name) => {
+        const row = Array.from({ length: width }, () => "–");
+        row[0] = `*floor: ${name}*`;
+        const fmt = (fs: typeof def) => {
+          const f = fs?.find((x) => x.name === name);
+          return f ? `${f.rougeL.toFixed(2)} [${f.rougeLCi[0].toFixed(1)}, ${f.rougeLCi[1].toFixed(1)}]` : "not measured";
+        };
+        if (cols["def"] !== undefined) row[cols["def"]] = fmt(def);
+        if (cols["def+2pos"] !== undefined) row[cols["def+2pos"]] = fmt(pos);
+        return row;
+      });
+    };
+    const floorNote = floorsOf("def") || floorsOf("def+2pos") ? "Rows in italics are sanity floors: what copying scores on the same instances, with its 95% bootstrap CI over instances; a method at or below them has learnt nothing usable." : "Sanity floors: not in these records (evaluations made before floors were computed); rerun with `--reevaluate sni`.";
     const e = settings.eval;
     lines.push(
       `## Scale \`${scale}\``,
@@ -283,15 +309,18 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       "",
       "### SNI-103, main table",
       "",
-      "Mean ± std over training seeds. No FT (and, below, the mean teacher adapter) trains nothing and is evaluated on the fixed sample, so its single run is exact: another seed gives the same numbers.",
+      "Mean ± std over training seeds. No FT (and, below, the mean teacher adapter) trains nothing and is evaluated on the fixed sample, so its single run is exact: another seed gives the same numbers. " + floorNote,
       "",
       table(
-        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
-        MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
-          const x = s.get(n)!;
-          const p = PAPER_SNI[n];
-          return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
-        }),
+        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct, Def, lengths as run)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
+        [
+          ...MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
+            const x = s.get(n)!;
+            const p = PAPER_SNI[n];
+            return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
+          }),
+          ...floorRows(9, { def: 2, "def+2pos": 3 }),
+        ],
       ),
       "",
     );
@@ -317,22 +346,25 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
         table(
           ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
-          abl.map((n) => {
-            const x = s.get(n)!;
-            const p = PAPER_ABLATION[n];
-            const isRef = n === "tagi";
-            return [
-              isRef ? "TAGI (all terms)" : x.row,
-              seedsOf(n),
-              fmtStat(x.def),
-              isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
-              fmtStat(x.nllDef, 3),
-              isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll),
-              fmtStat(x.def2pos),
-              paperNum(p?.def),
-              paperNum(p?.def2pos),
-            ];
-          }),
+          [
+            ...abl.map((n) => {
+              const x = s.get(n)!;
+              const p = PAPER_ABLATION[n];
+              const isRef = n === "tagi";
+              return [
+                isRef ? "TAGI (all terms)" : x.row,
+                seedsOf(n),
+                fmtStat(x.def),
+                isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
+                fmtStat(x.nllDef, 3),
+                isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll),
+                fmtStat(x.def2pos),
+                paperNum(p?.def),
+                paperNum(p?.def2pos),
+              ];
+            }),
+            ...floorRows(9, { def: 2, "def+2pos": 6 }),
+          ],
         ),
         "",
       );
@@ -366,11 +398,14 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
         table(
           ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L", "reference NLL ↓", "Δ NLL"],
-          probes.map((n) => {
-            const x = s.get(n)!;
-            const isRef = n === "tagi";
-            return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
-          }),
+          [
+            ...probes.map((n) => {
+              const x = s.get(n)!;
+              const isRef = n === "tagi";
+              return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
+            }),
+            ...floorRows(6, { def: 2 }),
+          ],
         ),
         "",
       );
@@ -387,11 +422,24 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "### Generated versus teacher adapters",
         "",
         "Cosine between the generated update s·A·B (from a category's train-task instructions) and the teachers', mean ± std over the teacher categories; " +
-          "'closer' counts the categories whose generated update is nearer its own teacher than the other teachers' mean (chance: about half).",
+          "'closer' counts the categories whose generated update is nearer its own teacher than the other teachers' mean (chance: half), 'closest' those whose own teacher is the nearest of all (chance: 1/K), " +
+          "each with its one-sided binomial p-value: the precondition for reading any L_ins row.",
         "",
         table(
-          ["Model", "seed", "categories", "cosine, own teacher", "cosine, other teachers", "closer to own"],
-          analyses.map(({ rec, a }) => [rec.experiment.row, String(rec.seed), String(a.similarity.length), fmt(a.similarity.map((r) => r.cosineOwn)), fmt(a.similarity.map((r) => r.cosineOthers)), `${a.similarity.filter((r) => r.cosineOwn > r.cosineOthers).length} of ${a.similarity.length}`]),
+          ["Model", "seed", "categories", "cosine, own teacher", "cosine, other teachers", "closer to own (p)", "own closest (p)"],
+          analyses.map(({ rec, a }) => {
+            const pc = similarityPrecondition(a.similarity);
+            const fp = (x: number) => (x < 1e-3 ? x.toExponential(1) : x.toFixed(3));
+            return [
+              rec.experiment.row,
+              String(rec.seed),
+              String(a.similarity.length),
+              fmt(a.similarity.map((r) => r.cosineOwn)),
+              fmt(a.similarity.map((r) => r.cosineOthers)),
+              `${pc.closerThanOthersMean} of ${pc.categories} (${fp(pc.pCloserThanOthersMean)})`,
+              pc.ownClosest === null ? "– (not recorded)" : `${pc.ownClosest} of ${pc.categories} (${fp(pc.pOwnClosest!)})`,
+            ];
+          }),
         ),
         "",
       );

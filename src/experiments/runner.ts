@@ -21,6 +21,12 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeJsonAtomic } from "../train/checkpoint";
+import { configDifferences } from "../train/loop";
+import { trainedFormat } from "../train/seq2seq";
+import { parsePretrainBaseConfig } from "../train/base-model";
+import { parseMetatrainConfig } from "../train/metatrain";
+import { parseTeachersConfig } from "../train/teachers";
+import { parseFinetuneConfig, parsePretrainHyperConfig } from "../tagi/train";
 import { INSTRUCTION_PROBES, type InstructionProbe } from "../tagi/probes";
 import type { PromptFormat } from "../text/prompts";
 import type { SimilarityRow } from "../tagi/probes";
@@ -88,6 +94,8 @@ export interface ScaleSettings {
     sampleSeed: number;
     /** P3: examples per template. */
     p3MaxExamplesPerTemplate: number;
+    /** Why the methods' token budgets differ, when they do (tokenBudgetProblems); absent: they must be equal. */
+    unequalBudgets?: string;
   };
 }
 
@@ -160,7 +168,40 @@ export function loadScale(scale: string): ScaleSettings {
     const scales = fs.readdirSync(path.join(PROJECT_ROOT, "configs")).filter((d) => fs.existsSync(path.join(PROJECT_ROOT, "configs", d, "experiments.json")));
     throw new Error(`unknown scale '${scale}' (no ${path.relative(PROJECT_ROOT, file)}); scales: ${scales.join(", ")}`);
   }
-  return parseScaleSettings(JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>, scale, path.relative(PROJECT_ROOT, file));
+  const settings = parseScaleSettings(JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>, scale, path.relative(PROJECT_ROOT, file));
+  const problems = tokenBudgetProblems(settings, path.join(PROJECT_ROOT, "configs", scale));
+  if (problems.length && !settings.eval.unequalBudgets) {
+    throw new Error(
+      `${path.relative(PROJECT_ROOT, file)}: the methods do not get the same token budget:\n  - ${problems.join("\n  - ")}\n` +
+        `Make them equal, or state the measured reason in eval.unequalBudgets (it is printed with the results).`,
+    );
+  }
+  return settings;
+}
+
+/**
+ * Equal budgets (the paper's comparison): a model that reads the whole prompt gets as many tokens as TAGI
+ * reads in all, its instruction (the generator's limit, tagi.maxInstructionTokens) plus its instance
+ * (finetune's maxInputTokens): in evaluation (eval.maxInputTokens per format, eval.maxInstanceTokens), in
+ * meta-training (metatrain's maxInputTokens) and for the logit teacher (finetune's maxTeacherInputTokens).
+ * Returns each mismatch in words (empty: equal).
+ */
+export function tokenBudgetProblems(settings: ScaleSettings, configDir: string): string[] {
+  const read = (f: string): Record<string, any> | null => (fs.existsSync(path.join(configDir, f)) ? (JSON.parse(fs.readFileSync(path.join(configDir, f), "utf8")) as Record<string, any>) : null);
+  const ft = read("finetune.json");
+  if (!ft) return [];
+  const instruction = Number(ft["tagi"]?.["maxInstructionTokens"] ?? 512);
+  const instance = Number(ft["maxInputTokens"] ?? 256);
+  const total = instruction + instance;
+  const p: string[] = [];
+  const want = (what: string, got: unknown) => {
+    if (got !== undefined && got !== total) p.push(`${what} is ${String(got)}, TAGI reads ${instruction} instruction + ${instance} instance = ${total} tokens`);
+  };
+  for (const f of ["def", "def+2pos"] as const) want(`eval.maxInputTokens.${f}`, settings.eval.maxInputTokens[f]);
+  if (settings.eval.maxInstanceTokens !== instance) p.push(`eval.maxInstanceTokens is ${settings.eval.maxInstanceTokens}, finetune's maxInputTokens (the instance) ${instance}`);
+  want("metatrain.json maxInputTokens", read("metatrain.json")?.["maxInputTokens"]);
+  want("finetune.json maxTeacherInputTokens", ft["maxTeacherInputTokens"]);
+  return p;
 }
 
 /** Checks a scale's settings (configs/<scale>/experiments.json): unknown keys and bad values, all listed. */
@@ -180,13 +221,14 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
     p.push("prepare must be a list of {command, config, out, done}");
   }
   const ev = (raw["eval"] ?? {}) as Record<string, unknown>;
-  const evKeys = ["maxInstancesPerTask", "maxInputTokens", "maxInstanceTokens", "maxNewTokens", "batchSize", "sampleSeed", "p3MaxExamplesPerTemplate"];
+  const evKeys = ["maxInstancesPerTask", "maxInputTokens", "maxInstanceTokens", "maxNewTokens", "batchSize", "sampleSeed", "p3MaxExamplesPerTemplate", "unequalBudgets"];
   for (const k of Object.keys(ev)) if (!evKeys.includes(k)) p.push(`eval: unknown key '${k}' (valid: ${evKeys.join(", ")})`);
   for (const k of ["maxInstanceTokens", "maxNewTokens", "batchSize", "p3MaxExamplesPerTemplate"]) if (!(Number.isInteger(ev[k]) && (ev[k] as number) > 0)) p.push(`eval.${k} must be a positive integer, got ${JSON.stringify(ev[k])}`);
   if (!(Number.isInteger(ev["sampleSeed"]) && (ev["sampleSeed"] as number) >= 0)) p.push("eval.sampleSeed must be an integer >= 0");
   if (ev["maxInstancesPerTask"] !== null && !(Number.isInteger(ev["maxInstancesPerTask"]) && (ev["maxInstancesPerTask"] as number) > 0)) p.push("eval.maxInstancesPerTask must be a positive integer or null");
   const mit = ev["maxInputTokens"] as Record<string, unknown> | undefined;
   if (!mit || !(Number.isInteger(mit["def"]) && Number.isInteger(mit["def+2pos"]))) p.push('eval.maxInputTokens must be {"def": N, "def+2pos": N}');
+  if (ev["unequalBudgets"] !== undefined && (typeof ev["unequalBudgets"] !== "string" || ev["unequalBudgets"] === "")) p.push("eval.unequalBudgets must be a non-empty string (the measured reason) when given");
   if (p.length) throw new Error(`${where}: invalid scale settings:\n  - ${p.join("\n  - ")}`);
   const s = raw as unknown as ScaleSettings;
   return { ...s, description: String(raw["description"] ?? ""), formats: (formats as PromptFormat[] | null) ?? null, set: s.set ?? {}, scale };
@@ -210,7 +252,21 @@ export interface ExperimentRecord {
   trainSeconds: number | null;
   trainSteps: number | null;
   /** Per format ("def", "def+2pos"). */
-  metrics: Record<string, { rougeL: number; exactMatch: number; referenceNll: number | null; instances: number; tasks: number; perCategory: Record<string, { rougeL: number; exactMatch: number }> }>;
+  metrics: Record<
+    string,
+    {
+      rougeL: number;
+      exactMatch: number;
+      referenceNll: number | null;
+      instances: number;
+      tasks: number;
+      perCategory: Record<string, { rougeL: number; exactMatch: number }>;
+      /** 95% bootstrap CI of ROUGE-L over instances (absent in records made before it was measured). */
+      rougeLCi?: [number, number];
+      /** Sanity floors on the same instances (ROUGE-L; absent in older records). */
+      floors?: { name: string; rougeL: number; rougeLCi: [number, number] }[];
+    }
+  >;
   /** The "adapters" analysis (tagi adapters --out adapters.json). */
   adapters: AdapterAnalysis | null;
   /**
@@ -326,9 +382,45 @@ function gitCommit(): string | null {
  * Runs the scale's shared stages whose output is missing (e.g. on a fresh clone at the tiny scale: the base
  * model, meta-trained teacher, LoRA teachers and stage-1 generator, about a minute), in order.
  */
+/** The stage parsers of the prepare stages, for comparing a finished stage's config with the current one. */
+const STAGE_PARSERS: Record<string, (raw: Record<string, unknown>) => unknown> = {
+  "pretrain-base": parsePretrainBaseConfig,
+  metatrain: parseMetatrainConfig,
+  teachers: parseTeachersConfig,
+  "pretrain-hyper": parsePretrainHyperConfig,
+  finetune: parseFinetuneConfig,
+};
+
+/**
+ * How a finished prepare stage's config (its run.json) differs from the current config file's, parsed the same
+ * way (defaults merged); [] when equal or when there is nothing to compare (no run.json, an unknown stage).
+ */
+export function preparedConfigChanges(p: ScaleSettings["prepare"][number], scale: string): string[] {
+  const runFile = path.join(PROJECT_ROOT, p.out, "run.json");
+  const parse = STAGE_PARSERS[p.command];
+  if (!parse || !fs.existsSync(runFile)) return [];
+  const recorded = (JSON.parse(fs.readFileSync(runFile, "utf8")) as { config?: unknown }).config;
+  if (recorded === undefined) return [];
+  const current = parse(JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale, p.config), "utf8")) as Record<string, unknown>);
+  return configDifferences(recorded, JSON.parse(JSON.stringify(current)) as unknown).map((d) => `${d.key}: ${d.from} -> ${d.to}`);
+}
+
+/**
+ * Runs the scale's prepare stages that are not done. A done stage whose config has changed since (the design
+ * moved, e.g. where teachers sit) is rebuilt, and so is every stage after it (they read its outputs); the
+ * log says why.
+ */
 export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l)): Promise<void> {
+  let rebuildRest = false;
   for (const p of scale.prepare) {
-    if (fs.existsSync(path.join(PROJECT_ROOT, p.done))) continue;
+    const done = fs.existsSync(path.join(PROJECT_ROOT, p.done));
+    if (done) {
+      const changes = rebuildRest ? ["an earlier stage was rebuilt"] : preparedConfigChanges(p, scale.scale);
+      if (!changes.length) continue;
+      log(`[experiment] ${p.out} was made with another config (${changes.slice(0, 6).join("; ")}${changes.length > 6 ? "; ..." : ""}): rebuilding it`);
+      fs.rmSync(path.join(PROJECT_ROOT, p.out), { recursive: true, force: true });
+    }
+    rebuildRest = true; // later stages read this one's outputs
     const logFile = path.join(PROJECT_ROOT, p.out + ".log");
     const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", "--no-progress"];
     log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
@@ -399,7 +491,10 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       const reuse = opts.reevaluate && (fs.existsSync(path.join(out, "model")) || fs.existsSync(path.join(out, "adapter")));
       if (opts.reevaluate && !reuse) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): no trained model in ${rel(out)} to re-evaluate`);
       const argsFile = path.join(out, "experiment-stage.json");
-      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
+      // The config file's content is part of the key: a run folder made under an edited config starts over
+      // instead of failing to resume.
+      const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
+      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
       const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
       if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
       fs.mkdirSync(out, { recursive: true });
@@ -427,7 +522,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false, reevaluate: false });
       modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
     } else if (spec.method === "mean-adapter") {
-      modelArgs = ["--model", scale.base, "--mean-adapter", scale.teachers];
+      // merged into the model the teachers sit on (their manifest's base), reading what they read
+      modelArgs = ["--mean-adapter", scale.teachers];
     } else {
       modelArgs = ["--model", scale.base];
     }
@@ -455,6 +551,9 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         "--seed", String(e.sampleSeed),
         ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
         ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
+        // A model trained on one format evaluated on the other: said explicitly (the CLI refuses it otherwise),
+        // and recorded in the evaluation's summary.
+        ...(modelArgs[0] === "--tagi" || modelArgs[0] === "--model" ? ((t) => (t && t.format !== format ? ["--cross-format"] : []))(trainedFormat(path.join(PROJECT_ROOT, modelArgs[1]!))) : []),
         "--no-progress",
         "--out", rel(dir),
       ];
@@ -462,6 +561,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       const s = readJson<{
         overall: { rougeL: number; exactMatch: number };
         referenceNll?: { overall: number } | null;
+        intervals?: { rougeL: { lo: number; hi: number } };
+        floors?: { name: string; rougeL: number; rougeLCi: { lo: number; hi: number } }[];
         counts: { instances: number; tasks: number };
         perCategory: Record<string, { rougeL: number; exactMatch: number }>;
         compute: { method: string; flops: number; relativeToTkInstruct: number; relativeAt100Instances: number };
@@ -474,6 +575,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         instances: s.counts.instances,
         tasks: s.counts.tasks,
         perCategory: Object.fromEntries(Object.entries(s.perCategory).map(([c, v]) => [c, { rougeL: v.rougeL, exactMatch: v.exactMatch }])),
+        ...(s.intervals ? { rougeLCi: [s.intervals.rougeL.lo, s.intervals.rougeL.hi] as [number, number] } : {}),
+        ...(s.floors ? { floors: s.floors.map((f) => ({ name: f.name, rougeL: f.rougeL, rougeLCi: [f.rougeLCi.lo, f.rougeLCi.hi] as [number, number] })) } : {}),
       };
       compute[format] = { method: s.compute.method, flops: s.compute.flops, relativeToTkInstruct: s.compute.relativeToTkInstruct, relativeAt100Instances: s.compute.relativeAt100Instances };
       backend = typeof s.backend === "string" ? s.backend : JSON.stringify(s.backend);

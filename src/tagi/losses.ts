@@ -130,6 +130,36 @@ export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdap
 }
 
 /**
+ * The official code's L_ins (REFERENCE.md), for comparison with the paper's: 1000·[MSE(A_g, B_t) +
+ * MSE(B_g, A_t)] with the factors swapped and compared untransposed as the code stores them (generated A
+ * [in, r] against the teacher's PEFT B [out, r]; generated B [r, out] against the teacher's PEFT A [r, in];
+ * it only runs where in = out, as for q and v of T5), unscaled on both sides, then gated as sigmoid(L)·L.
+ * Mean over modules of the per-module MSE sums. Both adapters in the per-example layout.
+ */
+export function officialAlignmentLoss(generated: LoraAdapter, teacher: LoraAdapter): tf.Scalar {
+  if (generated.layout !== "perExample" || teacher.layout !== "perExample") throw new Error("officialAlignmentLoss: both adapters must be in the per-example layout");
+  for (const [m, g] of generated.modules) {
+    const t = teacher.modules.get(m);
+    if (!t) throw new Error(`officialAlignmentLoss: the teacher has no adapter for ${m}`);
+    const [, din, r] = g.A.shape;
+    const dout = g.B.shape[2];
+    if (din !== dout) throw new Error(`officialAlignmentLoss: ${m} maps ${din} to ${dout} features; the official swapped comparison needs a square projection`);
+    if (t.A.shape.join() !== g.A.shape.join() || t.B.shape.join() !== g.B.shape.join()) throw new Error(`officialAlignmentLoss: ${m}: generated and teacher shapes differ (rank ${r})`);
+  }
+  return tf.tidy(() => {
+    const terms = [...generated.modules].map(([m, g]) => {
+      const t = teacher.modules.get(m)!;
+      // per-example teacher B is [B, r, out]: PEFT's [out, r] is its transpose; likewise A.
+      const tBpeft = tf.transpose(t.B, [0, 2, 1]);
+      const tApeft = tf.transpose(t.A, [0, 2, 1]);
+      return tf.add(tf.mean(tf.squaredDifference(g.A, tBpeft)), tf.mean(tf.squaredDifference(g.B, tApeft)));
+    });
+    const l = tf.mul(tf.div(tf.addN(terms), terms.length), 1000);
+    return tf.mul(tf.sigmoid(l), l) as tf.Scalar;
+  });
+}
+
+/**
  * Teacher adapters (PEFT layout, one per group) as one per-example adapter: example i gets teacher
  * `groupOfExample[i]`. All teachers must share modules, rank and scaling. New tensors; the caller disposes.
  */

@@ -50,6 +50,12 @@ export interface TagiModel {
   hyper: Map<string, tf.Tensor>;
   /** Fusion parameters (`encoder.block.{l}.fusion.*`; empty without cross-attention fusion). */
   fusion: Map<string, tf.Tensor>;
+  /**
+   * Names of base-model parameters this model trained (the official code's trainable FFN and layer norms,
+   * `trainBase`); saved beside the generator (`base_trained.safetensors`) and put back on load, so that an
+   * evaluation or a later stage never runs the untrained base. Empty or absent: the base is frozen.
+   */
+  trainedBase?: string[];
 }
 
 export function usesCrossAttention(c: TagiConfig): boolean {
@@ -130,21 +136,33 @@ export function studentForward(
 export function saveTagi(dir: string, m: TagiModel, baseDir: string): void {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, "tagi.safetensors"), new Map([...m.hyper, ...m.fusion]), { format: "tagi" });
-  writeJsonAtomic(path.join(dir, "tagi_config.json"), { base: path.resolve(baseDir), baseConfig: m.base.config, tagi: m.config });
+  const trained = m.trainedBase ?? [];
+  const trainedFile = path.join(dir, BASE_TRAINED_FILE);
+  if (trained.length) {
+    const missing = trained.filter((n) => !m.base.params.has(n));
+    if (missing.length) throw new Error(`saveTagi: the base model has no parameter ${missing[0]} (trainedBase)`);
+    writeSafetensors(trainedFile, new Map(trained.map((n) => [n, m.base.params.get(n)!])), { format: "tagi-base-trained" });
+  } else fs.rmSync(trainedFile, { force: true });
+  writeJsonAtomic(path.join(dir, "tagi_config.json"), { base: path.resolve(baseDir), baseConfig: m.base.config, tagi: m.config, trainedBase: trained });
 }
 
-export function readTagiConfig(dir: string): { base: string; tagi: TagiConfig } {
+/** Base-model parameters a TAGI model trained (trainBase), in a checkpoint folder. */
+export const BASE_TRAINED_FILE = "base_trained.safetensors";
+
+export function readTagiConfig(dir: string): { base: string; tagi: TagiConfig; trainedBase: string[] } {
   const file = path.join(dir, "tagi_config.json");
   if (!fs.existsSync(file)) throw new Error(`${dir} is not a TAGI checkpoint: tagi_config.json is missing (a checkpoint without a hypernetwork?)`);
-  const raw = JSON.parse(fs.readFileSync(file, "utf8")) as { base: string; tagi: TagiConfig };
+  const raw = JSON.parse(fs.readFileSync(file, "utf8")) as { base: string; tagi: TagiConfig; trainedBase?: string[] };
   const problems = validateTagiConfig(raw.tagi);
+  const trainedBase = raw.trainedBase ?? [];
+  if (!Array.isArray(trainedBase) || !trainedBase.every((n) => typeof n === "string")) problems.push(`trainedBase must be a list of parameter names, got ${JSON.stringify(raw.trainedBase)}`);
   if (problems.length) throw new Error(`${file}: ${problems.join("; ")}`);
-  return raw;
+  return { base: raw.base, tagi: raw.tagi, trainedBase };
 }
 
 /** Loads generator and fusion parameters saved by saveTagi onto `base`, checking names and shapes. */
 export function loadTagiParams(dir: string, base: T5Model): TagiModel {
-  const { tagi } = readTagiConfig(dir);
+  const { tagi, trainedBase: trainedNames } = readTagiConfig(dir);
   const file = path.join(dir, "tagi.safetensors");
   if (!fs.existsSync(file)) throw new Error(`${dir}: tagi.safetensors is missing (a checkpoint without a hypernetwork?)`);
   const tensors = readSafetensors(file).tensors;
@@ -162,5 +180,39 @@ export function loadTagiParams(dir: string, base: T5Model): TagiModel {
   }
   const hyper = new Map([...tensors].filter(([k]) => k.startsWith("hyper.")));
   const fusion = new Map([...tensors].filter(([k]) => !k.startsWith("hyper.")));
-  return { base, config: tagi, hyper, fusion };
+  const trainedBase = loadTrainedBase(dir, base, trainedNames);
+  return { base, config: tagi, hyper, fusion, trainedBase };
+}
+
+/**
+ * Puts the base parameters a TAGI model trained (`base_trained.safetensors`, listed in tagi_config.json) onto
+ * `base`, replacing its tensors in place; returns their names. Every listed name must be in the file, with
+ * the base model's shape.
+ */
+function loadTrainedBase(dir: string, base: T5Model, names: readonly string[]): string[] {
+  const file = path.join(dir, BASE_TRAINED_FILE);
+  if (!names.length) {
+    if (fs.existsSync(file)) throw new Error(`${file} exists but ${dir}/tagi_config.json lists no trainedBase parameters`);
+    return [];
+  }
+  if (!fs.existsSync(file)) throw new Error(`${dir}: the model trained ${names.length} base parameters (trainedBase) but ${BASE_TRAINED_FILE} is missing`);
+  const tensors = readSafetensors(file).tensors;
+  const problems: string[] = [];
+  for (const n of names) {
+    const t = tensors.get(n);
+    const w = base.params.get(n);
+    if (!t) problems.push(`missing ${n}`);
+    else if (!w) problems.push(`${n} is not a parameter of the base model`);
+    else if (t.shape.join() !== w.shape.join()) problems.push(`${n}: [${t.shape}] in the file, [${w.shape}] in the base model`);
+  }
+  for (const k of tensors.keys()) if (!names.includes(k)) problems.push(`unexpected ${k}`);
+  if (problems.length) {
+    for (const t of tensors.values()) t.dispose();
+    throw new Error(`${file} does not fit the base model:\n  - ${problems.slice(0, 10).join("\n  - ")}`);
+  }
+  for (const [n, t] of tensors) {
+    base.params.get(n)!.dispose();
+    base.params.set(n, t);
+  }
+  return [...names];
 }

@@ -13,6 +13,7 @@
  *   generated update (s·A·B from the category's task instructions) and that teacher's update, per module;
  *   and, as the control, the same cosine against the other categories' teachers.
  */
+import { binomialUpperTail } from "../eval/stats";
 import * as tf from "@tensorflow/tfjs-core";
 import * as path from "node:path";
 import * as fs from "node:fs";
@@ -21,7 +22,7 @@ import { buildPrompt, type PromptFormat } from "../text/prompts";
 import type { T5Tokenizer } from "../text/tokenizer";
 import type { T5Config } from "../model/config";
 import { checkAdapterShapes, loadPeftAdapter, scaling } from "../model/weights";
-import type { TeachersManifest } from "../train/teachers";
+import { readTeachersManifest } from "../train/teachers";
 import { disposeEncoding, tokenizeInstructions } from "./instruction-encoder";
 import { disposeAdapter, generateAdapter } from "./hypernetwork";
 import { encodeInstructions, type TagiModel } from "./model";
@@ -66,14 +67,6 @@ export function probeInstructions(tasks: readonly SniTask[], format: PromptForma
   return out;
 }
 
-function readManifest(teachersDir: string): TeachersManifest {
-  const file = path.join(teachersDir, "manifest.json");
-  if (!fs.existsSync(file)) throw new Error(`no teachers manifest at ${file} (train teachers with \`tagi teachers\`)`);
-  const m = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
-  if (!m.teachers?.length) throw new Error(`${file}: lists no teachers`);
-  return m;
-}
-
 /** Each teacher's weight update s·B·A per module ([out, in], the weight's layout), as new tensors. */
 function teacherDeltas(teachersDir: string, adapter: string, config: T5Config): Map<string, tf.Tensor2D> {
   const peft = loadPeftAdapter(path.join(teachersDir, adapter));
@@ -90,7 +83,7 @@ function teacherDeltas(teachersDir: string, adapter: string, config: T5Config): 
 
 /** mean_i(s·B_i·A_i) over every teacher in `teachersDir`'s manifest, per module ([out, in]). */
 export function meanTeacherDeltas(teachersDir: string, config: T5Config): { deltas: Map<string, tf.Tensor2D>; teachers: number } {
-  const manifest = readManifest(teachersDir);
+  const manifest = readTeachersManifest(teachersDir);
   let sum: Map<string, tf.Tensor2D> | null = null;
   for (const t of manifest.teachers) {
     const d = teacherDeltas(teachersDir, t.adapter, config);
@@ -134,6 +127,44 @@ export interface SimilarityRow {
   cosineOwn: number;
   /** Mean over modules and over the other categories' teachers (the control). */
   cosineOthers: number;
+  /** The largest mean-over-modules cosine to any other category's teacher (own > this: own teacher ranks first). */
+  cosineMaxOther?: number;
+}
+
+/**
+ * The precondition for reading any L_ins result (REFERENCE.md): are generated updates closer to their own
+ * category's teacher than to the others' more often than chance? Two counts, each with its one-sided binomial
+ * p-value: own cosine above the mean of the others (chance 1/2 under exchangeable teachers), and own teacher
+ * the closest of all K (chance 1/K).
+ */
+export interface SimilarityPrecondition {
+  categories: number;
+  closerThanOthersMean: number;
+  pCloserThanOthersMean: number;
+  ownClosest: number | null;
+  pOwnClosest: number | null;
+  /** Whether both counts (where available) are above chance at the 5% level. */
+  holds: boolean;
+}
+
+export function similarityPrecondition(rows: readonly SimilarityRow[]): SimilarityPrecondition {
+  const n = rows.length;
+  const k1 = rows.filter((r) => r.cosineOwn > r.cosineOthers).length;
+  const p1 = binomialUpperTail(k1, n, 0.5);
+  const withMax = rows.filter((r) => r.cosineMaxOther !== undefined);
+  const k2 = withMax.length === n && n > 1 ? rows.filter((r) => r.cosineOwn > r.cosineMaxOther!).length : null;
+  const p2 = k2 === null ? null : binomialUpperTail(k2, n, 1 / n);
+  return { categories: n, closerThanOthersMean: k1, pCloserThanOthersMean: p1, ownClosest: k2, pOwnClosest: p2, holds: p1 < 0.05 && (p2 === null || p2 < 0.05) };
+}
+
+/** One line for logs and tables: "41 of 60 closer than the others' mean (p = 0.003); own closest 9 of 60 (p = 1e-6)". */
+export function formatPrecondition(p: SimilarityPrecondition): string {
+  const fp = (x: number) => (x < 1e-3 ? x.toExponential(1) : x.toFixed(3));
+  return (
+    `${p.closerThanOthersMean} of ${p.categories} closer to own teacher than to the others' mean (binomial p = ${fp(p.pCloserThanOthersMean)}, chance 1/2)` +
+    (p.ownClosest === null ? "" : `; own teacher closest in ${p.ownClosest} of ${p.categories} (p = ${fp(p.pOwnClosest!)}, chance 1/${p.categories})`) +
+    (p.holds ? "" : " — the precondition for reading L_ins does not hold")
+  );
 }
 
 const cosine = (a: tf.Tensor, b: tf.Tensor): number =>
@@ -155,7 +186,7 @@ export function adapterSimilarity(
   tasksByCategory: Map<string, readonly SniTask[]>,
   opts: { format: PromptFormat; maxTasksPerCategory?: number },
 ): SimilarityRow[] {
-  const manifest = readManifest(teachersDir);
+  const manifest = readTeachersManifest(teachersDir);
   const teachers = manifest.teachers.filter((t) => tasksByCategory.has(t.group));
   if (teachers.length === 0) throw new Error(`adapterSimilarity: none of the ${manifest.teachers.length} teachers in ${teachersDir} has tasks given`);
   const s = m.config.hypernetwork.alpha / m.config.hypernetwork.rank;
@@ -189,7 +220,10 @@ export function adapterSimilarity(
         category: t.group,
         tasks: g.tasks,
         cosineOwn: meanCos(g.deltas, teacherUpdates.get(t.group)!),
-        cosineOthers: others.length ? others.reduce((acc, o) => acc + meanCos(g.deltas, teacherUpdates.get(o.group)!), 0) / others.length : NaN,
+        ...((): { cosineOthers: number; cosineMaxOther: number } => {
+          const cos = others.map((o) => meanCos(g.deltas, teacherUpdates.get(o.group)!));
+          return { cosineOthers: cos.length ? cos.reduce((a, b) => a + b, 0) / cos.length : NaN, cosineMaxOther: cos.length ? Math.max(...cos) : NaN };
+        })(),
       };
     });
   } finally {
@@ -219,7 +253,7 @@ export function generationVersusTeacherTime(m: TagiModel, tokenizer: T5Tokenizer
   const t0 = performance.now();
   for (const t of texts) once(t);
   const generateSeconds = (performance.now() - t0) / 1000 / texts.length;
-  const manifest = readManifest(teachersDir);
+  const manifest = readTeachersManifest(teachersDir);
   const timed = manifest.teachers.filter((t) => typeof (t as { seconds?: number }).seconds === "number");
   const teacherSeconds = timed.reduce((s, t) => s + (t as unknown as { seconds: number }).seconds, 0) / Math.max(1, timed.length);
   const teacherSteps = timed.reduce((s, t) => s + t.steps, 0) / Math.max(1, timed.length);

@@ -16,17 +16,15 @@
  * Trainable in both stages: the generator and the fusion layers (the base model stays frozen), plus whatever
  * `trainBase` names (layer norms, FFNs: the official code's options).
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource, type PaddedBatch, type Seq2SeqExample } from "../data/batching";
 import { loadTrainTasks, sampleInstances, seededRandom, taskCategory, type SniTrainTask } from "../data/sni";
-import { buildPretrainCorpus } from "../data/pretraining";
+import { buildPretrainCorpus, segmentsWithinTasks } from "../data/pretraining";
 import { truncateIds } from "../data/instances";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
-import { crossEntropyLoss, forward, type T5Model } from "../model/t5";
-import { loadPeftAdapter, peftToLoraAdapter, checkAdapterShapes } from "../model/weights";
+import { crossEntropyLoss, forward } from "../model/t5";
 import type { LoraAdapter } from "../model/lora";
 import { ADAMW_DEFAULTS, ADAFACTOR_DEFAULTS } from "../train/optimizer";
 import { train, type TrainConfig } from "../train/loop";
@@ -34,11 +32,13 @@ import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
 import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
 import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
-import type { TeachersManifest } from "../train/teachers";
+import { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
+
+export { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { initFusionParams } from "./fusion";
 import { createTagiModel, usesCrossAttention, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig, type TagiModel } from "./model";
-import { ALIGNMENT_MODES, distillationKl, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
+import { ALIGNMENT_MODES, distillationKl, officialAlignmentLoss, parameterAlignmentLoss, stackTeacherAdapters, type AlignmentMode } from "./losses";
 
 export interface TrainBaseParts {
   /** Also train the base model's layer norms (official code). */
@@ -55,11 +55,10 @@ function baseSelector(t: TrainBaseParts): ((name: string) => boolean) | null {
 /** Turns the generator, fusion and selected base parameters into variables; returns them by name. */
 function makeTagiTrainable(m: TagiModel, parts: TrainBaseParts): Map<string, tf.Variable> {
   const sel = baseSelector(parts);
-  return new Map([
-    ...liftToVariables(m.hyper, () => true),
-    ...liftToVariables(m.fusion, () => true),
-    ...(sel ? liftToVariables(m.base.params, sel, "base.") : []),
-  ]);
+  const base = sel ? liftToVariables(m.base.params, sel, "base.") : new Map<string, tf.Variable>();
+  // saveTagi writes these beside the generator (a stage-1 model's trained base carries into stage 2).
+  m.trainedBase = [...new Set([...(m.trainedBase ?? []), ...[...base.keys()].map((k) => k.slice("base.".length))])];
+  return new Map([...liftToVariables(m.hyper, () => true), ...liftToVariables(m.fusion, () => true), ...base]);
 }
 
 function batchTensorsOf(b: PaddedBatch) {
@@ -82,6 +81,8 @@ export interface PretrainHyperConfig {
   segmentLength: number;
   trainBase: TrainBaseParts;
   maxTasks: number | null;
+  /** The dev split held out of stage 1's text (the same split as every SNI stage's, by default). */
+  dev: DevConfig;
   initSeed: number;
   dataDir: string | null;
   tokenizer: string | null;
@@ -94,6 +95,7 @@ export const PRETRAIN_HYPER_DEFAULTS: PretrainHyperConfig = {
   segmentLength: 256,
   trainBase: { layerNorms: false, feedForward: false },
   maxTasks: null,
+  dev: { fraction: 0.05, seed: 0 },
   initSeed: 0,
   dataDir: null,
   tokenizer: null,
@@ -128,12 +130,14 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-hyper");
-  const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
+  const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-hyper");
+  // The dev split's tasks are held out here too, so that model selection on them sees unread text.
+  const { train: tasks, dev } = trainAndDevTasks(all, c.dev, c.maxTasks);
+  const corpus = buildPretrainCorpus(tasks, tokenizer);
   const L = c.segmentLength;
-  const size = Math.floor(corpus.tokens.length / L);
-  const examples: Seq2SeqExample[] = [];
-  for (let i = 0; i < size; i++) examples.push(splitSegment(corpus.tokens.subarray(i * L, (i + 1) * L), seededRandom(c.train.seed, `abc:${i}`), tokenizer.eosId));
+  const offsets = segmentsWithinTasks(corpus, L);
+  if (offsets.length === 0) throw new Error(`pretrain-hyper: no task has ${L} tokens of text (config.segmentLength); lower it`);
+  const examples: Seq2SeqExample[] = offsets.map((o, i) => splitSegment(corpus.tokens.subarray(o, o + L), seededRandom(c.train.seed, `abc:${i}`), tokenizer.eosId));
   const base = loadBaseModel(c.base!);
   checkVocab(base, tokenizer);
   const m = createTagiModel(base, c.tagi, c.initSeed);
@@ -163,13 +167,14 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
       saveModel: (dir) => saveTagi(dir, m, c.base!),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: base.config },
-      data: { files: [dataFile], tasks: (c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks)).map((t) => t.name) },
+      data: { files: [dataFile], tasks: tasks.map((t) => t.name) },
     });
     const modelDir = path.join(opts.out, "model");
     saveTagi(modelDir, m, c.base!);
     recordStage("pretrain-hyper", opts, c, started, result, {
         model: { base: path.resolve(c.base!), ...modelSummary(base.config), trainableParameters: countOf(trainable) },
-        data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length },
+        data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length, segmentsWithinOneTask: true },
+        devTasks: dev.map((t) => t.name),
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
     });
     return { out: opts.out, model: modelDir, result };
@@ -201,7 +206,16 @@ export interface LossWeights {
   /** KL temperature T. */
   temperature: number;
   alignment: AlignmentMode;
+  /**
+   * "paper" (default): T²·KL with padding masked, L_ins as `alignment` says. "official": the released code's
+   * forms, for comparison: KL without T² and without the padding mask, and L_ins as 1000·MSE of swapped
+   * factors gated by sigmoid (officialAlignmentLoss). Its weights were ce 0.6, kl 0.4, T 3: set them too.
+   * Absent: "paper".
+   */
+  variant?: LossVariant;
 }
+
+export type LossVariant = "paper" | "official";
 
 /**
  * Defaults (the paper does not state λ1, λ2 or T): T = 2, a common distillation temperature, with the T²
@@ -210,7 +224,7 @@ export interface LossWeights {
  * alignment acts as a gentle regulariser rather than the dominant term (the official 1000·MSE makes it
  * dominant). Change them in the config or in notebook 04.
  */
-export const LOSS_DEFAULTS: LossWeights = { ce: 1, kl: 1, ins: 1, temperature: 2, alignment: "factors" };
+export const LOSS_DEFAULTS: LossWeights = { ce: 1, kl: 1, ins: 1, temperature: 2, alignment: "factors", variant: "paper" };
 
 export interface FinetuneConfig {
   base: string | null;
@@ -220,6 +234,13 @@ export interface FinetuneConfig {
   teacher: string | null;
   /** The teachers' folder (manifest.json) of the parameter teachers (needed when losses.ins > 0). */
   teachers: string | null;
+  /**
+   * Where the parameter teachers must sit. "student-base" (default): on this run's base model (same content)
+   * and reading the instance only, as the generated adapter does, so that L_ins compares like with like.
+   * "official": accept teachers on another model or reading the full prompt (the released code's
+   * arrangement), on purpose and recorded in run.json.
+   */
+  teacherPlacement: "student-base" | "official";
   tagi: TagiConfig;
   losses: LossWeights;
   format: PromptFormat;
@@ -245,6 +266,7 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   init: null,
   teacher: null,
   teachers: null,
+  teacherPlacement: "student-base",
   tagi: TAGI_DEFAULTS,
   losses: LOSS_DEFAULTS,
   format: "def+2pos",
@@ -284,6 +306,8 @@ export function validateLossWeights(l: LossWeights, where = "losses"): string[] 
         `so at this T the KL and its gradient vanish for any gap above ${(103 * l.temperature).toPrecision(2)} nats (and T² scaling underflows below T = 1.1e-19)`,
     );
   }
+  if (l.variant !== undefined && l.variant !== "paper" && l.variant !== "official") p.push(`${where}.variant must be "paper" or "official", got ${JSON.stringify(l.variant)}`);
+  if (l.variant === "official" && l.alignment !== "factors") p.push(`${where}.alignment applies to the paper variant; the official variant has its own L_ins (swapped factors), got ${JSON.stringify(l.alignment)}`);
   if (!ALIGNMENT_MODES.includes(l.alignment)) p.push(`${where}.alignment must be one of ${ALIGNMENT_MODES.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(l.alignment)}`);
   if (p.length === 0 && l.ce + l.kl + l.ins === 0) p.push(`${where}: every weight is 0; nothing to train on`);
   return p;
@@ -298,6 +322,7 @@ export function parseFinetuneConfig(source: string | Record<string, unknown> | u
     if (l.kl > 0 && !c.teacher) p.push("config.teacher is required when losses.kl > 0 (the meta-trained model folder)");
     if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
     if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
+    if (c.teacherPlacement !== "student-base" && c.teacherPlacement !== "official") p.push(`config.teacherPlacement must be "student-base" or "official", got ${JSON.stringify(c.teacherPlacement)}`);
     for (const [k, min] of [["maxInputTokens", 2], ["maxTeacherInputTokens", 8], ["maxTargetTokens", 2]] as const) {
       if (!Number.isInteger(c[k]) || c[k] < min) p.push(`config.${k} must be an integer >= ${min}, got ${JSON.stringify(c[k])}`);
     }
@@ -362,26 +387,12 @@ export function tagiExamples(
   return { examples, counts };
 }
 
-/** The parameter teachers of a teachers folder, by category, as PEFT-layout adapters (checked against the base). */
-export function loadParameterTeachers(dir: string, base: T5Model): { byGroup: Map<string, number>; adapters: LoraAdapter[]; manifest: TeachersManifest } {
-  const file = path.join(dir, "manifest.json");
-  if (!fs.existsSync(file)) throw new Error(`parameter teachers: ${file} not found (run \`tagi teachers\` first)`);
-  const manifest = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
-  if (manifest.groupBy !== "category") throw new Error(`parameter teachers in ${dir} are per ${manifest.groupBy}; TAGI's L_ins uses one per category`);
-  const byGroup = new Map<string, number>();
-  const adapters: LoraAdapter[] = [];
-  for (const t of manifest.teachers) {
-    const peft = loadPeftAdapter(path.join(dir, t.adapter));
-    checkAdapterShapes(peft, base.config);
-    byGroup.set(t.group, adapters.length);
-    adapters.push(peftToLoraAdapter(peft));
-  }
-  return { byGroup, adapters, manifest };
-}
-
 export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): Promise<StageResult> {
   const started = new Date();
   const c = config;
+  // Before any data loads: teachers that cannot be used are refused first.
+  const placement = c.losses.ins > 0 ? checkTeacherPlacement(c) : null;
+  if (c.losses.kl > 0) checkLogitTeacherFormat(c);
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
   const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "finetune");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
@@ -410,7 +421,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       const keepFusion = usesCrossAttention(c.tagi) && usesCrossAttention(saved.tagi);
       if (!keepFusion) for (const t of loaded.fusion.values()) t.dispose();
       const fusion = keepFusion ? loaded.fusion : usesCrossAttention(c.tagi) ? initFusionParams(base.config, c.initSeed) : new Map<string, tf.Tensor>();
-      m = { base, config: c.tagi, hyper: loaded.hyper, fusion };
+      m = { base, config: c.tagi, hyper: loaded.hyper, fusion, trainedBase: loaded.trainedBase ?? [] };
       console.error(`[tagi] finetune: stage-1 generator from ${c.init}; fusion '${c.tagi.fusion}' (stage 1 used '${saved.tagi.fusion}'): ${keepFusion ? "fusion layers kept" : usesCrossAttention(c.tagi) ? "fresh fusion layers" : "no fusion layers"}`);
     }
   } else m = createTagiModel(base, c.tagi, c.initSeed);
@@ -473,7 +484,8 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         terms["ce"] = ce;
         if (lw.ce > 0) total = tf.add(total, tf.mul(ce, lw.ce));
         if (teacherModel) {
-          const kl = distillationKl(logits, k.get("teacherLogits") as tf.Tensor3D, t.labels, { temperature: lw.temperature });
+          const official = lw.variant === "official";
+          const kl = distillationKl(logits, k.get("teacherLogits") as tf.Tensor3D, t.labels, { temperature: lw.temperature, scaleByTemperatureSquared: !official, maskPadding: !official });
           terms["kl"] = kl;
           total = tf.add(total, tf.mul(kl, lw.kl));
         }
@@ -485,7 +497,8 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
             if (!A || !B) throw new Error(`finetune: the parameter teachers do not adapt ${name}, which the generator does (set tagi.hypernetwork.kinds/projections to the teachers' modules)`);
             modules.set(name, { A, B });
           }
-          const ins = parameterAlignmentLoss(adapter, { layout: "perExample", scaling: teachers.adapters[0]!.scaling, dropout: 0, modules }, lw.alignment);
+          const teacher: LoraAdapter = { layout: "perExample", scaling: teachers.adapters[0]!.scaling, dropout: 0, modules };
+          const ins = lw.variant === "official" ? officialAlignmentLoss(adapter, teacher) : parameterAlignmentLoss(adapter, teacher, lw.alignment);
           terms["ins"] = ins;
           total = tf.add(total, tf.mul(ins, lw.ins));
         }
@@ -502,7 +515,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         model: { base: path.resolve(c.base!), init: c.init ? path.resolve(c.init) : null, ...modelSummary(base.config), trainableParameters: countOf(trainable) },
         data: { ...counts, trainTasks: split.train.length },
         devTasks: split.dev.map((t) => t.name),
-        teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0 },
+        teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0, placement },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
     });
     writeJsonAtomic(path.join(opts.out, "losses.json"), { weights: lw, terms: Object.keys(result.log.at(-1)?.terms ?? {}) });

@@ -4,6 +4,7 @@
  * span-corruption model and `objective` to "prefix-lm"). Writes `<out>/model/` (a Hugging Face T5 folder that
  * transformers loads), `<out>/log.jsonl`, `<out>/checkpoint/` and `<out>/run.json`.
  */
+import { trainAndDevTasks, type DevConfig } from "./metatrain";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MODEL_PRESETS } from "../model/presets";
@@ -23,8 +24,10 @@ export interface PretrainBaseConfig {
   /** Continue from this Hugging Face T5 folder instead of a random init (e.g. for a prefix-LM phase). */
   init: string | null;
   initSeed: number;
-  /** Only the first N train tasks (file order) feed the corpus; null: all. For quick runs (tokenizing all takes ~25 s). */
+  /** Only the first N train tasks (file order, after the dev split) feed the corpus; null: all. For quick runs (tokenizing all takes ~25 s). */
   maxTasks: number | null;
+  /** The dev split held out of the corpus (the same split as every SNI stage's, by default). */
+  dev: DevConfig;
   objective: "span-corruption" | "prefix-lm";
   /** Raw tokens per example before corruption (T5: 568 for 512-token inputs; 114 gives ~104 input tokens). */
   segmentLength: number;
@@ -43,6 +46,7 @@ export const PRETRAIN_BASE_DEFAULTS: PretrainBaseConfig = {
   init: null,
   initSeed: 0,
   maxTasks: null,
+  dev: { fraction: 0.05, seed: 0 },
   objective: "span-corruption",
   segmentLength: 114,
   noiseDensity: 0.15,
@@ -75,8 +79,11 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
   const started = new Date();
   const c = config;
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
-  const { tasks, skipped, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-base");
-  const corpus = buildPretrainCorpus(c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks), tokenizer);
+  const { tasks: all, skipped, file: dataFile } = await loadTrainTasks(c.dataDir, "pretrain-base");
+  // The dev split (the same as every SNI stage's by default) is held out of the base model's text too, so that
+  // model selection on the dev tasks measures text no stage has read.
+  const { train: tasks, dev } = trainAndDevTasks(all, c.dev, c.maxTasks);
+  const corpus = buildPretrainCorpus(tasks, tokenizer);
   const source = pretrainSource(corpus, tokenizer, {
     objective: c.objective,
     segmentLength: c.segmentLength,
@@ -98,7 +105,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },
-      data: { files: [dataFile], tasks: (c.maxTasks === null ? tasks : tasks.slice(0, c.maxTasks)).map((t) => t.name) },
+      data: { files: [dataFile], tasks: tasks.map((t) => t.name) },
     });
     const modelDir = path.join(opts.out, "model");
     saveT5Checkpoint(modelDir, model.config, model.params);
@@ -114,6 +121,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
           tasksSkippedByLoader: skipped.length,
           epochsSeen: result.state.data.epoch + result.state.data.batch / Math.max(1, Math.ceil(source.size / c.train.batchSize)),
         },
+        devTasks: dev.map((t) => t.name),
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
     });
     return { out: opts.out, model: modelDir, result };

@@ -3,6 +3,7 @@
  * base model (preset, or a Hugging Face checkpoint folder), and the run record written beside the results.
  */
 import * as fs from "node:fs";
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { batchTensors, type PaddedBatch } from "../data/batching";
@@ -69,6 +70,33 @@ export function loadBaseModel(dir: string): T5Model {
   }
   const { config, params } = loadT5Checkpoint(dir);
   return { config, params };
+}
+
+/**
+ * The content of a Hugging Face T5 folder as one sha256 (config.json and every *.safetensors file, by name):
+ * what "the same base model" means when a run checks where adapters sit, whatever the folder is called.
+ */
+export function modelFolderFingerprint(dir: string): string {
+  if (!fs.existsSync(path.join(dir, "config.json"))) throw new Error(`modelFolderFingerprint: ${dir} has no config.json (not a model folder)`);
+  const h = createHash("sha256");
+  const files = ["config.json", ...fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors")).sort()];
+  for (const f of files) {
+    h.update(f + "\0");
+    h.update(fs.readFileSync(path.join(dir, f)));
+  }
+  return h.digest("hex");
+}
+
+/**
+ * The prompt format a model folder was trained on, from the run record beside it (`<dir>/../run.json` of a
+ * metatrain or finetune run); null when nothing says (a base model, a checkpoint from elsewhere).
+ */
+export function trainedFormat(modelDir: string): { format: string; record: string } | null {
+  const record = path.join(path.dirname(path.resolve(modelDir)), "run.json");
+  if (!fs.existsSync(record)) return null;
+  const run = JSON.parse(fs.readFileSync(record, "utf8")) as { stage?: string; config?: { format?: unknown } };
+  const format = run.config?.format;
+  return (run.stage === "metatrain" || run.stage === "finetune") && typeof format === "string" ? { format, record } : null;
 }
 
 export function modelSummary(config: T5Config): Record<string, unknown> {

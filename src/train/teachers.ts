@@ -1,8 +1,15 @@
 /**
  * Parameter teachers ("training with instance"): one LoRA per task category (the paper; per task as an
- * option), trained on that group's instances on top of the meta-trained model (as the official code) or the
- * base model (set `base` accordingly). Each is saved as a PEFT adapter; `<out>/manifest.json` lists them with
- * category, tasks, steps and final loss. TAGI's L_ins aligns generated adapters with these.
+ * option), trained on that group's instances. Each is saved as a PEFT adapter; `<out>/manifest.json` lists
+ * them with category, tasks, seed, first and last loss, and the base model they sit on (its path and content
+ * hash) and the input they read. TAGI's L_ins aligns generated adapters with these.
+ *
+ * Where they sit (REFERENCE.md, "Where the teachers' adapters sit"): a LoRA update means something only
+ * relative to the weights it was trained on and the inputs it saw. The default puts each teacher where the
+ * generated adapter sits: on the student's frozen base (`base` = the base model), reading the instance only
+ * (`input: "instance"`), each with its own initialisation (seed from train.seed and the group). The official
+ * code's arrangement (the meta-trained model, the full prompt) is `base` = the meta-trained model and
+ * `input: "full"`; stage 2 refuses teachers on another base unless its config asks for that on purpose.
  *
  * Layout: `<out>/<group-slug>/adapter/` (PEFT), `<out>/<group-slug>/log.jsonl`, `.../checkpoint/`, and
  * `<out>/manifest.json` (rewritten atomically after each teacher). `resume` skips finished teachers and resumes
@@ -23,7 +30,8 @@ import { train, type TrainConfig } from "./loop";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions } from "./base-model";
 import { checkSniStageFields, SNI_STAGE_DEFAULTS, trainAndDevTasks, type SniStageFields } from "./metatrain";
-import { disposeModel, loadBaseModel, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
+import { disposeModel, loadBaseModel, modelFolderFingerprint, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
+import { fnv1a } from "../data/sni";
 import { writeJsonAtomic } from "./checkpoint";
 
 /** `base` is the model the teachers adapt: the meta-trained model's folder (the official code) or the base model. */
@@ -41,7 +49,7 @@ export const TEACHERS_DEFAULTS: TeachersConfig = {
   groupBy: "category",
   groups: null,
   maxGroups: null,
-  input: "full",
+  input: "instance",
   // The paper's teachers: rank 32 (SNI_STAGE_DEFAULTS' LoRA), AdamW.
   ...SNI_STAGE_DEFAULTS,
   train: trainDefaults({ steps: 100, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-3, warmupSteps: 0 } }),
@@ -66,18 +74,41 @@ export interface TeacherEntry {
   examples: number;
   steps: number;
   finalLoss: number;
-  /** Mean loss over the last 10 steps (less noisy than the last step). */
+  /** Mean loss over the last 10 steps (a third of the steps when fewer than 30; less noisy than the last step). */
   meanLossLast10: number;
+  /** Mean loss over the first 10 steps (likewise): with meanLossLast10, whether the teacher learnt anything. */
+  meanLossFirst10?: number;
+  /** The seed of this teacher's LoRA init and data order (each teacher its own). */
+  seed?: number;
   seconds: number;
 }
 
+/** Each teacher's seed: a function of the run seed and the group, so teachers start from different inits. */
+export function teacherSeed(runSeed: number, group: string): number {
+  return fnv1a(`teacher:${runSeed}:${group}`) % 2_000_000_000;
+}
+
+/** Relative fall of the loss below which a teacher is reported as not trained ("last10 > 0.9·first10"). */
+export const TEACHER_MIN_LOSS_DROP = 0.1;
+
 export interface TeachersManifest {
   base: string;
+  /** sha256 of the base model folder's content (modelFolderFingerprint): where the adapters sit. */
+  baseFingerprint?: string;
   groupBy: "category" | "task";
   lora: LoraConfig;
   format: PromptFormat;
   input: "full" | "instance";
   teachers: TeacherEntry[];
+}
+
+/** A teachers folder's manifest.json, or an error saying how to make one; it must list teachers. */
+export function readTeachersManifest(teachersDir: string): TeachersManifest {
+  const file = path.join(teachersDir, "manifest.json");
+  if (!fs.existsSync(file)) throw new Error(`no teachers manifest at ${file} (train teachers with \`tagi teachers\`)`);
+  const m = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
+  if (!m.teachers?.length) throw new Error(`${file}: lists no teachers`);
+  return m;
 }
 
 export function groupSlug(name: string): string {
@@ -111,7 +142,7 @@ export async function trainTeachers(
   checkVocab(model, tokenizer);
   fs.mkdirSync(opts.out, { recursive: true });
   const manifestFile = path.join(opts.out, "manifest.json");
-  const manifest: TeachersManifest = { base: path.resolve(c.base!), groupBy: c.groupBy, lora: c.lora, format: c.format, input: c.input, teachers: [] };
+  const manifest: TeachersManifest = { base: path.resolve(c.base!), baseFingerprint: modelFolderFingerprint(c.base!), groupBy: c.groupBy, lora: c.lora, format: c.format, input: c.input, teachers: [] };
   if (opts.resume && fs.existsSync(manifestFile)) {
     const prev = JSON.parse(fs.readFileSync(manifestFile, "utf8")) as TeachersManifest;
     manifest.teachers = prev.teachers.filter((t) => groups.has(t.group));
@@ -134,7 +165,8 @@ export async function trainTeachers(
         instancesPerTask: c.instancesPerTask,
         seed: c.train.seed,
       });
-      const lora = createLoraVariables(model.config, c.lora, c.train.seed);
+      const seed = teacherSeed(c.train.seed, group);
+      const lora = createLoraVariables(model.config, c.lora, seed);
       const trainable = new Map<string, tf.Variable>();
       for (const [m, { A, B }] of lora.modules) {
         trainable.set(`${m}.lora_A.weight`, A as tf.Variable);
@@ -152,7 +184,7 @@ export async function trainTeachers(
         const result = await train({
           label: `teacher ${index}/${groups.size} ${slug}`,
           out: dir,
-          config: c.train,
+          config: { ...c.train, seed },
           trainable,
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
           lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),
@@ -162,7 +194,11 @@ export async function trainTeachers(
           data: { files: [dataFile], tasks: tasks.map((t) => t.name) },
         });
         saveModel(path.join(dir, "adapter"));
-        const last = result.log.slice(-10);
+        // First and last windows that never overlap: 10 steps, or a third of a short run.
+        const w = Math.max(1, Math.min(10, Math.floor(result.log.length / 3)));
+        const last = result.log.slice(-w);
+        const first = result.log.slice(0, w);
+        const meanLoss = (xs: typeof last) => xs.reduce((s, r) => s + r.loss, 0) / Math.max(1, xs.length);
         const entry: TeacherEntry = {
           group,
           groupBy: c.groupBy,
@@ -172,9 +208,17 @@ export async function trainTeachers(
           examples: examples.length,
           steps: result.state.step,
           finalLoss: result.log.at(-1)?.loss ?? NaN,
-          meanLossLast10: last.reduce((s, r) => s + r.loss, 0) / Math.max(1, last.length),
+          meanLossLast10: meanLoss(last),
+          meanLossFirst10: meanLoss(first),
+          seed,
           seconds: (performance.now() - t0) / 1000,
         };
+        if (!(entry.meanLossLast10 < (1 - TEACHER_MIN_LOSS_DROP) * entry.meanLossFirst10!)) {
+          process.stderr.write(
+            `[teachers] warning: teacher '${group}' did not learn: mean loss ${entry.meanLossFirst10!.toFixed(3)} over its first ${w} steps, ${entry.meanLossLast10.toFixed(3)} over its last ${w} ` +
+              `(less than a ${TEACHER_MIN_LOSS_DROP * 100}% fall); its adapter says little about the task (more steps or another learning rate)\n`,
+          );
+        }
         manifest.teachers.push(entry);
         writeJsonAtomic(manifestFile, manifest);
         opts.onTeacher?.(entry, index, groups.size);

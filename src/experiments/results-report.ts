@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
+import { formatPaired, pairedVersusTagi } from "./paired";
 import { listExperiments, loadExperiment, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 
 export interface Stat {
@@ -309,17 +310,20 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       "",
       "### SNI-103, main table",
       "",
-      "Mean ± std over training seeds. No FT (and, below, the mean teacher adapter) trains nothing and is evaluated on the fixed sample, so its single run is exact: another seed gives the same numbers. " + floorNote,
+      "Mean ± std over training seeds. No FT (and, below, the mean teacher adapter) trains nothing and is evaluated on the fixed sample, so its single run is exact: another seed gives the same numbers. " +
+        "The Δ column compares each method with TAGI instance by instance on the same sample (units: TAGI seed × instance; a method's run at the same seed, or its single run), with a paired bootstrap 95% CI and the paired t-test's p. " +
+        floorNote,
       "",
       table(
-        ["Method", "seeds", "Def ROUGE-L", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct, Def, lengths as run)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
+        ["Method", "seeds", "Def ROUGE-L", "Def: Δ vs TAGI, paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct, Def, lengths as run)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
         [
           ...MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
             const x = s.get(n)!;
             const p = PAPER_SNI[n];
-            return [x.row, seedsOf(n), fmtStat(x.def), fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
+            const vsTagi = n === "tagi" ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def"));
+            return [x.row, seedsOf(n), fmtStat(x.def), vsTagi, fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
           }),
-          ...floorRows(9, { def: 2, "def+2pos": 3 }),
+          ...floorRows(10, { def: 2, "def+2pos": 4 }),
         ],
       ),
       "",

@@ -1,0 +1,58 @@
+/**
+ * Differences between methods as paired tests over instances (the evaluation protocol of the design issue):
+ * every experiment at a scale is evaluated on the same seeded instance sample, so a method and TAGI can be
+ * compared instance by instance. Units are (TAGI seed, task, instance): a method with a record at the same
+ * seed is paired with it; a method with a single record (No FT, the mean adapter: nothing is trained, another
+ * seed gives the same numbers) is paired with every TAGI seed. The difference gets a paired bootstrap CI and
+ * paired t-test p (src/eval/stats.ts) from the evaluations' predictions.jsonl.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pairedComparison, type PairedComparison } from "../eval/stats";
+import type { ExperimentRecord } from "./runner";
+
+/** Per-instance ROUGE-L of one evaluation (key "task|id"), or null when its predictions are not there. */
+export function instanceRougeL(resultsDir: string, rec: ExperimentRecord, format: string): Map<string, number> | null {
+  const file = path.join(resultsDir, rec.experiment.name, rec.scale.scale, `seed-${rec.seed}`, `eval-${format.replace("+", "")}`, "predictions.jsonl");
+  if (!fs.existsSync(file)) return null;
+  const out = new Map<string, number>();
+  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    const p = JSON.parse(line) as { task: string; id: string; rougeL: number };
+    out.set(`${p.task}|${p.id}`, p.rougeL);
+  }
+  return out;
+}
+
+/** Method minus TAGI on paired instances (see the module comment); null when nothing pairs. */
+export function pairedVersusTagi(resultsDir: string, method: readonly ExperimentRecord[], tagi: readonly ExperimentRecord[], format: string): (PairedComparison & { units: number; seeds: number }) | null {
+  const a: number[] = [];
+  const b: number[] = [];
+  let seeds = 0;
+  for (const t of tagi) {
+    const m = method.find((r) => r.seed === t.seed) ?? (method.length === 1 ? method[0] : undefined);
+    if (!m) continue;
+    const ms = instanceRougeL(resultsDir, m, format);
+    const ts = instanceRougeL(resultsDir, t, format);
+    if (!ms || !ts) continue;
+    let paired = 0;
+    for (const [k, v] of ts) {
+      const w = ms.get(k);
+      if (w === undefined) continue;
+      a.push(w);
+      b.push(v);
+      paired++;
+    }
+    if (paired) seeds++;
+  }
+  if (!a.length) return null;
+  return { ...pairedComparison(a, b), units: a.length, seeds };
+}
+
+/** "+1.23 [0.51, 2.02], p = 0.003" for a table cell. */
+export function formatPaired(c: PairedComparison | null): string {
+  if (!c) return "–";
+  const fp = (x: number) => (x < 1e-4 ? x.toExponential(0) : x < 0.01 ? x.toFixed(4) : x.toFixed(3));
+  const sign = c.diff.mean >= 0 ? "+" : "";
+  return `${sign}${c.diff.mean.toFixed(2)} [${c.diff.lo.toFixed(2)}, ${c.diff.hi.toFixed(2)}], p = ${fp(c.pT)}`;
+}

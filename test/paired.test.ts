@@ -1,0 +1,38 @@
+/**
+ * Paired comparisons against TAGI over instances (src/experiments/paired.ts) on fabricated records: units are
+ * (TAGI seed, instance); a method run at the same seed pairs with it, a single-run method with every seed.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { formatPaired, pairedVersusTagi } from "../src/experiments/paired";
+import type { ExperimentRecord } from "../src/experiments/runner";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-paired-"));
+function record(name: string, seed: number, scores: number[]): ExperimentRecord {
+  const evalDir = path.join(dir, name, "tiny", `seed-${seed}`, "eval-def");
+  fs.mkdirSync(evalDir, { recursive: true });
+  fs.writeFileSync(path.join(evalDir, "predictions.jsonl"), scores.map((r, i) => JSON.stringify({ task: "t", id: `i${i}`, rougeL: r })).join("\n") + "\n");
+  return { experiment: { name }, scale: { scale: "tiny" }, seed } as unknown as ExperimentRecord;
+}
+
+describe("paired comparisons against TAGI", () => {
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("pairs by seed and instance; a single-run method pairs with every TAGI seed", () => {
+    const tagi = [record("tagi", 0, [10, 20, 30, 40]), record("tagi", 1, [12, 18, 33, 41])];
+    const same = [record("m", 0, [11, 21, 31, 41]), record("m", 1, [13, 19, 34, 42])];
+    const c = pairedVersusTagi(dir, same, tagi, "def")!;
+    assert.equal(c.units, 8);
+    assert.equal(c.seeds, 2);
+    assert.equal(c.diff.mean, 1); // every instance +1
+    assert.equal(formatPaired(c), "+1.00 [1.00, 1.00], p = 0e+0");
+    const single = [record("noft", 0, [0, 0, 0, 0])];
+    const d = pairedVersusTagi(dir, single, tagi, "def")!;
+    assert.equal(d.units, 8);
+    assert.ok(Math.abs(d.diff.mean - -25.5) < 1e-9 && d.pT < 0.01 && d.diff.hi < 0);
+    assert.equal(pairedVersusTagi(dir, [record("other", 5, [1]), record("other", 6, [1])], tagi, "def"), null); // other seeds only
+    assert.equal(formatPaired(null), "–");
+  });
+});

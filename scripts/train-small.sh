@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tagi() { node --import tsx src/cli.ts "$@"; }
-[ -f runs/small/base/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base.json --out runs/small/base --resume
+[ -f runs/small/base-span/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base.json --out runs/small/base-span --resume
+# the LM-adapt phase (prefix LM from the span-corruption model), as T5-LM-adapt
+[ -f runs/small/base/model/model.safetensors ] || tagi pretrain-base --config configs/small/pretrain-base-lmadapt.json --out runs/small/base --resume
 [ -f runs/small/metatrain/model/model.safetensors ] || tagi metatrain --config configs/small/metatrain.json --out runs/small/metatrain --resume
 # The evaluation and the teachers run side by side: both spend much of their time in single-threaded
 # elementwise kernels, so two processes use the two cores better than one after the other.

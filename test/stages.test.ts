@@ -76,6 +76,16 @@ describe("training stages (tiny pipeline)", function () {
     assert.deepEqual(state.dataFingerprint.tasks.filter((t: string) => run.devTasks.includes(t)), []);
   });
 
+  it("stage 0's LM-adapt phase: prefix LM continued from the span-corruption model (pretrain-base-lmadapt.json)", async () => {
+    const out = path.join(work, "base-lmadapt");
+    const r = await pretrainBase(parsePretrainBaseConfig(config("pretrain-base-lmadapt.json", [`init=${JSON.stringify(path.join(base, "model"))}`, "train.steps=3"])), { out, progress: false });
+    assert.equal(r.result.log.length, 3);
+    const run = JSON.parse(fs.readFileSync(path.join(out, "run.json"), "utf8"));
+    assert.equal(run.config.objective, "prefix-lm");
+    assert.deepEqual(run.model.source, { kind: "checkpoint", path: path.join(base, "model") });
+    assert.ok(run.devTasks.length > 0, "the dev split is held out here too");
+  });
+
   it("metatrain (full): Def+2Pos prompts of train tasks only, dev tasks held out and recorded", async () => {
     const r = await metatrain(parseMetatrainConfig(config("metatrain.json", [`base=${JSON.stringify(path.join(base, "model"))}`])), { out: meta, progress: false });
     assert.equal(r.result.log.length, 20);

@@ -23,8 +23,10 @@ import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperCon
 export interface ScaleRuns {
   scale: string;
   settings: ScaleSettings;
-  /** Folders of the shared stages (absolute). */
+  /** Folders of the shared stages (absolute). `base`: the base model every method starts from (after the
+   * LM-adapt phase where the scale has one); `baseSpan`: the span-corruption phase before it (= base without). */
   base: string;
+  baseSpan: string;
   metatrain: string;
   teachers: string;
   pretrainHyper: string;
@@ -39,7 +41,11 @@ export async function prepareScale(scale = defaultScale(), log: (line: string) =
     if (!p) throw new Error(`configs/${scale}/experiments.json prepares no '${cmd}' stage`);
     return path.join(PROJECT_ROOT, p.out);
   };
-  return { scale, settings, base: out("pretrain-base"), metatrain: out("metatrain"), teachers: out("teachers"), pretrainHyper: out("pretrain-hyper") };
+  // The base model's run folder is the one holding settings.base (the LM-adapted model when stage 0 has two
+  // phases); the span-corruption phase is the pretrain-base stage with pretrain-base.json.
+  const base = path.dirname(path.join(PROJECT_ROOT, settings.base));
+  const span = settings.prepare.find((x) => x.command === "pretrain-base" && x.config === "pretrain-base.json");
+  return { scale, settings, base, baseSpan: span ? path.join(PROJECT_ROOT, span.out) : base, metatrain: out("metatrain"), teachers: out("teachers"), pretrainHyper: out("pretrain-hyper") };
 }
 
 /** Rendered loss curves of training logs (log.jsonl files), one series per name. */

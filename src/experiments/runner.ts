@@ -18,6 +18,7 @@
  */
 import { lockFolder } from "../train/folder-lock";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeJsonAtomic } from "../train/checkpoint";
@@ -494,7 +495,13 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       // The config file's content is part of the key: a run folder made under an edited config starts over
       // instead of failing to resume.
       const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
-      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
+      // So are the shared stages' run records: a run trained on a base or teacher that has since been rebuilt
+      // starts over too.
+      const prepared = scale.prepare.map((p) => {
+        const f = path.join(PROJECT_ROOT, p.out, "run.json");
+        return fs.existsSync(f) ? createHash("sha256").update(fs.readFileSync(f)).digest("hex").slice(0, 16) : null;
+      });
+      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, prepared, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
       const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
       if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
       fs.mkdirSync(out, { recursive: true });

@@ -52,7 +52,8 @@ export async function trainingReport(opts: TrainingReportOptions): Promise<strin
   fs.mkdirSync(out, { recursive: true });
   const lines: string[] = [];
   const stages: { name: string; dir: string; run: RunJson; log: LogRecord[] }[] = [];
-  for (const name of ["base", "metatrain", "metatrain-lora", "pretrain-hyper", "finetune"]) {
+  // base-span: stage 0's span-corruption phase; base: the LM-adapt phase after it (or the only phase)
+  for (const name of ["base-span", "base", "metatrain", "metatrain-lora", "pretrain-hyper", "finetune"]) {
     const dir = path.join(runs, name);
     if (!fs.existsSync(path.join(dir, "run.json"))) continue;
     copy(path.join(dir, "run.json"), path.join(out, name, "run.json"));
@@ -81,8 +82,8 @@ export async function trainingReport(opts: TrainingReportOptions): Promise<strin
       const d = (s.run.data ?? {}) as Record<string, number | string | undefined>;
       const devTasks = (s.run as { devTasks?: string[] }).devTasks;
       const what =
-        s.name === "base"
-          ? `${millions(Number(d["tokens"]))} tokens of text from ${d["tasks"]} SNI train tasks, cut into ${d["examples"]} segments; ${fmt(Number(d["epochsSeen"]), 2)} epochs seen`
+        s.name === "base" || s.name === "base-span"
+          ? `${(s.run.config as { objective?: string } | undefined)?.objective === "prefix-lm" ? "prefix LM (LM-adapt) on " : ""}${millions(Number(d["tokens"]))} tokens of text from ${d["tasks"]} SNI train tasks, cut into ${d["examples"]} segments; ${fmt(Number(d["epochsSeen"]), 2)} epochs seen${devTasks ? `; ${devTasks.length} train tasks held out as the dev split` : ""}`
           : s.name === "pretrain-hyper"
             ? `${d["examples"]} a|b|c segments of text from ${d["tasks"]} SNI train tasks`
             : `${d["examples"]} instances of ${d["trainTasks"]} SNI train tasks (${d["promptsTruncated"] ?? 0} prompts truncated, ${d["targetsCut"] ?? 0} targets cut)${devTasks ? `; ${devTasks.length} train tasks held out as the dev split` : ""}`;
@@ -123,7 +124,7 @@ export async function trainingReport(opts: TrainingReportOptions): Promise<strin
     const total = rows.reduce((s, r) => s + r.seconds, 0);
     lines.push(`## Parameter teachers (${rows.length}, one LoRA per ${manifest.groupBy})`, "");
     lines.push(
-      `Rank ${manifest.lora.r}, alpha ${manifest.lora.alpha}, on ${manifest.lora.targetModules.join(", ")}; input: ${manifest.input} prompt (${manifest.format}); base: the meta-trained model. ` +
+      `Rank ${manifest.lora.r}, alpha ${manifest.lora.alpha}, on ${manifest.lora.targetModules.join(", ")}; input: ${manifest.input === "instance" ? "the instance only" : `the full ${manifest.format} prompt`}; base: \`${path.relative(path.resolve(runs, "..", ".."), manifest.base)}\`${manifest.baseFingerprint ? ` (content ${manifest.baseFingerprint.slice(0, 12)})` : ""}. ` +
         `Total ${minutes(total)}, ${fmt(total / Math.max(1, rows.length), 1)} s per teacher on average.`,
       "",
     );

@@ -346,10 +346,10 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### Ablations (SNI-103)",
         "",
-        "Δ columns: the variant minus TAGI on the same seeds, mean ± std of the paired differences. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
+        "Δ columns: the variant minus TAGI. '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
         "",
         table(
-          ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L (seeds)", "Δ ROUGE-L paired over instances [95% CI], p", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
           [
             ...abl.map((n) => {
               const x = s.get(n)!;
@@ -360,6 +360,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
                 seedsOf(n),
                 fmtStat(x.def),
                 isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
+                isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def")),
                 fmtStat(x.nllDef, 3),
                 isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll),
                 fmtStat(x.def2pos),
@@ -367,7 +368,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
                 paperNum(p?.def2pos),
               ];
             }),
-            ...floorRows(9, { def: 2, "def+2pos": 6 }),
+            ...floorRows(10, { def: 2, "def+2pos": 7 }),
           ],
         ),
         "",
@@ -398,17 +399,18 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### Beyond the paper: probes (SNI-103, Def)",
         "",
-        "Δ columns: the probe minus TAGI with its own instruction on the same seeds, mean ± std of the paired differences (for the mean adapter, TAGI's seeds that exist).",
+        "Δ columns: the probe minus TAGI with its own instruction. '(seeds)': on the same seeds, mean ± std of the paired differences (for the mean adapter, TAGI's seeds that exist); 'paired over instances': instance by instance (units: seed × instance), paired bootstrap 95% CI and paired t p.",
         "",
         table(
-          ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L", "reference NLL ↓", "Δ NLL"],
+          ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L (seeds)", "Δ ROUGE-L paired over instances [95% CI], p", "reference NLL ↓", "Δ NLL"],
           [
             ...probes.map((n) => {
               const x = s.get(n)!;
               const isRef = n === "tagi";
-              return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
+              const vsTagi = isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def"));
+              return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), vsTagi, fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
             }),
-            ...floorRows(6, { def: 2 }),
+            ...floorRows(7, { def: 2 }),
           ],
         ),
         "",

@@ -8,6 +8,7 @@
  * From a checkout: `npm run tagi -- evaluate ...` (runs src/cli.ts under tsx) or, after `npm run build`,
  * `node dist/cli.js evaluate ...`.
  */
+import { projectRelative } from "./project-paths";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -311,7 +312,7 @@ async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
     skips: result.skips,
     files: ["per_task.csv", "per_category.csv", "predictions.jsonl", "summary.json"],
   };
-  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(projectRelative(summary), null, 2) + "\n");
 
   const c = result.counts;
   console.log(
@@ -441,7 +442,7 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
     coverage: result.coverage,
     files: ["per_template.csv", "per_task.csv", "summary.json"],
   };
-  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  writeFileAtomic(join(outDir, "summary.json"), JSON.stringify(projectRelative(summary), null, 2) + "\n");
   console.log(
     [
       `${result.average.name}: accuracy ${(100 * result.average.accuracy).toFixed(2)}`,

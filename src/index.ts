@@ -67,3 +67,4 @@ export * from "./experiments/paper";
 export * from "./experiments/runner";
 export * from "./experiments/results-report";
 export * from "./experiments/notebook";
+export * from "./project-paths";

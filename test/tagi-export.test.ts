@@ -91,6 +91,7 @@ describe("TAGI export (tagi generate)", function () {
     assert.ok(relError(alone.dataSync(), want.dataSync()) > 1e-3, "the PEFT adapter alone should differ");
     tf.dispose([want, got, alone, ...[...peftOnly.modules.values()].flatMap(({ A, B }) => [A, B]), ...plain.params.values(), ...x.base.params.values()]);
     disposeTagiExport(x);
+    tf.dispose([...m.hyper.values(), ...m.fusion.values(), ...m.base.params.values()]);
   });
 
   it("without fusion and with a frozen base, the PEFT adapter alone is exact, and nothing else is written", () => {

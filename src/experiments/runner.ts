@@ -16,6 +16,7 @@
  * command. The seed is the training seed (data order, dropout, generator init); the evaluation sample is
  * fixed by the scale so that seeds measure training variance only. Same seed, same backend: same metrics.
  */
+import { projectRelative } from "../project-paths";
 import { lockFolder } from "../train/folder-lock";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -639,7 +640,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       adapters,
       files: [...new Set([...fs.readdirSync(resDir), "experiment.json"])].sort(),
     };
-    writeJsonAtomic(recordFile, record);
+    writeJsonAtomic(recordFile, projectRelative(record));
     const summary = [...Object.entries(metrics).map(([f, m]) => `${f} ROUGE-L ${m.rougeL.toFixed(2)}`), ...(p3 ? [`P3 accuracy ${p3.accuracy.toFixed(2)}`] : [])].join(", ");
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${summary}; ${record.wallSeconds.toFixed(0)} s; ${rel(recordFile)}`);
     return record;

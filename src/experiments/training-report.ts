@@ -4,6 +4,7 @@
  * and logs; never weights), draws the loss curves and the teachers' per-category losses, and writes a
  * README.md whose every number is read from those files.
  */
+import { projectRelative } from "../project-paths";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { lossCurveSpec, readTrainingLog } from "../plots/curves";
@@ -28,9 +29,11 @@ function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, "utf8")) as T;
 }
 
+/** Copies a run file into the report; JSON with this machine's paths made project-relative. */
 function copy(from: string, to: string): void {
   fs.mkdirSync(path.dirname(to), { recursive: true });
-  fs.copyFileSync(from, to);
+  if (from.endsWith(".json")) fs.writeFileSync(to, JSON.stringify(projectRelative(JSON.parse(fs.readFileSync(from, "utf8")) as unknown), null, 2) + "\n");
+  else fs.copyFileSync(from, to);
 }
 
 const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d));

@@ -47,12 +47,24 @@ export function configDifferences(before: unknown, after: unknown): { key: strin
 }
 
 /** Sha256 and size of each data file, task names, and a hash of the examples (lengths + a seeded sample). */
+/**
+ * Size and sha256 of a data file, read once per process while its size and mtime stay the same (the teachers
+ * stage trains one run per category over the same file).
+ */
+const fileHashes = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+function fileFingerprint(file: string): { size: number; sha256: string } {
+  const abs = path.resolve(file);
+  const st = fs.statSync(abs);
+  const known = fileHashes.get(abs);
+  if (known && known.size === st.size && known.mtimeMs === st.mtimeMs) return { size: known.size, sha256: known.sha256 };
+  const sha256 = createHash("sha256").update(fs.readFileSync(abs)).digest("hex");
+  fileHashes.set(abs, { size: st.size, mtimeMs: st.mtimeMs, sha256 });
+  return { size: st.size, sha256 };
+}
+
 export function dataFingerprint(source: ExampleSource, data: { files?: string[]; tasks?: string[] } = {}): DataFingerprint {
   const files: DataFingerprint["files"] = {};
-  for (const f of data.files ?? []) {
-    const bytes = fs.readFileSync(f);
-    files[path.resolve(f)] = { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
-  }
+  for (const f of data.files ?? []) files[path.resolve(f)] = fileFingerprint(f);
   const h = createHash("sha256");
   const lengths = new Int32Array(source.size);
   for (let i = 0; i < source.size; i++) lengths[i] = source.length(i);

@@ -2,6 +2,7 @@
  * Pieces every T5 training stage shares: which tensors train, the label cross-entropy of a batch, loading a
  * base model (preset, or a Hugging Face checkpoint folder), and the run record written beside the results.
  */
+import { projectRelative } from "../project-paths";
 import * as fs from "node:fs";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
@@ -145,7 +146,7 @@ export function writeRunRecord(
     ...(fields.extra ?? {}),
   };
   fs.mkdirSync(out, { recursive: true });
-  writeJsonAtomic(path.join(out, "run.json"), record);
+  writeJsonAtomic(path.join(out, "run.json"), projectRelative(record));
 }
 
 export interface StageOptions {

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, runExperiment, PROJECT_ROOT } from "../src/experiments/runner";
+import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT } from "../src/experiments/runner";
 import { collectRecords, stat, writeResultsReport } from "../src/experiments/results-report";
 import { checkLossWeights } from "../src/experiments/notebook";
 import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
@@ -45,7 +45,7 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const bad = path.join(PROJECT_ROOT, "experiments", "zz-test-bad.json");
     fs.writeFileSync(bad, JSON.stringify({ method: "tagi", table: "main", evaluate: { formats: ["def"], extra: 1 }, lambda: 2 }));
     try {
-      assert.throws(() => loadExperiment("zz-test-bad"), (e: Error) => /unknown key 'lambda'/.test(e.message) && /evaluate: unknown key 'extra'/.test(e.message) && /needs a stage or 'uses'/.test(e.message));
+      assert.throws(() => loadExperiment("zz-test-bad"), (e: Error) => /unknown key 'lambda'/.test(e.message) && /evaluate: unknown key 'extra'/.test(e.message) && /needs a stage, 'uses' \(a trained experiment\) or 'model'/.test(e.message));
     } finally {
       fs.rmSync(bad);
     }
@@ -63,22 +63,57 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
 
   it("the same seed reproduces the metrics and the loss curve; the record says how it was made", async () => {
     const a = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet });
-    const curveA = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
+    const curveA = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log-def.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
     const b = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet, force: true });
-    const curveB = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
+    const curveB = fs.readFileSync(path.join(tmp, "hint", "tiny", "seed-1", "log-def.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { loss: number }).loss);
     assert.deepEqual(curveB, curveA);
     assert.deepEqual(b.metrics, a.metrics);
     assert.equal(curveA.length, loadScale("tiny").steps);
     assert.equal(a.seed, 1);
     assert.equal(a.command, "npm run experiment -- hint --seed 1 --scale tiny");
     assert.ok(a.backend && a.wallSeconds > 0 && a.trainSeconds! > 0 && a.startedAt);
-    assert.match(a.steps[0]!.command, /finetune .*--set train\.seed=1 --set initSeed=1 --set train\.steps=10/);
+    assert.match(a.steps[0]!.command, /finetune .*--set format=def --set train\.seed=1 --set initSeed=1 --set train\.steps=10/);
     assert.ok(a.metrics["def"]!.instances === 206 && a.metrics["def"]!.tasks === 103, JSON.stringify(a.metrics["def"]));
     assert.equal(a.compute["def"]!.method, "hint");
     assert.ok(a.compute["def"]!.relativeAt100Instances > 0 && a.compute["def"]!.relativeAt100Instances < 1);
-    for (const f of ["experiment.json", "log.jsonl", "train-run.json", "eval-def"]) assert.ok(a.files.includes(f), `${f} in ${a.files}`);
+    for (const f of ["experiment.json", "log-def.jsonl", "train-run-def.json", "eval-def"]) assert.ok(a.files.includes(f), `${f} in ${a.files}`);
+    assert.deepEqual(Object.keys(a.training!), ["def"]);
+    assert.equal(a.training!.def!.shared, false);
+    assert.ok(a.training!.def!.devLoss!.step === 10 && a.training!.def!.devLoss!.loss > 0, "the last dev-loss point is in the record");
     const again = await runExperiment("hint", { scale: "tiny", seed: 1, log: quiet });
     assert.equal(again.startedAt, b.startedAt, "an existing result is read, not rerun");
+  });
+
+  it("one model per format: each format's stage trains on it and distils from that format's meta-trained model", () => {
+    const small = loadScale("small");
+    assert.deepEqual(Object.keys(small.logitTeachers).sort(), ["def", "def+2pos"]);
+    const tagi = loadExperiment("tagi");
+    const def2pos = stageSets(tagi, small, "def+2pos", 2);
+    assert.equal(def2pos["format"], "def+2pos");
+    assert.equal(def2pos["teacher"], small.logitTeachers["def+2pos"]);
+    assert.equal(def2pos["train.seed"], 2);
+    assert.equal(stageSets(tagi, small, "def", 0)["teacher"], small.logitTeachers.def);
+    // the def+2pos teacher is a prepare stage trained on def+2pos
+    const prep = small.prepare.find((p) => `${p.out}/model` === small.logitTeachers["def+2pos"]);
+    assert.deepEqual(prep?.set, { format: "def+2pos" });
+    // a stage without a logit teacher (HINT-style: no L_kl) does not get one
+    assert.ok(!("teacher" in stageSets(loadExperiment("hint"), small, "def+2pos", 0)));
+    assert.equal(stageSets(loadExperiment("tk-instruct-lora"), small, "def+2pos", 0)["format"], "def+2pos");
+    // a scale that evaluates a format without its meta-trained model is refused
+    const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "small", "experiments.json"), "utf8")) as Record<string, unknown>;
+    assert.throws(() => parseScaleSettings({ ...raw, logitTeachers: { def: "runs/small/metatrain/model" } }, "small"), /logitTeachers has no model for def\+2pos/);
+    assert.throws(() => parseScaleSettings({ ...raw, logitTeachers: { def: "m", def3pos: "m", "def+2pos": "n" } }, "small"), /logitTeachers: unknown format 'def3pos'/);
+    assert.throws(() => parseScaleSettings({ ...raw, prepare: [{ command: "metatrain", config: "c", out: "o", done: "d", set: 3 }] }, "small"), /prepare must be a list of \{command, config, out, done, set\?/);
+  });
+
+  it("the Tk-Instruct row is the shared logit teacher, evaluated as is, its training recorded once", async () => {
+    const r = await runExperiment("tk-instruct", { scale: "tiny", seed: 1, log: quiet });
+    const scale = loadScale("tiny");
+    assert.equal(r.training!.def!.shared, true);
+    assert.match(r.training!.def!.command, /tagi metatrain --config configs\/tiny\/metatrain\.json --out runs\/tiny\/metatrain/);
+    assert.ok(r.steps.every((s) => !s.label.startsWith("train")), "nothing trained");
+    assert.ok(r.steps.find((s) => s.label === "eval-def")!.command.includes(`--model ${scale.logitTeachers.def}`));
+    assert.ok(r.files.includes("log-def.jsonl"), "the shared model's curve is copied beside the record");
   });
 
   it("the results report tabulates mean ± std over seeds beside the paper and draws the figures", async () => {

@@ -22,9 +22,13 @@ import { checkLogitTeacherFormat, finetuneTagi, parseFinetuneConfig, parsePretra
 import { loadTagiParams, readTagiConfig } from "../src/tagi/model";
 import { writeGeneratedAdapter } from "../src/tagi/generate-adapter";
 import { evaluateTagiSni } from "../src/tagi/evaluate";
-import { disposeModel, loadBaseModel, modelFolderFingerprint } from "../src/train/seq2seq";
+import { disposeModel, loadBaseModel, modelFolderFingerprint, seq2seqLoss } from "../src/train/seq2seq";
 import { readSafetensors } from "../src/model/safetensors";
 import { relError } from "./helpers/crosscheck";
+import { meanDevLoss } from "../src/train/dev-loss";
+import { instanceExamples } from "../src/data/instances";
+import { padSeq2Seq } from "../src/data/batching";
+import { loadSniSplit } from "../src/data/sni";
 import { T5Tokenizer } from "../src/text/tokenizer";
 import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 
@@ -84,6 +88,9 @@ describe("training stages (tiny pipeline)", function () {
     assert.equal(run.config.objective, "prefix-lm");
     assert.deepEqual(run.model.source, { kind: "checkpoint", path: path.join(base, "model") });
     assert.ok(run.devTasks.length > 0, "the dev split is held out here too");
+    // its dev curve: the prefix-LM loss of the dev tasks' text, after the last step
+    assert.deepEqual(r.result.log.filter((x) => x.eval).map((x) => x.step), [3]);
+    assert.ok(r.result.log.at(-1)!.eval!["devLoss"]! > 0 && r.result.log.at(-1)!.eval!["devTokens"]! > 0);
   });
 
   it("metatrain (full): Def+2Pos prompts of train tasks only, dev tasks held out and recorded", async () => {
@@ -93,8 +100,26 @@ describe("training stages (tiny pipeline)", function () {
     assert.equal(run.data.trainTasks, 30);
     assert.ok(run.devTasks.length >= 30, `${run.devTasks.length} dev tasks`);
     assert.equal(run.data.examples, 300);
-    const { params } = loadT5Checkpoint(path.join(meta, "model"));
-    disposeAll(params);
+    // The dev curve (dev.every 10): at steps 10 and 20, and the last point is the saved model's loss on a
+    // fixed sample of the dev tasks' prompts, recomputed here from the saved weights without dropout.
+    const points = r.result.log.filter((x) => x.eval).map((x) => [x.step, x.eval!["devLoss"]!]);
+    assert.deepEqual(points.map((x) => x[0]), [10, 20]);
+    const c = parseMetatrainConfig(config("metatrain.json"));
+    const tok = T5Tokenizer.fromFile();
+    const dev = (await loadSniSplit("train", undefined, { warn: false })).tasks.filter((t) => run.devTasks.includes(t.name));
+    const devEx = instanceExamples(dev, tok, { format: c.format, input: "full", maxInputTokens: c.maxInputTokens, maxTargetTokens: c.maxTargetTokens, instancesPerTask: c.dev.instancesPerTask, seed: c.dev.seed }).examples;
+    assert.equal(r.result.log.at(-1)!.eval!["devTokens"], devEx.reduce((a, e) => a + e.target.length, 0));
+    const saved = loadBaseModel(path.join(meta, "model"));
+    const batches = [0, 1, 2].map((i) => devEx.slice(i * 8, i * 8 + 8)).filter((b) => b.length);
+    // the first 24 examples, batched differently: the per-token mean does not depend on the batching
+    const sub = meanDevLoss(batches.map((b) => padSeq2Seq(b)), (b) => seq2seqLoss(saved, b, { training: false }).loss);
+    const byOne = meanDevLoss(devEx.slice(0, 24).map((e) => padSeq2Seq([e])), (b) => seq2seqLoss(saved, b, { training: false }).loss);
+    assert.ok(Math.abs(sub - byOne) < 1e-4, `${sub} vs ${byOne}`);
+    const all = meanDevLoss(devEx.map((e) => padSeq2Seq([e])), (b) => seq2seqLoss(saved, b, { training: false }).loss);
+    assert.ok(Math.abs(all - points.at(-1)![1]!) < 1e-4, `logged ${points.at(-1)![1]} vs recomputed ${all}`);
+    disposeModel(saved);
+    assert.throws(() => parseMetatrainConfig(config("metatrain.json", ["dev.every=-1", "dev.instancesPerTask=0"])), (e: Error) => /dev\.every must be an integer >= 0/.test(e.message) && /dev\.instancesPerTask must be a positive integer/.test(e.message));
+    assert.throws(() => parseMetatrainConfig(config("metatrain.json", ["dev.fraction=null"])), /dev\.every is 10 but dev\.fraction is null/);
   });
 
   it("metatrain (lora): a PEFT adapter on the frozen base", async () => {
@@ -126,6 +151,9 @@ describe("training stages (tiny pipeline)", function () {
     assert.equal(new Set(seeds).size, 2);
     assert.deepEqual(seeds, r.manifest.teachers.map((t) => teacherSeed(c.train.seed, t.group)));
     for (const t of r.manifest.teachers) assert.ok(Number.isFinite(t.meanLossFirst10) && Number.isFinite(t.meanLossLast10));
+    // each teacher's dev curve on its category's dev tasks (dev.every 15 of 30 steps), or null where the category has none
+    for (const t of r.manifest.teachers) assert.ok(t.devLoss === null || (t.devLoss!.lastStep === c.train.steps && Number.isFinite(t.devLoss!.last)), JSON.stringify(t.devLoss));
+    assert.ok(r.manifest.teachers.some((t) => t.devLoss), "at least one category has dev tasks");
     // distinct inits: the two teachers' LoRA A matrices at step 0 differ
     const t5 = parseT5Config(JSON.parse(fs.readFileSync(path.join(base, "model", "config.json"), "utf8")) as Record<string, unknown>);
     const [a0, a1] = seeds.map((sd) => createLoraVariables(t5, c.lora, sd));
@@ -166,6 +194,9 @@ describe("training stages (tiny pipeline)", function () {
       assert.ok(Object.values(r.terms).every((x) => Number.isFinite(x) && x >= 0), JSON.stringify(r.terms));
       assert.ok(Math.abs(r.loss - (r.terms["ce"]! + r.terms["kl"]! + r.terms["ins"]!)) < 1e-4);
     }
+    // the dev curve: the student's L_ce on the dev tasks, at the last step (every 10 > 4 steps)
+    assert.deepEqual(f.result.log.filter((x) => x.eval).map((x) => x.step), [4]);
+    assert.ok(f.result.log.at(-1)!.eval!["devLoss"]! > 0 && f.result.log.at(-1)!.eval!["devTokens"]! > 0);
     // A teacher of another rank is refused with a clear message.
     await assert.rejects(
       finetuneTagi(parseFinetuneConfig(config("finetune.json", [...sets.filter((s) => !s.startsWith("init=")), "init=null", 'tagi.hypernetwork={"rank":4,"alpha":4,"hidden":16,"idDim":8}'])), { out: path.join(work, "ft-rank"), progress: false }),

@@ -15,7 +15,7 @@ import { buildPrompt, type PromptFormat } from "../text/prompts";
 import type { T5Tokenizer } from "../text/tokenizer";
 import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
-import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, resultDir, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
+import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, resultDir, runExperiment, trainingLogFile, type ExperimentRecord, type ScaleSettings } from "./runner";
 import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary } from "./results-report";
 import { PAPER_ABLATION } from "./paper";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
@@ -381,8 +381,10 @@ export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), 
  */
 export function lossTermRows(names: readonly string[], scale = defaultScale(), window = 10): Record<string, string | number>[] {
   const runs = names.flatMap((name) => {
-    const recs = finishedRecords(name, scale).filter((r) => fs.existsSync(path.join(resultDir(name, scale, r.seed), "log.jsonl")));
-    return recs.length ? [{ recs, logs: recs.map((r) => readTrainingLog(path.join(resultDir(name, scale, r.seed), "log.jsonl"))) }] : [];
+    // the first format's model (Def): one curve per seed
+    const logOf = (r: ExperimentRecord) => trainingLogFile(resultDir(name, scale, r.seed), r.experiment.evaluate.formats[0] ?? "def");
+    const recs = finishedRecords(name, scale).filter((r) => logOf(r) !== null);
+    return recs.length ? [{ recs, logs: recs.map((r) => readTrainingLog(logOf(r)!)) }] : [];
   });
   // Every row gets every term's columns ("–" where a run did not log it), so the rows tabulate.
   const terms = [...new Set(runs.flatMap(({ logs }) => logs.flatMap((l) => l.flatMap((x) => Object.keys(x.terms)))))].sort();

@@ -24,6 +24,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { configDifferences } from "../train/loop";
+import { applySets } from "../train/config-sets";
 import { trainedFormat } from "../train/seq2seq";
 import { parsePretrainBaseConfig } from "../train/base-model";
 import { parseMetatrainConfig } from "../train/metatrain";
@@ -61,6 +62,12 @@ export interface ExperimentSpec {
   stage: { command: "metatrain" | "finetune"; config: string; set: Record<string, unknown> } | null;
   /** Probes: the experiment whose trained model (same seed) is evaluated. */
   uses: string | null;
+  /**
+   * "logit-teacher": no training of its own; evaluates the scale's shared meta-trained model of each format
+   * (ScaleSettings.logitTeachers), the model TAGI distils from. The Tk-Instruct row is that model, as in the
+   * paper, so the teacher is never trained longer than the row it is compared with.
+   */
+  model: "logit-teacher" | null;
   /** "adapters": instead of SNI scores, generated-versus-teacher adapter similarity and generation time. */
   analysis: "adapters" | null;
   /** p3: also rank-classify P3's held-out tasks (models that read the whole prompt; not TAGI students yet). */
@@ -71,7 +78,12 @@ export interface ScaleSettings {
   scale: string;
   description: string;
   /** Shared prerequisite stages (base model, logit teacher, parameter teachers, stage 1), run when `done` is missing. */
-  prepare: { command: string; config: string; out: string; done: string }[];
+  prepare: { command: string; config: string; out: string; done: string; set?: Record<string, unknown> }[];
+  /**
+   * The meta-trained model of each prompt format (a prepare stage's model folder): the Tk-Instruct row and the
+   * logit teacher of every finetune stage trained on that format (its config's `teacher` is replaced).
+   */
+  logitTeachers: Partial<Record<PromptFormat, string>>;
   /** Base model every experiment starts from (No FT evaluates it). */
   base: string;
   /** Parameter teachers (for the mean-adapter baseline). */
@@ -126,7 +138,7 @@ export function loadExperiment(name: string): ExperimentSpec {
     throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
   }
   const problems: string[] = [];
-  const known = ["description", "method", "table", "row", "stage", "uses", "evaluate", "analysis"];
+  const known = ["description", "method", "table", "row", "stage", "uses", "model", "evaluate", "analysis"];
   const analysis = (raw["analysis"] ?? null) as "adapters" | null;
   if (analysis !== null && analysis !== "adapters") problems.push(`analysis must be "adapters" or absent, got ${JSON.stringify(analysis)}`);
   for (const k of Object.keys(raw)) if (!known.includes(k)) problems.push(`unknown key '${k}' (valid: ${known.join(", ")})`);
@@ -140,8 +152,11 @@ export function loadExperiment(name: string): ExperimentSpec {
   }
   const uses = (raw["uses"] ?? null) as string | null;
   if (uses !== null && !listExperiments().includes(uses)) problems.push(`uses: unknown experiment '${uses}'`);
+  const model = (raw["model"] ?? null) as "logit-teacher" | null;
+  if (model !== null && model !== "logit-teacher") problems.push(`model must be "logit-teacher" or absent, got ${JSON.stringify(model)}`);
+  if (model !== null && (stage !== null || uses !== null)) problems.push("model: a shared model is evaluated as is; give either model, stage or uses");
   const needsModel = !["no-ft", "mean-adapter"].includes(method);
-  if (needsModel && stage === null && uses === null) problems.push(`method ${method} needs a stage or 'uses' (a trained experiment)`);
+  if (needsModel && stage === null && uses === null && model === null) problems.push(`method ${method} needs a stage, 'uses' (a trained experiment) or 'model'`);
   const ev = (raw["evaluate"] ?? {}) as { formats?: PromptFormat[]; instructions?: InstructionProbe; p3?: boolean };
   for (const k of Object.keys(ev)) if (!["formats", "instructions", "p3"].includes(k)) problems.push(`evaluate: unknown key '${k}' (valid: formats, instructions, p3)`);
   if (ev.p3 && !["no-ft", "tk-instruct", "mean-adapter"].includes(method)) problems.push(`evaluate.p3: P3 is evaluated for models that read the whole prompt (no-ft, tk-instruct, mean-adapter), not ${method}`);
@@ -158,6 +173,7 @@ export function loadExperiment(name: string): ExperimentSpec {
     row: String(raw["row"] ?? name),
     stage: stage ? { command: stage.command, config: stage.config, set: stage.set ?? {} } : null,
     uses,
+    model,
     analysis,
     evaluate: { formats, instructions, p3: ev.p3 ?? false },
   };
@@ -209,7 +225,7 @@ export function tokenBudgetProblems(settings: ScaleSettings, configDir: string):
 /** Checks a scale's settings (configs/<scale>/experiments.json): unknown keys and bad values, all listed. */
 export function parseScaleSettings(raw: Record<string, unknown>, scale: string, where = "experiments.json"): ScaleSettings {
   const p: string[] = [];
-  const keys = ["description", "base", "teachers", "steps", "set", "seeds", "formats", "prepare", "eval"];
+  const keys = ["description", "base", "teachers", "logitTeachers", "steps", "set", "seeds", "formats", "prepare", "eval"];
   for (const k of Object.keys(raw)) if (!keys.includes(k)) p.push(`unknown key '${k}' (valid: ${keys.join(", ")})`);
   for (const k of ["base", "teachers"]) if (typeof raw[k] !== "string") p.push(`${k} must be a folder path`);
   const steps = raw["steps"];
@@ -219,8 +235,23 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
   const formats = raw["formats"] ?? null;
   if (formats !== null && (!Array.isArray(formats) || !formats.every((f) => f === "def" || f === "def+2pos"))) p.push(`formats must be null or a list of "def", "def+2pos"`);
   const prepare = raw["prepare"];
-  if (!Array.isArray(prepare) || !prepare.every((x) => x && typeof x === "object" && ["command", "config", "out", "done"].every((k) => typeof (x as Record<string, unknown>)[k] === "string"))) {
-    p.push("prepare must be a list of {command, config, out, done}");
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+  if (
+    !Array.isArray(prepare) ||
+    !prepare.every((x) => isObject(x) && ["command", "config", "out", "done"].every((k) => typeof x[k] === "string") && (x["set"] === undefined || isObject(x["set"])) && Object.keys(x).every((k) => ["command", "config", "out", "done", "set"].includes(k)))
+  ) {
+    p.push("prepare must be a list of {command, config, out, done, set?: {key: value}}");
+  }
+  // One meta-trained model per format the scale evaluates (the paper trains one model per format).
+  const lt = raw["logitTeachers"];
+  if (!isObject(lt)) p.push('logitTeachers must be {"def": MODEL_FOLDER, "def+2pos": MODEL_FOLDER} (the meta-trained model of each format)');
+  else {
+    for (const [k, v] of Object.entries(lt)) {
+      if (k !== "def" && k !== "def+2pos") p.push(`logitTeachers: unknown format '${k}' (def, def+2pos)`);
+      else if (typeof v !== "string" || v === "") p.push(`logitTeachers.${k} must be a model folder`);
+    }
+    const needed = Array.isArray(formats) ? (formats as string[]) : ["def", "def+2pos"];
+    for (const f of needed) if (!(f in lt)) p.push(`logitTeachers has no model for ${f}, a format this scale evaluates`);
   }
   const ev = (raw["eval"] ?? {}) as Record<string, unknown>;
   const evKeys = ["maxInstancesPerTask", "maxInputTokens", "maxInstanceTokens", "maxNewTokens", "batchSize", "sampleSeed", "p3MaxExamplesPerTemplate", "unequalBudgets"];
@@ -251,8 +282,17 @@ export interface ExperimentRecord {
   backend: string | null;
   startedAt: string;
   wallSeconds: number;
+  /** Seconds of training in all formats (null: nothing trained, or a shared model without a time). */
   trainSeconds: number | null;
+  /** Steps of the first format's model. */
   trainSteps: number | null;
+  /**
+   * Per format: the model's training (command, seconds, logged steps, the last dev-loss point: what steps and
+   * learning rates are chosen on); shared: a prepare stage's model (the
+   * logit teacher), trained once for every seed and experiment. Absent in records made before models were
+   * trained per format.
+   */
+  training?: Partial<Record<PromptFormat, { command: string; seconds: number | null; steps: number | null; devLoss: { step: number; loss: number } | null; shared: boolean }>>;
   /** Per format ("def", "def+2pos"). */
   metrics: Record<
     string,
@@ -364,6 +404,23 @@ function runCli(args: string[], logFile: string, log: (line: string) => void): P
   });
 }
 
+/** Config overrides as the CLI's --set takes them: key=value, strings bare, the rest as JSON. */
+function setStrings(sets: Record<string, unknown>): string[] {
+  return Object.entries(sets).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+}
+
+/** A format in file names: "def", "def2pos". */
+export const formatSlug = (f: PromptFormat): string => f.replace("+", "");
+
+/**
+ * The training curve of an experiment's model for `format` in its results folder: log-<format>.jsonl (one
+ * model per format), or log.jsonl in records made before models were trained per format.
+ */
+export function trainingLogFile(resDir: string, format: PromptFormat): string | null {
+  for (const f of [`log-${formatSlug(format)}.jsonl`, "log.jsonl"]) if (fs.existsSync(path.join(resDir, f))) return path.join(resDir, f);
+  return null;
+}
+
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, "utf8")) as T;
 
 function gitCommit(): string | null {
@@ -403,7 +460,8 @@ export function preparedConfigChanges(p: ScaleSettings["prepare"][number], scale
   if (!parse || !fs.existsSync(runFile)) return [];
   const recorded = (JSON.parse(fs.readFileSync(runFile, "utf8")) as { config?: unknown }).config;
   if (recorded === undefined) return [];
-  const current = parse(JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale, p.config), "utf8")) as Record<string, unknown>);
+  const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale, p.config), "utf8")) as Record<string, unknown>;
+  const current = parse(applySets(raw, setStrings(p.set ?? {})));
   return configDifferences(recorded, JSON.parse(JSON.stringify(current)) as unknown).map((d) => `${d.key}: ${d.from} -> ${d.to}`);
 }
 
@@ -424,11 +482,38 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
     }
     rebuildRest = true; // later stages read this one's outputs
     const logFile = path.join(PROJECT_ROOT, p.out + ".log");
-    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", "--no-progress"];
+    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", "--no-progress", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
     log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
     const code = await runCli(args, logFile, log);
     if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
   }
+}
+
+function scaleLogitTeacher(scale: ScaleSettings, format: PromptFormat): string {
+  const t = scale.logitTeachers[format];
+  if (!t) throw new Error(`configs/${scale.scale}/experiments.json has no logitTeachers.${format}, the meta-trained ${format} model`);
+  return t;
+}
+
+/**
+ * The config overrides of an experiment's training stage for one format: the scale's, the experiment's, the
+ * format, the format's logit teacher in place of the config's (where the stage distils from one), the seed
+ * (data order, dropout; for TAGI also the generator's init) and the scale's steps.
+ */
+export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: PromptFormat, seed: number): Record<string, unknown> {
+  if (!spec.stage) throw new Error(`experiment ${spec.name} has no training stage`);
+  const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
+  const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings({ ...(scale.set ?? {}), ...spec.stage.set }));
+  const teacher = spec.stage.command === "finetune" && typeof staged["teacher"] === "string" ? { teacher: scaleLogitTeacher(scale, format) } : {};
+  return {
+    ...(scale.set ?? {}),
+    ...spec.stage.set,
+    format,
+    ...teacher,
+    "train.seed": seed,
+    ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}),
+    ...(scale.steps !== null ? { "train.steps": scale.steps } : {}),
+  };
 }
 
 /**
@@ -482,62 +567,89 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     if (!opts.reevaluate) fs.rmSync(resDir, { recursive: true, force: true });
     fs.mkdirSync(resDir, { recursive: true });
 
-    // 1. Training (or the trained model of the experiment a probe uses).
-    let modelArgs: string[];
-    let trainSeconds: number | null = null;
-    let trainSteps: number | null = null;
-    if (spec.stage) {
-      const out = runDir(name, scale.scale, seed, opts.runsDir);
-      // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
-      // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
-      const reuse = opts.reevaluate && (fs.existsSync(path.join(out, "model")) || fs.existsSync(path.join(out, "adapter")));
-      if (opts.reevaluate && !reuse) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): no trained model in ${rel(out)} to re-evaluate`);
-      const argsFile = path.join(out, "experiment-stage.json");
-      // The config file's content is part of the key: a run folder made under an edited config starts over
-      // instead of failing to resume.
-      const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
-      // So are the shared stages' run records: a run trained on a base or teacher that has since been rebuilt
-      // starts over too.
-      const prepared = scale.prepare.map((p) => {
-        const f = path.join(PROJECT_ROOT, p.out, "run.json");
-        return fs.existsSync(f) ? createHash("sha256").update(fs.readFileSync(f)).digest("hex").slice(0, 16) : null;
-      });
-      const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, prepared, sets: { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, steps: scale.steps } });
-      const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
-      if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
-      fs.mkdirSync(out, { recursive: true });
-      if (!reuse) fs.writeFileSync(argsFile, stageKey);
-      const sets = { ...(scale.set ?? {}), ...spec.stage.set, "train.seed": seed, ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}), ...(scale.steps !== null ? { "train.steps": scale.steps } : {}) };
-      const args = [spec.stage.command, "--config", rel(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config)), "--out", rel(out), "--resume", "--no-progress"];
-      for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-      if (reuse) {
-        const trained = previous!.steps.find((x) => x.label === "train");
-        if (trained) steps.push(trained);
-        trainSeconds = previous!.trainSeconds;
-        log(`[experiment] ${name} (${scale.scale}, seed ${seed}): re-evaluating the model trained by: ${trained?.command ?? "?"}`);
-      } else trainSeconds = await step("train", args);
-      for (const f of ["log.jsonl", "run.json"]) {
-        if (fs.existsSync(path.join(out, f))) fs.copyFileSync(path.join(out, f), path.join(resDir, f === "run.json" ? "train-run.json" : f));
+    // 1. Training, one model per prompt format as in the paper (Def models for the Def column, Def + 2 Pos
+    //    models for the other), or the trained model of the experiment a probe uses, or a shared model.
+    const training: NonNullable<ExperimentRecord["training"]> = {};
+    const models = new Map<PromptFormat, string[]>();
+    const modelFor = async (format: PromptFormat): Promise<string[]> => {
+      const known = models.get(format);
+      if (known) return known;
+      const args = await prepareModel(format);
+      models.set(format, args);
+      return args;
+    };
+    const logitTeacher = (format: PromptFormat) => scaleLogitTeacher(scale, format);
+    const copyTraining = (dir: string, format: PromptFormat) => {
+      const slug = formatSlug(format);
+      for (const [from, to] of [["log.jsonl", `log-${slug}.jsonl`], ["run.json", `train-run-${slug}.json`]] as const) {
+        if (fs.existsSync(path.join(dir, from))) fs.copyFileSync(path.join(dir, from), path.join(resDir, to));
       }
-      trainSteps = fs.existsSync(path.join(out, "log.jsonl")) ? fs.readFileSync(path.join(out, "log.jsonl"), "utf8").trim().split("\n").length : null;
-      modelArgs =
-        spec.stage.command === "finetune"
+      if (!fs.existsSync(path.join(dir, "log.jsonl"))) return { steps: null, devLoss: null };
+      const lines = fs.readFileSync(path.join(dir, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; eval?: Record<string, number> });
+      const dev = lines.filter((l) => l.eval?.["devLoss"] !== undefined).at(-1);
+      return { steps: lines.length, devLoss: dev ? { step: dev.step, loss: dev.eval!["devLoss"]! } : null };
+    };
+    async function prepareModel(format: PromptFormat): Promise<string[]> {
+      const slug = formatSlug(format);
+      if (spec.stage) {
+        const out = path.join(runDir(name, scale.scale, seed, opts.runsDir), slug);
+        // --force retrains from scratch; otherwise an interrupted run resumes from its checkpoint, but only one made
+        // by the same stage command (a run folder left by another config, e.g. other steps, is started over).
+        const reuse = opts.reevaluate && (fs.existsSync(path.join(out, "model")) || fs.existsSync(path.join(out, "adapter")));
+        if (opts.reevaluate && !reuse) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): no trained ${format} model in ${rel(out)} to re-evaluate`);
+        const argsFile = path.join(out, "experiment-stage.json");
+        const configFile = path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config);
+        // The config file's content is part of the key: a run folder made under an edited config starts over
+        // instead of failing to resume.
+        const configText = fs.readFileSync(configFile, "utf8");
+        // So are the shared stages' run records: a run trained on a base or teacher that has since been rebuilt
+        // starts over too.
+        const prepared = scale.prepare.map((p) => {
+          const f = path.join(PROJECT_ROOT, p.out, "run.json");
+          return fs.existsSync(f) ? createHash("sha256").update(fs.readFileSync(f)).digest("hex").slice(0, 16) : null;
+        });
+        const sets = stageSets(spec, scale, format, seed);
+        const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, prepared, sets });
+        const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
+        if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
+        fs.mkdirSync(out, { recursive: true });
+        if (!reuse) fs.writeFileSync(argsFile, stageKey);
+        const args = [spec.stage.command, "--config", rel(configFile), "--out", rel(out), "--resume", "--no-progress", ...setStrings(sets).flatMap((x) => ["--set", x])];
+        let seconds: number | null;
+        let command = `tagi ${args.join(" ")}`;
+        if (reuse) {
+          const trained = previous!.steps.find((x) => x.label === `train-${slug}` || x.label === "train");
+          if (trained) steps.push(trained);
+          seconds = previous!.training?.[format]?.seconds ?? previous!.trainSeconds;
+          command = trained?.command ?? command;
+          log(`[experiment] ${name} (${scale.scale}, seed ${seed}): re-evaluating the ${format} model trained by: ${command}`);
+        } else seconds = await step(`train-${slug}`, args);
+        training[format] = { command, seconds, ...copyTraining(out, format), shared: false };
+        return spec.stage.command === "finetune"
           ? ["--tagi", rel(path.join(out, "model"))]
           : fs.existsSync(path.join(out, "adapter"))
             ? ["--model", scale.base, "--adapter", rel(path.join(out, "adapter"))]
             : ["--model", rel(path.join(out, "model"))];
-    } else if (spec.uses) {
-      await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false, reevaluate: false });
-      modelArgs = ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), "model"))];
-    } else if (spec.method === "mean-adapter") {
+      }
+      if (spec.uses) {
+        await runExperiment(spec.uses, { ...opts, seed, scale: scale.scale, force: false, reevaluate: false });
+        return ["--tagi", rel(path.join(runDir(spec.uses, scale.scale, seed, opts.runsDir), slug, "model"))];
+      }
+      if (spec.model === "logit-teacher") {
+        // The shared meta-trained model: its training (a prepare stage) is recorded, not repeated; every seed
+        // evaluates the same model.
+        const model = logitTeacher(format);
+        const dir = path.dirname(path.join(PROJECT_ROOT, model));
+        const run = fs.existsSync(path.join(dir, "run.json")) ? readJson<{ command?: string | string[]; training?: { trainSeconds?: number } }>(path.join(dir, "run.json")) : null;
+        training[format] = { command: (Array.isArray(run?.command) ? run.command.join(" ") : run?.command) ?? "(no run.json)", seconds: run?.training?.trainSeconds ?? null, ...copyTraining(dir, format), shared: true };
+        return ["--model", model];
+      }
       // merged into the model the teachers sit on (their manifest's base), reading what they read
-      modelArgs = ["--mean-adapter", scale.teachers];
-    } else {
-      modelArgs = ["--model", scale.base];
+      if (spec.method === "mean-adapter") return ["--mean-adapter", scale.teachers];
+      return ["--model", scale.base];
     }
 
     // 2. Evaluations.
-    const readsInstanceOnly = modelArgs[0] === "--tagi";
     const keep = (part: EvaluationPart): ExperimentRecord | null => (opts.reevaluate && !redo.has(part) ? previous : null);
     const kept = keep("sni");
     const metrics: ExperimentRecord["metrics"] = kept ? kept.metrics : {};
@@ -546,8 +658,14 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     if (kept) log(`[experiment] ${name} (${scale.scale}, seed ${seed}): SNI metrics carried over from the previous record`);
     const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
     for (const format of spec.analysis || kept ? [] : formats) {
-      const dir = path.join(resDir, `eval-${format.replace("+", "")}`);
+      const dir = path.join(resDir, `eval-${formatSlug(format)}`);
       const e = scale.eval;
+      const modelArgs = await modelFor(format);
+      const readsInstanceOnly = modelArgs[0] === "--tagi";
+      // Each format is evaluated with the model trained on it; a model of another format here (e.g. a
+      // logitTeachers entry pointing at the wrong folder) is a configuration error, not a cross-format result.
+      const trained = modelArgs[0] === "--tagi" || modelArgs[0] === "--model" ? trainedFormat(path.join(PROJECT_ROOT, modelArgs[1]!)) : null;
+      if (trained && trained.format !== format) throw new Error(`experiment ${name} (${scale.scale}): ${modelArgs[1]} was trained on ${trained.format} prompts (${trained.record}), not ${format}`);
       const args = [
         "evaluate",
         ...modelArgs,
@@ -559,13 +677,10 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         "--seed", String(e.sampleSeed),
         ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
         ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
-        // A model trained on one format evaluated on the other: said explicitly (the CLI refuses it otherwise),
-        // and recorded in the evaluation's summary.
-        ...(modelArgs[0] === "--tagi" || modelArgs[0] === "--model" ? ((t) => (t && t.format !== format ? ["--cross-format"] : []))(trainedFormat(path.join(PROJECT_ROOT, modelArgs[1]!))) : []),
         "--no-progress",
         "--out", rel(dir),
       ];
-      await step(`eval-${format.replace("+", "")}`, args);
+      await step(`eval-${formatSlug(format)}`, args);
       const s = readJson<{
         overall: { rougeL: number; exactMatch: number };
         referenceNll?: { overall: number } | null;
@@ -593,9 +708,11 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     let adapters: AdapterAnalysis | null = null;
     if (spec.analysis === "adapters" && keep("adapters")?.adapters) adapters = keep("adapters")!.adapters;
     else if (spec.analysis === "adapters") {
+      const format = spec.evaluate.formats[0] ?? "def";
+      const modelArgs = await modelFor(format);
       if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
       const file = path.join(resDir, "adapters.json");
-      await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", spec.evaluate.formats[0] ?? "def", "--out", rel(file)]);
+      await step("adapters", ["adapters", "--tagi", modelArgs[1]!, "--teachers", scale.teachers, "--format", format, "--out", rel(file)]);
       adapters = readJson<AdapterAnalysis>(file);
     }
     let p3: ExperimentRecord["p3"] = null;
@@ -603,6 +720,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     else if (spec.evaluate.p3) {
       const dir = path.join(resDir, "eval-p3");
       const sampleArgs = ["--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--seed", String(scale.eval.sampleSeed)];
+      // P3's prompts are promptsource templates, neither SNI format: the first format's model answers them.
+      const modelArgs = await modelFor(formats[0] ?? spec.evaluate.formats[0] ?? "def");
       await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--no-progress", "--out", rel(dir)]);
       const s = readJson<{
         overall: { accuracy: number; majorityAccuracy: number; chanceAccuracy: number };
@@ -632,8 +751,9 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       backend,
       startedAt: started.toISOString(),
       wallSeconds: (performance.now() - t0) / 1000,
-      trainSeconds,
-      trainSteps,
+      trainSeconds: Object.values(training).some((t) => t.seconds !== null) ? Object.values(training).reduce((a, t) => a + (t.seconds ?? 0), 0) : null,
+      trainSteps: Object.values(training)[0]?.steps ?? null,
+      training,
       metrics,
       compute,
       p3,

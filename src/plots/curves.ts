@@ -29,10 +29,11 @@ export interface CurveSeries {
 export function lossCurveSpec(series: readonly CurveSeries[], opts: { title?: string; smooth?: number; width?: number; height?: number; logY?: boolean } = {}): Record<string, unknown> {
   const smooth = opts.smooth ?? 20;
   const yTitle = "loss (nats per target token)";
-  const values = series.flatMap((s) => s.log.map((r) => ({ run: s.name, step: r.step, loss: r.loss })));
+  const values = series.flatMap((s) => s.log.map((r) => ({ run: s.name, step: r.step, loss: r.loss, dev: r.eval?.["devLoss"] ?? null })));
+  const hasDev = values.some((v) => v.dev !== null);
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: opts.title ?? "Training loss", subtitle: `faint: every step; bold: mean of the last ${smooth} steps` },
+    title: { text: opts.title ?? "Training loss", subtitle: `faint: every step; bold: mean of the last ${smooth} steps${hasDev ? "; dashed with points: dev-split loss (held-out tasks, no dropout)" : ""}` },
     width: opts.width ?? 560,
     height: opts.height ?? 300,
     data: { values },
@@ -50,6 +51,15 @@ export function lossCurveSpec(series: readonly CurveSeries[], opts: { title?: st
         mark: { type: "line", strokeWidth: 2 },
         encoding: { y: { field: "smoothed", type: "quantitative", title: yTitle } },
       },
+      ...(hasDev
+        ? [
+            {
+              transform: [{ filter: "datum.dev != null" }],
+              mark: { type: "line", strokeWidth: 2, strokeDash: [6, 3], point: { filled: true, size: 40 } },
+              encoding: { y: { field: "dev", type: "quantitative", title: yTitle } },
+            },
+          ]
+        : []),
     ],
   };
 }

@@ -30,7 +30,8 @@ import { ADAMW_DEFAULTS, ADAFACTOR_DEFAULTS } from "../train/optimizer";
 import { train, type TrainConfig } from "../train/loop";
 import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
-import { trainAndDevTasks, type DevConfig } from "../train/metatrain";
+import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "../train/metatrain";
+import { devLossHook } from "../train/dev-loss";
 import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 
@@ -95,7 +96,7 @@ export const PRETRAIN_HYPER_DEFAULTS: PretrainHyperConfig = {
   segmentLength: 256,
   trainBase: { layerNorms: false, feedForward: false },
   maxTasks: null,
-  dev: { fraction: 0.05, seed: 0 },
+  dev: DEV_DEFAULTS,
   initSeed: 0,
   dataDir: null,
   tokenizer: null,
@@ -276,7 +277,7 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   instancesPerTask: 100,
   maxTasks: null,
   categories: null,
-  dev: { fraction: 0.05, seed: 0 },
+  dev: DEV_DEFAULTS,
   trainBase: { layerNorms: false, feedForward: false },
   initSeed: 0,
   dataDir: null,
@@ -473,6 +474,17 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         }
         return out;
       },
+      // The dev curve: L_ce of the dev tasks' references with their own generated adapters (the student's
+      // reference NLL; no teachers, no dropout), a fixed sample.
+      evaluate: devLossHook(
+        c.dev.every > 0 ? tagiExamples(split.dev, tokenizer, { ...c, instancesPerTask: c.dev.instancesPerTask }, c.dev.seed, () => undefined, false).examples : [],
+        { every: c.dev.every, batchSize: c.train.batchSize },
+        (b) => {
+          const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+          const t = batchTensorsOf(b);
+          return crossEntropyLoss(studentForward(m, e, t, { training: false }).logits, t.labels);
+        },
+      ),
       lossFn: (b, ctx) => {
         const t = batchTensorsOf(b);
         const k = ctx.constants;

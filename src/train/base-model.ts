@@ -4,11 +4,13 @@
  * span-corruption model and `objective` to "prefix-lm"). Writes `<out>/model/` (a Hugging Face T5 folder that
  * transformers loads), `<out>/log.jsonl`, `<out>/checkpoint/` and `<out>/run.json`.
  */
-import { trainAndDevTasks, type DevConfig } from "./metatrain";
+import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "./metatrain";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MODEL_PRESETS } from "../model/presets";
-import { loadTrainTasks } from "../data/sni";
+import { loadTrainTasks, type SniTrainTask } from "../data/sni";
+import type { Seq2SeqExample } from "../data/batching";
+import { devLossHook } from "./dev-loss";
 import { buildPretrainCorpus, pretrainSource } from "../data/pretraining";
 import { saveT5Checkpoint } from "../model/weights";
 import { T5Tokenizer } from "../text/tokenizer";
@@ -46,7 +48,7 @@ export const PRETRAIN_BASE_DEFAULTS: PretrainBaseConfig = {
   init: null,
   initSeed: 0,
   maxTasks: null,
-  dev: { fraction: 0.05, seed: 0 },
+  dev: DEV_DEFAULTS,
   objective: "span-corruption",
   segmentLength: 114,
   noiseDensity: 0.15,
@@ -75,6 +77,27 @@ export function parsePretrainBaseConfig(source: string | Record<string, unknown>
 
 export type { StageOptions, StageResult } from "./seq2seq";
 
+/** The stage's objective (span corruption or prefix LM) over a corpus; `seed` fixes segments and noise. */
+function objectiveSource(corpus: ReturnType<typeof buildPretrainCorpus>, tokenizer: T5Tokenizer, c: PretrainBaseConfig, seed: number) {
+  return pretrainSource(corpus, tokenizer, {
+    objective: c.objective,
+    segmentLength: c.segmentLength,
+    seed,
+    spanCorruption: { noiseDensity: c.noiseDensity, meanNoiseSpanLength: c.meanNoiseSpanLength },
+  });
+}
+
+/**
+ * Dev examples of stage 0: the objective's examples of the dev tasks' text (dev.seed fixes the segments and
+ * the noise), dev.instancesPerTask per dev task, spread evenly over the dev corpus.
+ */
+function baseDevExamples(dev: readonly SniTrainTask[], tokenizer: T5Tokenizer, c: PretrainBaseConfig): Seq2SeqExample[] {
+  if (!dev.length) return [];
+  const source = objectiveSource(buildPretrainCorpus(dev, tokenizer), tokenizer, c, c.dev.seed);
+  const n = Math.min(source.size, c.dev.instancesPerTask * dev.length);
+  return Array.from({ length: n }, (_, i) => source.example(Math.floor((i * source.size) / n), 0));
+}
+
 export async function pretrainBase(config: PretrainBaseConfig, opts: StageOptions): Promise<StageResult> {
   const started = new Date();
   const c = config;
@@ -84,12 +107,7 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
   // model selection on the dev tasks measures text no stage has read.
   const { train: tasks, dev } = trainAndDevTasks(all, c.dev, c.maxTasks);
   const corpus = buildPretrainCorpus(tasks, tokenizer);
-  const source = pretrainSource(corpus, tokenizer, {
-    objective: c.objective,
-    segmentLength: c.segmentLength,
-    seed: c.train.seed,
-    spanCorruption: { noiseDensity: c.noiseDensity, meanNoiseSpanLength: c.meanNoiseSpanLength },
-  });
+  const source = objectiveSource(corpus, tokenizer, c, c.train.seed);
   const { model, source: modelSource } = loadOrInitModel(c.init ?? c.model, c.initSeed);
   checkVocab(model, tokenizer);
   try {
@@ -102,6 +120,8 @@ export async function pretrainBase(config: PretrainBaseConfig, opts: StageOption
       trainable,
       source,
       lossFn: (batch, ctx) => seq2seqLoss(trainingView, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute }),
+      // The dev curve: the same objective on the dev tasks' text (held out of the corpus), fixed noise.
+      evaluate: devLossHook(c.dev.every > 0 ? baseDevExamples(dev, tokenizer, c) : [], { every: c.dev.every, batchSize: c.train.batchSize }, (b) => seq2seqLoss(model, b, { training: false }).loss),
       saveModel: (dir) => saveT5Checkpoint(dir, model.config, model.params),
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },

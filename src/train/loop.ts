@@ -410,6 +410,13 @@ async function trainLocked(run: TrainRun): Promise<TrainResult> {
       const recent = log.slice(-10);
       const tps = recent.reduce((s, r) => s + r.tokens, 0) / recent.reduce((s, r) => s + r.stepSeconds, 0);
       bar?.update(step, { loss: record.loss.toFixed(4), tps: tps.toFixed(0), etaText: fmtEta(eta), elapsed: fmtEta(elapsed) });
+      if (record.eval && (printLines || bar)) {
+        // A dev point is rare and is what a run is judged by: always a line of its own (above a bar too).
+        const evalText = Object.entries(record.eval).map(([n, v]) => `${n} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(" ");
+        if (bar) bar.stop();
+        process.stderr.write(`${label} step ${step}/${c.steps} ${evalText}\n`);
+        if (bar) bar.start(c.steps, step, { loss: record.loss.toFixed(4), tps: tps.toFixed(0), etaText: fmtEta(eta), elapsed: fmtEta(elapsed) });
+      }
       if (printLines && (step % c.logEvery === 0 || step === stopAt)) {
         const termText = Object.entries(record.terms)
           .map(([n, v]) => ` ${n} ${v.toFixed(4)}`)

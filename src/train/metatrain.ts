@@ -19,6 +19,7 @@ import type { PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
 import { ADAMW_DEFAULTS } from "./optimizer";
 import { train, type TrainConfig } from "./loop";
+import { devLossHook } from "./dev-loss";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions, type StageResult } from "./base-model";
 import { disposeModel, loadBaseModel, makeTrainable, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
@@ -27,7 +28,14 @@ export interface DevConfig {
   /** Share of train tasks held out (stratified by category); null: none. */
   fraction: number | null;
   seed: number;
+  /** Steps between dev-loss points (src/train/dev-loss.ts), and after the last step; 0: no dev curve. */
+  every: number;
+  /** Instances of each dev task in the dev loss (a fixed sample). */
+  instancesPerTask: number;
 }
+
+/** The dev split's defaults: 5% of train tasks, no dev curve unless a config asks for one. */
+export const DEV_DEFAULTS: DevConfig = { fraction: 0.05, seed: 0, every: 0, instancesPerTask: 8 };
 
 /** What every stage that trains on SNI train-task instances is configured with. */
 export interface SniStageFields {
@@ -60,7 +68,7 @@ export const SNI_STAGE_DEFAULTS: Omit<SniStageFields, "train"> = {
   maxTargetTokens: 64,
   instancesPerTask: 100,
   maxTasks: null,
-  dev: { fraction: 0.05, seed: 0 },
+  dev: DEV_DEFAULTS,
   dataDir: null,
   tokenizer: null,
 };
@@ -143,6 +151,12 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
       trainable,
       source: arraySource(examples, `${examples.length} SNI train instances (${c.format})`),
       lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),
+      // The dev curve: the same prompts (format, limits) on the held-out tasks, a fixed sample.
+      evaluate: devLossHook(
+        c.dev.every > 0 ? instanceExamples(split.dev, tokenizer, { format: c.format, input: "full", maxInputTokens: c.maxInputTokens, maxTargetTokens: c.maxTargetTokens, instancesPerTask: c.dev.instancesPerTask, seed: c.dev.seed }).examples : [],
+        { every: c.dev.every, batchSize: c.train.batchSize },
+        (b) => seq2seqLoss(model, b, { training: false, lora }).loss,
+      ),
       saveModel,
       ...loopOptions(opts),
       fingerprint: { stage: c, model: model.config },

@@ -77,6 +77,10 @@ export function commonFieldProblems(c: Record<string, unknown>, where = "config"
     const d = c.dev as { fraction?: unknown; seed?: unknown };
     if (d.fraction !== null && !(typeof d.fraction === "number" && d.fraction > 0 && d.fraction < 1)) p.push(`${where}.dev.fraction must be in (0, 1) or null, got ${JSON.stringify(d.fraction)}`);
     if (!Number.isInteger(d.seed) || (d.seed as number) < 0) p.push(`${where}.dev.seed must be an integer >= 0, got ${JSON.stringify(d.seed)}`);
+    const e = c.dev as { every?: unknown; instancesPerTask?: unknown };
+    if (e.every !== undefined && (!Number.isInteger(e.every) || (e.every as number) < 0)) p.push(`${where}.dev.every must be an integer >= 0 (steps between dev-loss points; 0: none), got ${JSON.stringify(e.every)}`);
+    if (e.instancesPerTask !== undefined && (!Number.isInteger(e.instancesPerTask) || (e.instancesPerTask as number) < 1)) p.push(`${where}.dev.instancesPerTask must be a positive integer, got ${JSON.stringify(e.instancesPerTask)}`);
+    if (d.fraction === null && (e.every as number) > 0) p.push(`${where}.dev.every is ${String(e.every)} but dev.fraction is null: there is no dev split to measure`);
   }
   if (has("trainBase")) {
     const t = c.trainBase as Record<string, unknown>;

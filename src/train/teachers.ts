@@ -26,7 +26,8 @@ import { savePeftAdapter } from "../model/weights";
 import type { PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
 import { ADAMW_DEFAULTS } from "./optimizer";
-import { train, type TrainConfig } from "./loop";
+import { train, type LogRecord, type TrainConfig } from "./loop";
+import { devLossHook } from "./dev-loss";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions } from "./base-model";
 import { checkSniStageFields, SNI_STAGE_DEFAULTS, trainAndDevTasks, type SniStageFields } from "./metatrain";
@@ -78,9 +79,18 @@ export interface TeacherEntry {
   meanLossLast10: number;
   /** Mean loss over the first 10 steps (likewise): with meanLossLast10, whether the teacher learnt anything. */
   meanLossFirst10?: number;
+  /** The dev curve's first and last points (the group's dev tasks); null: the group has no dev task. Absent: no dev curve asked for. */
+  devLoss?: { first: number; last: number; firstStep: number; lastStep: number } | null;
   /** The seed of this teacher's LoRA init and data order (each teacher its own). */
   seed?: number;
   seconds: number;
+}
+
+/** First and last dev-loss points of a training log (null: none logged). */
+function devPoints(log: readonly LogRecord[]): TeacherEntry["devLoss"] {
+  const pts = log.filter((r) => r.eval?.["devLoss"] !== undefined);
+  if (!pts.length) return null;
+  return { first: pts[0]!.eval!["devLoss"]!, last: pts.at(-1)!.eval!["devLoss"]!, firstStep: pts[0]!.step, lastStep: pts.at(-1)!.step };
 }
 
 /** Each teacher's seed: a function of the run seed and the group, so teachers start from different inits. */
@@ -138,6 +148,9 @@ export async function trainTeachers(
   const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "teachers");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const groups = teacherGroups(split.train, c);
+  // A teacher's dev curve: the dev tasks of its own group (groupBy category: the category's held-out tasks;
+  // categories with none get no dev curve, said in the manifest as devLoss null).
+  const devGroups = c.groupBy === "category" ? groupByCategory(split.dev) : new Map<string, SniTrainTask[]>();
   const model = loadBaseModel(c.base!);
   checkVocab(model, tokenizer);
   fs.mkdirSync(opts.out, { recursive: true });
@@ -188,6 +201,11 @@ export async function trainTeachers(
           trainable,
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
           lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),
+          evaluate: devLossHook(
+            c.dev.every > 0 ? instanceExamples(devGroups.get(group) ?? [], tokenizer, { format: c.format, input: c.input, maxInputTokens: c.maxInputTokens, maxTargetTokens: c.maxTargetTokens, instancesPerTask: c.dev.instancesPerTask, seed: c.dev.seed }).examples : [],
+            { every: c.dev.every, batchSize: c.train.batchSize },
+            (b) => seq2seqLoss(model, b, { training: false, lora }).loss,
+          ),
           saveModel,
           ...loopOptions({ ...opts, stopAtStep: undefined }), // a teacher is trained whole or resumed
           fingerprint: { stage: c, group, model: model.config },
@@ -210,6 +228,7 @@ export async function trainTeachers(
           finalLoss: result.log.at(-1)?.loss ?? NaN,
           meanLossLast10: meanLoss(last),
           meanLossFirst10: meanLoss(first),
+          ...(c.dev.every > 0 ? { devLoss: devPoints(result.log) } : {}),
           seed,
           seconds: (performance.now() - t0) / 1000,
         };

@@ -31,6 +31,7 @@ interface WorkerResult {
     generateAdapter?: { seconds: number; parameters: number };
     teacherLoraStep?: { seconds: number };
   } | null;
+  t5Base?: { parameters: number; seconds: number; reps: number; peakRssBytes: number | null; tensorBytesAfter: number } | null;
 }
 
 interface Config {
@@ -40,6 +41,8 @@ interface Config {
   block: boolean;
   /** Also run the T5-small-shaped training step and decoding. */
   t5?: boolean;
+  /** Also a T5-Base-shaped training step with AdamW (backends without wasm's 4 GiB heap cap). */
+  t5Base?: boolean;
 }
 
 function arg(name: string): string | undefined {
@@ -108,7 +111,11 @@ if (native.gemm) {
   });
 }
 if (hasTensorflowNode()) {
-  configs.push({ name: "tensorflow", what: "tfjs-node (libtensorflow)", env: { TAGI_BACKEND: "tensorflow" }, block: true, t5: true });
+  // TensorFlow's two thread pools: intra-op (one kernel split over threads; initBackend sets it to the cores,
+  // as TAGI_THREADS does for wasm) and inter-op (independent kernels at once; initBackend sets 1).
+  configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true });
+  configs.push({ name: "tensorflow-inter" + threads, what: `tfjs-node, intra-op and inter-op ${threads} threads`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) }, block: true, t5: true });
+  configs.push({ name: "tensorflow-1t", what: "tfjs-node, intra-op and inter-op 1 thread", env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: "1" }, block: true });
 }
 
 function spawnWorker(c: Config, extra: Record<string, string>, label: string): WorkerResult | { error: string } {
@@ -138,7 +145,9 @@ function runWorker(c: Config): WorkerResult | { error: string } {
   if ("error" in main || !(c.t5 && withT5)) return main;
   const t5 = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "1" }, " (T5)");
   if ("error" in t5) return { error: `T5 workloads: ${t5.error}` };
-  return { ...main, t5: t5.t5 };
+  if (!c.t5Base || quick) return { ...main, t5: t5.t5 };
+  const base = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_T5BASE: "1" }, " (T5-Base step)");
+  return { ...main, t5: t5.t5, t5Base: "error" in base ? null : base.t5Base };
 }
 
 function runTorch(): Record<string, unknown> | { error: string } {
@@ -239,6 +248,11 @@ function main() {
     ? `TAGI vs instance training (${defaultName}, T5-small shape): generateAdapter.seconds ${fmt(defOk.t5.generateAdapter.seconds, 3)} (one 256-token instruction, ${fmt(defOk.t5.generateAdapter.parameters / 1e6, 2)}M LoRA parameters) vs teacher LoRA ${fmt(defOk.t5.teacherLoraStep.seconds, 3)} s per step, ${fmt((1000 * defOk.t5.teacherLoraStep.seconds) / 60, 1)} min per 1,000 steps (the paper's teachers: 10,000 steps)`
     : null;
   if (tagiLine) console.log(`\n${tagiLine}`);
+  const baseRun = ok.find(([, r]) => r.t5Base);
+  const baseLine = baseRun
+    ? `T5-Base-shaped training step (12+12 layers, d_model 768, 12 heads, gated-GELU d_ff 2048; ${fmt(baseRun[1].t5Base!.parameters / 1e6, 1)}M parameters; the bench batch; AdamW) on ${baseRun[0]}: ${fmt(baseRun[1].t5Base!.seconds, 2)} s, peak resident memory ${fmt((baseRun[1].t5Base!.peakRssBytes ?? NaN) / 2 ** 30, 1)} GiB. wasm cannot run it: parameters, gradients and Adam's two moments alone take 16 bytes per parameter, ${fmt((16 * baseRun[1].t5Base!.parameters) / 2 ** 30, 2)} GiB, at wasm32's 4 GiB heap cap before any activation`
+    : null;
+  if (baseLine) console.log(`\n${baseLine}`);
   for (const [name, r] of Object.entries(results)) if ("error" in r) console.log(`${name}: failed: ${r.error}`);
   if ("error" in torch) console.log(`pytorch: ${torch.error}`);
 
@@ -286,6 +300,7 @@ function main() {
     generateAdapter: defOk?.t5?.generateAdapter ?? null,
     teacherLoraStep: defOk?.t5?.teacherLoraStep ?? null,
     t5ByConfig: Object.fromEntries(ok.filter(([, r]) => r.t5).map(([n, r]) => [n, r.t5])),
+    t5BaseStep: baseRun ? { config: baseRun[0], ...baseRun[1].t5Base! } : null,
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
     pytorch: torch,
@@ -316,6 +331,7 @@ function main() {
           ]
         : []),
       ...(tagiLine ? [tagiLine + ".", ""] : []),
+      ...(baseLine ? [baseLine + ".", ""] : []),
       "Configurations:",
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),
       `- \`pytorch\`: ${"error" in torch ? torch.error : `torch ${(torch as { torch?: string }).torch ?? "?"}, same shapes, ${threads} threads (reference/bench_torch.py)`}`,

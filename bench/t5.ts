@@ -130,3 +130,65 @@ export function makeTagiBench(seed = 0) {
   };
   return { generate, teacherStep, dispose };
 }
+
+/** T5 v1.1 Base's shape (t5-v1_1-base / t5-base-lm-adapt): 248M parameters. */
+export const T5_BASE_SHAPE: T5Config = parseT5Config({
+  vocab_size: 32128,
+  d_model: 768,
+  d_kv: 64,
+  d_ff: 2048,
+  num_layers: 12,
+  num_decoder_layers: 12,
+  num_heads: 12,
+  feed_forward_proj: "gated-gelu",
+  tie_word_embeddings: false,
+  dropout_rate: 0,
+});
+
+/** Peak resident memory of this process so far (VmHWM), in bytes; null where /proc is missing. */
+export function peakRssBytes(): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(require("node:fs").readFileSync("/proc/self/status", "utf8") as string);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the wasm heap cap rules out: one full training step (forward, backward for every parameter, AdamW) of a
+ * randomly initialised T5-Base-shaped model at the bench batch. Parameters, gradients and Adam's two moments
+ * alone take 16 bytes per parameter, 3.97 GB here, before any activation: more than wasm32's 4 GiB heap holds.
+ */
+export function t5BaseTrainStep(seed = 0): { parameters: number; seconds: number; reps: number; peakRssBytes: number | null; tensorBytesAfter: number } {
+  const config = T5_BASE_SHAPE;
+  const params = initT5Params(config, seed);
+  const vars = new Map([...params].map(([n, t]) => [n, tf.variable(t, true, `base.${n}`)]));
+  tf.dispose([...params.values()]);
+  const optimizer = createOptimizer(ADAMW_DEFAULTS, vars);
+  const { batch, inputLength, targetLength } = T5_BENCH;
+  const labelsArr = randomIds(batch, targetLength, config.vocab_size, seed + 1);
+  const inputIds = tf.tensor2d(randomIds(batch, inputLength, config.vocab_size, seed + 2), undefined, "int32");
+  const labels = tf.tensor2d(labelsArr, undefined, "int32");
+  const decoderInputIds = tf.tensor2d(shiftRight(labelsArr, 0, 0), undefined, "int32");
+  const model: T5Model = { config, params: vars as Map<string, tf.Tensor> };
+  const list = [...vars.values()];
+  const step = () => {
+    const { value, grads } = tf.variableGrads(() => crossEntropyLoss(forward(model, { inputIds, decoderInputIds }), labels), list);
+    optimizer.step(new Map([...vars.keys()].map((n) => [n, grads[vars.get(n)!.name]!])), 1e-4);
+    value.dataSync();
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  step(); // warm-up; also creates the optimizer's moments
+  const times: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const t0 = performance.now();
+    step();
+    times.push((performance.now() - t0) / 1000);
+  }
+  const parameters = list.reduce((a, v) => a + v.size, 0);
+  const tensorBytesAfter = tf.memory().numBytes;
+  optimizer.dispose();
+  tf.dispose([...list, inputIds, labels, decoderInputIds]);
+  return { parameters, seconds: Math.min(...times), reps: times.length, peakRssBytes: peakRssBytes(), tensorBytesAfter };
+}

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
-import { makeT5Bench, makeTagiBench } from "./t5";
+import { makeT5Bench, makeTagiBench, t5BaseTrainStep } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
 
 interface Timing {
@@ -92,7 +92,10 @@ async function main() {
       teacherLoraStep: { seconds: ts.seconds },
     };
   }
+  // T5-Base-shaped training step (only asked of backends without wasm's 4 GiB heap cap)
+  const t5Base = process.env.TAGI_BENCH_T5BASE === "1" ? t5BaseTrainStep(0) : null;
   const result = {
+    t5Base,
     backend: info.backend,
     variant: info.variant,
     threads: info.threads,

@@ -4,10 +4,13 @@
 #      (notebooks and their tests), DejaVu fonts (figures). Needs root or sudo.
 #   2. npm ci (its postinstall builds the add-on if it can and links node_modules/tagi -> the project)
 #   3. npm run build:native: the add-on again, failing loudly if it does not build
-#   4. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
+#   4. scripts/setup-tensorflow.sh: the native TensorFlow backend (tfjs-node built against the C library of
+#      PyPI's tensorflow-cpu 2.16.2 wheel, ~50 s, 0.8 GB); where it cannot, it says why and wasm is used
+#   5. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
 #
 # Settings: TAGI_SKIP_APT=1 skips step 1 (install the equivalents yourself, see environment.md);
-# TAGI_SKIP_NATIVE=1 skips the add-on (the wasm GEMM path is used instead).
+# TAGI_SKIP_NATIVE=1 skips the add-on (the wasm GEMM path is used instead); TAGI_SKIP_TENSORFLOW=1 skips
+# step 4 (wasm is used); TAGI_REQUIRE_TENSORFLOW=1 makes a failed step 4 an error (CI sets it).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +30,7 @@ section() {
 trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\n=== setup FAILED in \"%s\" (exit %d)\n" "$SECTION" "$rc"; fi' EXIT
 
 APT_PACKAGES=(
-  build-essential python3 libopenblas-dev
+  build-essential python3 python3-pip libopenblas-dev
   jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipython python3-ipykernel
   fonts-dejavu-core
 )
@@ -67,6 +70,9 @@ if [[ "${TAGI_SKIP_NATIVE:-0}" == "1" ]]; then
 else
   npm run build:native
 fi
+
+section "native TensorFlow backend (scripts/setup-tensorflow.sh)"
+bash scripts/setup-tensorflow.sh
 
 section "Jupyter kernel (npm run kernel:install)"
 npm run kernel:install

@@ -20,16 +20,21 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
   this.timeout(600_000);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-exp-"));
   const prevResults = process.env.TAGI_RESULTS_DIR;
+  const prevRuns = process.env.TAGI_RUNS_DIR;
   const quiet = () => {};
 
   before(async () => {
     process.env.TAGI_RESULTS_DIR = tmp;
+    // the experiments' own run folders too: each test run trains afresh (the shared stages stay in runs/tiny)
+    process.env.TAGI_RUNS_DIR = path.join(tmp, "runs");
     await initBackend({ log: false });
     await ensurePrepared(loadScale("tiny"), quiet);
   });
   after(() => {
     if (prevResults === undefined) delete process.env.TAGI_RESULTS_DIR;
     else process.env.TAGI_RESULTS_DIR = prevResults;
+    if (prevRuns === undefined) delete process.env.TAGI_RUNS_DIR;
+    else process.env.TAGI_RUNS_DIR = prevRuns;
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 

@@ -78,10 +78,13 @@ describe("training loop", function () {
     const acc = await run(tmp(), cfg({ ...common, steps: 1, batchSize: 2, gradAccumulation: 2 }), { data, noDropout: true });
     assert.ok(Math.abs(big.result.log[0]!.loss - acc.result.log[0]!.loss) < 1e-5, `${big.result.log[0]!.loss} vs ${acc.result.log[0]!.loss}`);
     assert.ok(Math.abs(big.result.log[0]!.gradNorm - acc.result.log[0]!.gradNorm) < 1e-4 * big.result.log[0]!.gradNorm);
+    // Adam's first step moves each weight by about lr·g/(|g| + eps): where a gradient is near zero, the
+    // summation-order difference between one batch of 4 and two of 2 shifts it by a small fraction of lr
+    // (1.1e-5 of lr 1e-2 seen on the tensorflow backend, whose reductions order sums unlike wasm's).
     for (const [k, v] of big.final) {
       const w = acc.final.get(k)!;
       const worst = Math.max(...v.map((x, i) => Math.abs(x - w[i]!)));
-      assert.ok(worst < 1e-5, `${k}: ${worst}`);
+      assert.ok(worst < 1e-2 * 5e-3, `${k}: ${worst}`);
     }
   });
 

@@ -609,7 +609,10 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
           return fs.existsSync(f) ? createHash("sha256").update(fs.readFileSync(f)).digest("hex").slice(0, 16) : null;
         });
         const sets = stageSets(spec, scale, format, seed);
-        const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, prepared, sets });
+        // And the backend asked for: a run trained on wasm is not continued on tensorflow (their float sums
+        // differ in order, so one seed would give two curves).
+        const backend = process.env.TAGI_BACKEND ?? "auto";
+        const stageKey = JSON.stringify({ command: spec.stage.command, config: spec.stage.config, configText, prepared, sets, backend });
         const sameStage = fs.existsSync(argsFile) && fs.readFileSync(argsFile, "utf8") === stageKey;
         if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
         fs.mkdirSync(out, { recursive: true });

@@ -7,6 +7,7 @@
 #   4. scripts/setup-tensorflow.sh: the native TensorFlow backend (tfjs-node built against the C library of
 #      PyPI's tensorflow-cpu 2.16.2 wheel, ~50 s, 0.8 GB); where it cannot, it says why and wasm is used
 #   5. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
+#   6. npm run build: dist/, the library the notebooks import; then `npm run lab` opens them
 #
 # Settings: TAGI_SKIP_APT=1 skips step 1 (install the equivalents yourself, see environment.md);
 # TAGI_SKIP_NATIVE=1 skips the add-on (the wasm GEMM path is used instead); TAGI_SKIP_TENSORFLOW=1 skips
@@ -32,7 +33,7 @@ trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\n=== setup FAILED in \"%s\" (exit
 APT_PACKAGES=(
   build-essential python3 python3-pip libopenblas-dev
   jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipython python3-ipykernel
-  fonts-dejavu-core
+  jupyter-notebook fonts-dejavu-core
 )
 
 section "system packages (apt)"
@@ -76,6 +77,9 @@ bash scripts/setup-tensorflow.sh
 
 section "Jupyter kernel (npm run kernel:install)"
 npm run kernel:install
+
+section "library build (npm run build): dist/, which the notebooks import as \"tagi\""
+npm run build
 
 end_section
 printf '=== setup: done in %ds\n' "$((SECONDS - T_START))"

@@ -492,8 +492,8 @@ export function buildProgram(): Command {
         .filter((s) => s.length > 0),
     )
     .option("--max-examples-per-template <n>", "P3: at most n examples per template", intArg(1))
-    .option("--data-dir <dir>", "data folder holding sni/ and p3/ (default ../shared/data)")
-    .option("--tokenizer <file>", "tokenizer.json (default: <model>/tokenizer.json if present, else ../shared/data/t5/tokenizer.json)")
+    .option("--data-dir <dir>", "data folder holding sni/ and p3/ (default: $TAGI_DATA_DIR, else ../shared/data)")
+    .option("--tokenizer <file>", "tokenizer.json (default: <model>/tokenizer.json if present, else t5/tokenizer.json in the data folder)")
     .option("--out <dir>", "output folder (default results/eval/<benchmark>-<timestamp>/)")
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
     .option("--no-progress", "no progress bar")
@@ -590,7 +590,7 @@ export function buildProgram(): Command {
     .requiredOption("--teachers <dir>", "the parameter teachers' folder (manifest.json)")
     .addOption(new Option("--format <format>", "instruction format").choices(["def", "def+2pos"]).default("def"))
     .option("--max-tasks-per-category <n>", "instructions per category", intArg(1), 8)
-    .option("--data-dir <dir>", "data folder (default ../shared/data)")
+    .option("--data-dir <dir>", "data folder (default: $TAGI_DATA_DIR, else ../shared/data)")
     .requiredOption("--out <file>", "JSON file to write")
     .action(async (o: { tagi: string; teachers: string; format: "def" | "def+2pos"; maxTasksPerCategory: number; dataDir?: string; out: string }) => {
       const backend = await initBackend({ log: false });

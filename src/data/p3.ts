@@ -27,6 +27,7 @@
  * undefined or null value is an error naming it (Jinja would print "" or "None"), so missing fields are
  * counted as render failures, never rendered as blanks.
  */
+import { dataDir } from "./data-dir";
 import { readFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { renderJinja } from "./promptsource-jinja";
@@ -40,7 +41,7 @@ const Bunzip = require("seek-bzip") as { decode(input: Buffer, output?: Buffer):
 export type P3Value = string | number | boolean | null | P3Value[] | { [k: string]: P3Value };
 export type P3Record = Record<string, P3Value>;
 
-export const P3_DEFAULT_DIR = resolve(__dirname, "..", "..", "..", "shared", "data", "p3");
+export const P3_DEFAULT_DIR = join(dataDir(), "p3");
 
 /** The T0 held-out tasks available here (StoryCloze is not obtainable). */
 export const P3_HELDOUT_TASKS = ["rte", "cb", "anli_r1", "anli_r2", "anli_r3", "copa", "hellaswag", "wsc", "winogrande", "wic"] as const;

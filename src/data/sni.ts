@@ -10,6 +10,7 @@
  * rounds), seeded by `seed` mixed with the FNV-1a hash of a string key (the task name for sampling), so
  * results depend only on (seed, key, input order), never on Math.random or the platform.
  */
+import { dataDir, dataDirOrigin } from "./data-dir";
 import { createReadStream, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createGunzip } from "node:zlib";
@@ -83,10 +84,8 @@ export interface SniLoadOptions {
   warn?: boolean;
 }
 
-/** Project root (this file is src/data/sni.ts, or dist/data/sni.js once built). */
-const projectRoot = resolve(__dirname, "..", "..");
-/** `../shared/data` relative to the project root. */
-export const DEFAULT_DATA_DIR = join(projectRoot, "..", "shared", "data");
+/** The data folder: $TAGI_DATA_DIR, else `../shared/data` relative to the project root (src/data/data-dir.ts). */
+export const DEFAULT_DATA_DIR = dataDir();
 
 /** The path of `sni_<split>.jsonl.gz` under `dataDir`. */
 export function sniSplitFile(split: SniSplit, dataDir: string = DEFAULT_DATA_DIR): string {
@@ -215,7 +214,7 @@ function formatReport(file: string, split: SniSplit, nTasks: number, nInst: numb
 /** Lines of a (gzipped) text file, 1-based, streaming; a gzip error names the file and the line reached. */
 async function* readJsonLines(file: string): AsyncGenerator<{ line: number; text: string }> {
   if (!existsSync(file)) {
-    throw new Error(`SNI data file not found: ${file}. The data lives in ../shared/data/sni relative to the project root (see its README).`);
+    throw new Error(`SNI data file not found: ${file}. The data folder is ${dataDirOrigin()}; SNI is its sni/ (see its README).`);
   }
   const raw = createReadStream(file);
   let stream: Readable = raw;

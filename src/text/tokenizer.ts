@@ -15,6 +15,7 @@
  *   `AutoTokenizer.from_pretrained(folder)` does (the folder's tokenizer_config.json sets it), e.g.
  *   "don't ." versus "don't.". Pass `{ cleanUpTokenizationSpaces: true }` for the latter.
  */
+import { dataDir, dataDirOrigin } from "../data/data-dir";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Tokenizer } from "@huggingface/tokenizers" with { "resolution-mode": "import" };
@@ -27,11 +28,8 @@ const tokenizersLib = require("@huggingface/tokenizers") as typeof import("@hugg
   with: { "resolution-mode": "import" },
 });
 
-/** The project root (this file is src/text/tokenizer.ts, or dist/text/tokenizer.js once built). */
-const projectRoot = resolve(__dirname, "..", "..");
-
-/** `../shared/data/t5/tokenizer.json` relative to the project root. */
-export const DEFAULT_T5_TOKENIZER_PATH = join(projectRoot, "..", "shared", "data", "t5", "tokenizer.json");
+/** `t5/tokenizer.json` in the data folder ($TAGI_DATA_DIR, else ../shared/data; src/data/data-dir.ts). */
+export const DEFAULT_T5_TOKENIZER_PATH = join(dataDir(), "t5", "tokenizer.json");
 
 export interface EncodeOptions {
   /** Append `</s>` (id 1), as HF does with `add_special_tokens=True`. Default true. */
@@ -81,8 +79,8 @@ export class T5Tokenizer {
     const file = resolve(path);
     if (!existsSync(file)) {
       throw new Error(
-        `T5Tokenizer: tokenizer file not found: ${file}. The T5 vocabulary (tokenizer.json) lives in ` +
-          `../shared/data/t5 relative to the project root (${DEFAULT_T5_TOKENIZER_PATH}).`,
+        `T5Tokenizer: tokenizer file not found: ${file}. The T5 vocabulary (tokenizer.json) lives in t5/ of the ` +
+          `data folder, ${dataDirOrigin()} (${DEFAULT_T5_TOKENIZER_PATH}).`,
       );
     }
     let json: TokenizerJson;

@@ -9,11 +9,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 run() { node --import tsx src/cli.ts experiment "$1" --scale small --seed "$2" || echo "[experiments] $1 seed $2 failed (see results/$1/small/seed-$2/*.log)"; }
 report() { node --import tsx src/cli.ts results; }
-MAIN="tagi tk-instruct hint hypter tk-instruct-lora"
+MAIN="tagi hint hypter tk-instruct-lora"
 ABLATIONS="tagi-no-kl tagi-no-ins tagi-no-ce tagi-no-fusion tagi-no-pretrain"
 PROBES="probe-other-instruction probe-shuffled-words"
 BEYOND="tagi-ins-relative tagi-ins-cosine" # scale-free L_ins (beyond the paper)
 run no-ft 0 # no training: one seed
+run tk-instruct 0 # the shared meta-trained model of each format (TAGI's logit teacher): the same at every seed
 for e in $MAIN; do run "$e" 0; done
 report
 for seed in 1 2; do for e in $MAIN; do run "$e" "$seed"; done; done

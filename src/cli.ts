@@ -23,7 +23,7 @@ import { parseTeachersConfig, readTeachersManifest, trainTeachers } from "./trai
 import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig, type TagiModel } from "./tagi/model";
 import { evaluateTagiSni } from "./tagi/evaluate";
-import { defaultScale, listExperiments, parseEvaluationParts, runExperiment } from "./experiments/runner";
+import { defaultScale, listExperiments, parseEvaluationParts, runExperiment, STAGE_PARSERS } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
 import { adapterSimilarity, formatPrecondition, similarityPrecondition, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES, meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProbe } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
@@ -458,10 +458,14 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
   );
 }
 
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8")) as { version: string }).version;
+const TFJS_VERSION = (JSON.parse(readFileSync(require.resolve("@tensorflow/tfjs-core/package.json"), "utf8")) as { version: string }).version;
+
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name("tagi")
+    .version(`tagi ${PACKAGE_VERSION} (@tensorflow/tfjs ${TFJS_VERSION})`, "-V, --version", "print the version")
     .description("TAGI in TypeScript: training stages and evaluation from the command line")
     .showHelpAfterError("(add --help for usage)");
 
@@ -623,12 +627,17 @@ export function buildProgram(): Command {
       const readme = await trainingReport({ runs: o.runs, out: o.out, evals: o.eval, command: ["tagi", ...process.argv.slice(2)] });
       console.error(`[tagi] training report: ${readme}`);
     });
+  for (const c of program.commands) {
+    const ex = COMMAND_EXAMPLES[c.name()];
+    if (ex) c.addHelpText("after", `\nExample${ex.length > 1 ? "s" : ""}:\n${ex.map((l) => `  $ ${l}`).join("\n")}`);
+  }
   return program;
 }
 
 interface TrainingOpts {
   config?: string;
-  out: string;
+  out?: string;
+  printConfig?: boolean;
   resume?: boolean;
   set: string[];
   backend?: string;
@@ -636,6 +645,28 @@ interface TrainingOpts {
   stopAtStep?: number;
   allowChange: string[];
 }
+
+/** The examples under each command's --help (every command has some; a test checks). */
+export const COMMAND_EXAMPLES: Record<string, string[]> = {
+  evaluate: [
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --format def+2pos --max-instances-per-task 5",
+    "npm run tagi -- evaluate --tagi runs/tiny/finetune/model --benchmark sni --format def+2pos --max-input-tokens 128",
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark p3 --max-examples-per-template 10",
+  ],
+  "pretrain-base": ["npm run tagi -- pretrain-base --config configs/tiny/pretrain-base.json --out runs/tiny/base-span --set train.steps=100"],
+  metatrain: ["npm run tagi -- metatrain --config configs/tiny/metatrain.json --out runs/tiny/metatrain-def --set format=def"],
+  teachers: ["npm run tagi -- teachers --config configs/tiny/teachers.json --out runs/tiny/teachers --resume"],
+  "pretrain-hyper": ["npm run tagi -- pretrain-hyper --config configs/tiny/pretrain-hyper.json --out runs/tiny/pretrain-hyper"],
+  finetune: [
+    "npm run tagi -- finetune --config configs/tiny/finetune.json --out runs/tiny/finetune",
+    "npm run tagi -- finetune --config configs/tiny/finetune.json --set losses.ins=0.5 --print-config   # the merged config, no run",
+  ],
+  generate: ['npm run tagi -- generate --checkpoint runs/tiny/finetune/model --instruction "Definition: Translate the sentence into French." --out my-adapter'],
+  experiment: ["npm run experiment -- tagi --seeds 0,1,2 --scale tiny", "npm run experiment -- no-ft --seed 0 --reevaluate p3"],
+  results: ["npm run results"],
+  adapters: ["npm run tagi -- adapters --tagi runs/tiny/finetune/model --teachers runs/tiny/teachers --format def+2pos --out adapters.json"],
+  "training-report": ["npm run tagi -- training-report --runs runs/tiny --out results/training/tiny"],
+};
 
 function addTrainingCommand(
   program: Command,
@@ -647,7 +678,8 @@ function addTrainingCommand(
     .command(name)
     .description(description)
     .option("--config <file>", "JSON config (see configs/); omitted keys take the stage's defaults, unknown keys are errors")
-    .requiredOption("--out <dir>", "output folder (model, log.jsonl, checkpoint/, run.json)")
+    .option("--out <dir>", "output folder (model, log.jsonl, checkpoint/, run.json); required unless --print-config")
+    .option("--print-config", "print the config this run would use (the file, --set overrides and the stage's defaults, checked) as JSON, and exit")
     .option("--resume", "continue the run in --out from its last checkpoint (same config required)")
     .option("--set <key=value>", "override a config value, e.g. --set train.steps=50 (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
@@ -660,8 +692,6 @@ function addTrainingCommand(
     )
     .option("--no-progress", "no progress bar or progress lines")
     .action(async (o: TrainingOpts) => {
-      const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
-      console.error(describeBackend(backend));
       let raw: Record<string, unknown> = {};
       if (o.config) {
         if (!existsSync(o.config)) throw new Error(`${name}: config file not found: ${o.config}`);
@@ -673,7 +703,15 @@ function addTrainingCommand(
         if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${name}: ${o.config} must hold a JSON object ({...}), got ${JSON.stringify(raw)}`);
       }
       raw = applySets(raw, o.set);
+      if (o.printConfig) {
+        // What the stage would run with: parsed (defaults merged, every check applied) without loading anything.
+        console.log(JSON.stringify(STAGE_PARSERS[name]!(raw), null, 2));
+        return;
+      }
+      if (!o.out) throw new Error(`${name}: required option '--out <dir>' not specified`);
       if (o.allowChange.length && !o.resume) throw new Error(`${name}: --allow-change applies to --resume only`);
+      const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+      console.error(describeBackend(backend));
       const out = resolve(o.out);
       console.error(`[tagi] ${name}${o.config ? ` --config ${o.config}` : ""} -> ${out}${o.resume ? " (resume)" : ""}`);
       // One process per output folder: a second run into the same --out is refused, naming the first.

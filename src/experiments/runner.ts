@@ -391,7 +391,8 @@ function runCli(args: string[], logFile: string, log: (line: string) => void): P
       pending += chunk.toString("utf8");
       const lines = pending.split("\n");
       pending = lines.pop() ?? "";
-      for (const l of lines) if (/step \d+\/|ROUGE-L|wrote|error|Error|warning/.test(l)) log(`  ${l}`);
+      // The child's progress (not a terminal: a line every logEvery steps, every ~10% of an evaluation) and results.
+      for (const l of lines) if (/step \d+\/|\d+\/\d+ instances|ROUGE-L|wrote|error|Error|warning/.test(l)) log(`  ${l}`);
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
@@ -442,7 +443,7 @@ function gitCommit(): string | null {
  * model, meta-trained teacher, LoRA teachers and stage-1 generator, about a minute), in order.
  */
 /** The stage parsers of the prepare stages, for comparing a finished stage's config with the current one. */
-const STAGE_PARSERS: Record<string, (raw: Record<string, unknown>) => unknown> = {
+export const STAGE_PARSERS: Record<string, (raw: Record<string, unknown>) => unknown> = {
   "pretrain-base": parsePretrainBaseConfig,
   metatrain: parseMetatrainConfig,
   teachers: parseTeachersConfig,
@@ -482,7 +483,7 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
     }
     rebuildRest = true; // later stages read this one's outputs
     const logFile = path.join(PROJECT_ROOT, p.out + ".log");
-    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", "--no-progress", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
+    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
     log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
     const code = await runCli(args, logFile, log);
     if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
@@ -617,7 +618,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         if (!reuse && (opts.force || !sameStage)) fs.rmSync(out, { recursive: true, force: true });
         fs.mkdirSync(out, { recursive: true });
         if (!reuse) fs.writeFileSync(argsFile, stageKey);
-        const args = [spec.stage.command, "--config", rel(configFile), "--out", rel(out), "--resume", "--no-progress", ...setStrings(sets).flatMap((x) => ["--set", x])];
+        const args = [spec.stage.command, "--config", rel(configFile), "--out", rel(out), "--resume", ...setStrings(sets).flatMap((x) => ["--set", x])];
         let seconds: number | null;
         let command = `tagi ${args.join(" ")}`;
         if (reuse) {
@@ -680,7 +681,6 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         "--seed", String(e.sampleSeed),
         ...(e.maxInstancesPerTask !== null ? ["--max-instances-per-task", String(e.maxInstancesPerTask)] : []),
         ...(spec.evaluate.instructions !== "own" ? ["--instructions", spec.evaluate.instructions] : []),
-        "--no-progress",
         "--out", rel(dir),
       ];
       await step(`eval-${formatSlug(format)}`, args);
@@ -725,7 +725,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       const sampleArgs = ["--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--seed", String(scale.eval.sampleSeed)];
       // P3's prompts are promptsource templates, neither SNI format: the first format's model answers them.
       const modelArgs = await modelFor(formats[0] ?? spec.evaluate.formats[0] ?? "def");
-      await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--no-progress", "--out", rel(dir)]);
+      await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--out", rel(dir)]);
       const s = readJson<{
         overall: { accuracy: number; majorityAccuracy: number; chanceAccuracy: number };
         counts: { examples: number };

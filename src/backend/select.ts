@@ -101,9 +101,9 @@ function nativeTensorflowPackage(name: string): string | null {
  * set them before the first require. Intra-op threads (the pool one kernel, e.g. a matMul, splits over) follow
  * TAGI_THREADS like wasm's and OpenBLAS's. Inter-op threads (independent ops at once) default to 1: eager
  * tfjs issues one op at a time, and a second pool only competes with the first for the cores (measured by
- * `npm run bench` on 2 cores, in two runs: the T5-small training step 1.45 / 1.47 s with 2 inter-op threads
- * against 1.33 / 1.32 s with 1, greedy decoding 162 / 156 against 185 / 200 tokens/s; plain GEMM fell to 104
- * GFLOP/s with 2 in the first run, not in the second). TF_NUM_*_THREADS set by the user win.
+ * `npm run bench` on 2 cores, in three runs: the T5-small training step 1.45 / 1.47 / 1.51 s with 2 inter-op
+ * threads against 1.33 / 1.32 / 1.41 s with 1, greedy decoding 162 / 156 / 149 against 185 / 200 / 160
+ * tokens/s; plain GEMM at about half speed with 2 in two of the three). TF_NUM_*_THREADS set by the user win.
  * Informational logs (oneDNN, CPU features) are silenced unless TF_CPP_MIN_LOG_LEVEL is set: they go to
  * stderr, where a notebook cell counts them as output.
  */

@@ -25,6 +25,7 @@ import * as path from "node:path";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { configDifferences } from "../train/loop";
 import { applySets } from "../train/config-sets";
+import { devLossEnds } from "../train/dev-loss";
 import { trainedFormat } from "../train/seq2seq";
 import { parsePretrainBaseConfig } from "../train/base-model";
 import { parseMetatrainConfig } from "../train/metatrain";
@@ -579,7 +580,6 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       models.set(format, args);
       return args;
     };
-    const logitTeacher = (format: PromptFormat) => scaleLogitTeacher(scale, format);
     const copyTraining = (dir: string, format: PromptFormat) => {
       const slug = formatSlug(format);
       for (const [from, to] of [["log.jsonl", `log-${slug}.jsonl`], ["run.json", `train-run-${slug}.json`]] as const) {
@@ -587,8 +587,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       }
       if (!fs.existsSync(path.join(dir, "log.jsonl"))) return { steps: null, devLoss: null };
       const lines = fs.readFileSync(path.join(dir, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; eval?: Record<string, number> });
-      const dev = lines.filter((l) => l.eval?.["devLoss"] !== undefined).at(-1);
-      return { steps: lines.length, devLoss: dev ? { step: dev.step, loss: dev.eval!["devLoss"]! } : null };
+      return { steps: lines.length, devLoss: devLossEnds(lines)?.last ?? null };
     };
     async function prepareModel(format: PromptFormat): Promise<string[]> {
       const slug = formatSlug(format);
@@ -642,7 +641,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       if (spec.model === "logit-teacher") {
         // The shared meta-trained model: its training (a prepare stage) is recorded, not repeated; every seed
         // evaluates the same model.
-        const model = logitTeacher(format);
+        const model = scaleLogitTeacher(scale, format);
         const dir = path.dirname(path.join(PROJECT_ROOT, model));
         const run = fs.existsSync(path.join(dir, "run.json")) ? readJson<{ command?: string | string[]; training?: { trainSeconds?: number } }>(path.join(dir, "run.json")) : null;
         training[format] = { command: (Array.isArray(run?.command) ? run.command.join(" ") : run?.command) ?? "(no run.json)", seconds: run?.training?.trainSeconds ?? null, ...copyTraining(dir, format), shared: true };

@@ -42,3 +42,9 @@ export function meanDevLoss(batches: readonly PaddedBatch[], lossOf: (batch: Pad
   }
   return tokens > 0 ? sum / tokens : NaN;
 }
+
+/** The first and last dev-loss points of a training log (log.jsonl records); null when none was logged. */
+export function devLossEnds(log: readonly { step: number; eval?: Record<string, number> }[]): { first: { step: number; loss: number }; last: { step: number; loss: number } } | null {
+  const pts = log.filter((r) => r.eval?.["devLoss"] !== undefined).map((r) => ({ step: r.step, loss: r.eval!["devLoss"]! }));
+  return pts.length ? { first: pts[0]!, last: pts.at(-1)! } : null;
+}

@@ -26,8 +26,8 @@ import { savePeftAdapter } from "../model/weights";
 import type { PromptFormat } from "../text/prompts";
 import { T5Tokenizer } from "../text/tokenizer";
 import { ADAMW_DEFAULTS } from "./optimizer";
-import { train, type LogRecord, type TrainConfig } from "./loop";
-import { devLossHook } from "./dev-loss";
+import { train, type TrainConfig } from "./loop";
+import { devLossEnds, devLossHook } from "./dev-loss";
 import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions } from "./base-model";
 import { checkSniStageFields, SNI_STAGE_DEFAULTS, trainAndDevTasks, type SniStageFields } from "./metatrain";
@@ -84,13 +84,6 @@ export interface TeacherEntry {
   /** The seed of this teacher's LoRA init and data order (each teacher its own). */
   seed?: number;
   seconds: number;
-}
-
-/** First and last dev-loss points of a training log (null: none logged). */
-function devPoints(log: readonly LogRecord[]): TeacherEntry["devLoss"] {
-  const pts = log.filter((r) => r.eval?.["devLoss"] !== undefined);
-  if (!pts.length) return null;
-  return { first: pts[0]!.eval!["devLoss"]!, last: pts.at(-1)!.eval!["devLoss"]!, firstStep: pts[0]!.step, lastStep: pts.at(-1)!.step };
 }
 
 /** Each teacher's seed: a function of the run seed and the group, so teachers start from different inits. */
@@ -217,6 +210,7 @@ export async function trainTeachers(
         const last = result.log.slice(-w);
         const first = result.log.slice(0, w);
         const meanLoss = (xs: typeof last) => xs.reduce((s, r) => s + r.loss, 0) / Math.max(1, xs.length);
+        const dev = devLossEnds(result.log);
         const entry: TeacherEntry = {
           group,
           groupBy: c.groupBy,
@@ -228,7 +222,7 @@ export async function trainTeachers(
           finalLoss: result.log.at(-1)?.loss ?? NaN,
           meanLossLast10: meanLoss(last),
           meanLossFirst10: meanLoss(first),
-          ...(c.dev.every > 0 ? { devLoss: devPoints(result.log) } : {}),
+          ...(c.dev.every > 0 ? { devLoss: dev ? { first: dev.first.loss, last: dev.last.loss, firstStep: dev.first.step, lastStep: dev.last.step } : null } : {}),
           seed,
           seconds: (performance.now() - t0) / 1000,
         };

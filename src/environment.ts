@@ -12,15 +12,30 @@ export interface EnvironmentReport {
   memoryGiB: number;
   backend: BackendInfo | null;
   commit: string | null;
+  /** Tracked files that differed from `commit` when the process started ([] when clean; null outside git). */
+  uncommitted: string[] | null;
 }
 
-export function environmentReport(): EnvironmentReport {
-  let commit: string | null = null;
+/**
+ * The checkout's commit and its uncommitted tracked files, read once when this module loads: a run that lasts
+ * an hour records the code it started with, not whatever was committed while it ran.
+ */
+const STARTED_AT_COMMIT = ((): { commit: string | null; uncommitted: string[] | null } => {
   try {
-    commit = execSync("git rev-parse HEAD", { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    const git = (args: string) => execSync(`git ${args}`, { cwd: __dirname, stdio: ["ignore", "pipe", "ignore"] }).toString();
+    const commit = git("rev-parse HEAD").trim();
+    const uncommitted = git("status --porcelain --untracked-files=no")
+      .split("\n")
+      .filter((l) => l.trim())
+      .map((l) => l.slice(3));
+    return { commit, uncommitted };
   } catch {
-    commit = null; // not a git checkout
+    return { commit: null, uncommitted: null }; // not a git checkout (an installed package)
   }
+})();
+
+export function environmentReport(): EnvironmentReport {
+  const { commit, uncommitted } = STARTED_AT_COMMIT;
   return {
     node: process.version,
     tfjs: tf.version_core,
@@ -29,5 +44,6 @@ export function environmentReport(): EnvironmentReport {
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     backend: currentBackend(),
     commit,
+    uncommitted,
   };
 }

@@ -29,3 +29,11 @@ export function projectRelative<T>(value: T, root = PROJECT_DIR): T {
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, projectRelative(v, root)])) as T;
   return value;
 }
+
+/**
+ * A path read from a committed file (a published teachers manifest's or TAGI checkpoint's `base`): absolute
+ * paths as they are, relative ones against the project root (where publishing made them relative).
+ */
+export function resolveProjectPath(p: string, root = PROJECT_DIR): string {
+  return path.isAbsolute(p) ? p : path.resolve(root, p);
+}

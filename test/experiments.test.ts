@@ -98,8 +98,8 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.equal(def2pos["teacher"], small.logitTeachers["def+2pos"]);
     assert.equal(def2pos["train.seed"], 2);
     assert.equal(stageSets(tagi, small, "def", 0)["teacher"], small.logitTeachers.def);
-    // the def+2pos teacher is a prepare stage trained on def+2pos
-    const prep = small.prepare.find((p) => `${p.out}/model` === small.logitTeachers["def+2pos"]);
+    // the def+2pos teacher is a prepare stage trained on def+2pos (at the small scale, published under artifacts/)
+    const prep = small.prepare.find((p) => `${p.publish?.to ?? p.out}/model` === small.logitTeachers["def+2pos"]);
     assert.deepEqual(prep?.set, { format: "def+2pos" });
     // a stage without a logit teacher (HINT-style: no L_kl) does not get one
     assert.ok(!("teacher" in stageSets(loadExperiment("hint"), small, "def+2pos", 0)));

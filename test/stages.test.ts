@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { parsePretrainBaseConfig, pretrainBase } from "../src/train/base-model";
 import { metatrain, parseMetatrainConfig } from "../src/train/metatrain";
-import { parseTeachersConfig, teacherSeed, trainTeachers, type TeachersManifest } from "../src/train/teachers";
+import { parseTeachersConfig, teacherSeed, teacherSteps, trainTeachers, type TeachersManifest } from "../src/train/teachers";
 import { createLoraVariables } from "../src/model/lora";
 import { parseT5Config } from "../src/model/config";
 import { applySets } from "../src/cli";
@@ -173,6 +173,14 @@ describe("training stages (tiny pipeline)", function () {
     const again = await trainTeachers(c, { out, resume: true, progress: false });
     assert.deepEqual(again.manifest.teachers, r.manifest.teachers);
     await assert.rejects(trainTeachers(c, { out, progress: false }), /already holds teachers .* --resume/);
+  });
+
+  it("teachers: epochs sets each teacher's steps from its group's size, never below train.steps; a bad value is an error", () => {
+    const c = parseTeachersConfig({ base: "b", epochs: 2, train: { steps: 16, batchSize: 8, gradAccumulation: 2 } });
+    assert.equal(teacherSteps(c, 1000), 125); // ceil(2 x 1000 / (8 x 2))
+    assert.equal(teacherSteps(c, 40), 16);
+    assert.equal(teacherSteps({ ...c, epochs: null }, 1000), 16);
+    assert.throws(() => parseTeachersConfig({ base: "b", epochs: 0 }), /config\.epochs must be a number > 0 or null, got 0/);
   });
 
   it("TAGI stage 1 (pretrain-hyper) and stage 2 (finetune with L_ce, L_kl, L_ins logged separately), generate, eval", async () => {

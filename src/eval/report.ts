@@ -240,7 +240,8 @@ export function writeCsv(df: dfd.DataFrame, path: string): void {
  * A DataFrame from plain records (e.g. P3's per-template results), columns in the given order (default: the
  * first record's keys); string columns stay strings, numeric ones numbers.
  */
-export function recordsTable(records: readonly Record<string, unknown>[], columns?: string[]): dfd.DataFrame {
+export function recordsTable(rows: readonly object[], columns?: string[]): dfd.DataFrame {
+  const records = rows as readonly Record<string, unknown>[];
   const cols = columns ?? Object.keys(records[0] ?? {});
   const dtypes = cols.map((c) => (records.length > 0 && records.every((r) => typeof r[c] === "number") ? "float32" : "string"));
   const data = records.map((r) =>

@@ -17,6 +17,7 @@
  * fixed by the scale so that seeds measure training variance only. Same seed, same backend: same metrics.
  */
 import { projectRelative } from "../project-paths";
+import { artifactsIndex, publishArtifact, type ArtifactDtype } from "../artifacts/publish";
 import { lockFolder } from "../train/folder-lock";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -75,11 +76,25 @@ export interface ExperimentSpec {
   evaluate: { formats: PromptFormat[]; instructions: InstructionProbe; p3: boolean };
 }
 
+/**
+ * A shared stage of a scale. With `publish`, its finished output is copied to a committed artifact folder
+ * (src/artifacts/publish.ts) which later stages and experiments read; `done` is then that folder's
+ * artifact.json, so a fresh checkout with the artifacts committed trains nothing.
+ */
+export interface PrepareStage {
+  command: string;
+  config: string;
+  out: string;
+  done: string;
+  set?: Record<string, unknown>;
+  publish?: { to: string; dtype: ArtifactDtype };
+}
+
 export interface ScaleSettings {
   scale: string;
   description: string;
   /** Shared prerequisite stages (base model, logit teacher, parameter teachers, stage 1), run when `done` is missing. */
-  prepare: { command: string; config: string; out: string; done: string; set?: Record<string, unknown> }[];
+  prepare: PrepareStage[];
   /**
    * The meta-trained model of each prompt format (a prepare stage's model folder): the Tk-Instruct row and the
    * logit teacher of every finetune stage trained on that format (its config's `teacher` is replaced).
@@ -237,11 +252,19 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
   if (formats !== null && (!Array.isArray(formats) || !formats.every((f) => f === "def" || f === "def+2pos"))) p.push(`formats must be null or a list of "def", "def+2pos"`);
   const prepare = raw["prepare"];
   const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+  const isPublish = (x: unknown) => x === undefined || (isObject(x) && typeof x["to"] === "string" && (x["dtype"] === "bf16" || x["dtype"] === "f32") && Object.keys(x).length === 2);
   if (
     !Array.isArray(prepare) ||
-    !prepare.every((x) => isObject(x) && ["command", "config", "out", "done"].every((k) => typeof x[k] === "string") && (x["set"] === undefined || isObject(x["set"])) && Object.keys(x).every((k) => ["command", "config", "out", "done", "set"].includes(k)))
+    !prepare.every(
+      (x) =>
+        isObject(x) &&
+        ["command", "config", "out", "done"].every((k) => typeof x[k] === "string") &&
+        (x["set"] === undefined || isObject(x["set"])) &&
+        isPublish(x["publish"]) &&
+        Object.keys(x).every((k) => ["command", "config", "out", "done", "set", "publish"].includes(k)),
+    )
   ) {
-    p.push("prepare must be a list of {command, config, out, done, set?: {key: value}}");
+    p.push('prepare must be a list of {command, config, out, done, set?: {key: value}, publish?: {to: FOLDER, dtype: "bf16" | "f32"}}');
   }
   // One meta-trained model per format the scale evaluates (the paper trains one model per format).
   const lt = raw["logitTeachers"];
@@ -456,8 +479,8 @@ export const STAGE_PARSERS: Record<string, (raw: Record<string, unknown>) => unk
  * How a finished prepare stage's config (its run.json) differs from the current config file's, parsed the same
  * way (defaults merged); [] when equal or when there is nothing to compare (no run.json, an unknown stage).
  */
-export function preparedConfigChanges(p: ScaleSettings["prepare"][number], scale: string): string[] {
-  const runFile = path.join(PROJECT_ROOT, p.out, "run.json");
+export function preparedConfigChanges(p: PrepareStage, scale: string): string[] {
+  const runFile = path.join(PROJECT_ROOT, p.publish?.to ?? p.out, "run.json");
   const parse = STAGE_PARSERS[p.command];
   if (!parse || !fs.existsSync(runFile)) return [];
   const recorded = (JSON.parse(fs.readFileSync(runFile, "utf8")) as { config?: unknown }).config;
@@ -472,22 +495,42 @@ export function preparedConfigChanges(p: ScaleSettings["prepare"][number], scale
  * moved, e.g. where teachers sit) is rebuilt, and so is every stage after it (they read its outputs); the
  * log says why.
  */
-export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l)): Promise<void> {
+export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l), opts: { through?: string } = {}): Promise<void> {
   let rebuildRest = false;
+  const through = opts.through === undefined ? null : path.normalize(opts.through);
+  if (through !== null && !scale.prepare.some((p) => [p.out, p.publish?.to].includes(through))) {
+    throw new Error(`prepare --through ${opts.through}: no stage of the ${scale.scale} scale writes it (${scale.prepare.map((p) => p.publish?.to ?? p.out).join(", ")})`);
+  }
   for (const p of scale.prepare) {
     const done = fs.existsSync(path.join(PROJECT_ROOT, p.done));
-    if (done) {
-      const changes = rebuildRest ? ["an earlier stage was rebuilt"] : preparedConfigChanges(p, scale.scale);
-      if (!changes.length) continue;
-      log(`[experiment] ${p.out} was made with another config (${changes.slice(0, 6).join("; ")}${changes.length > 6 ? "; ..." : ""}): rebuilding it`);
+    const changes = !done ? [] : rebuildRest ? ["an earlier stage was rebuilt"] : preparedConfigChanges(p, scale.scale);
+    const what = changes.slice(0, 6).join("; ") + (changes.length > 6 ? "; ..." : "");
+    if (changes.length && p.publish) {
+      // A published artifact is committed and costly to retrain: never replaced behind the user's back.
+      throw new Error(
+        `${p.publish.to} (a published artifact) was made with another config than configs/${scale.scale}/${p.config} gives now (${what}); ` +
+          `restore the config, or delete ${p.publish.to} and rerun to train and publish it again`,
+      );
+    }
+    if (changes.length) {
+      log(`[experiment] ${p.out} was made with another config (${what}): rebuilding it`);
       fs.rmSync(path.join(PROJECT_ROOT, p.out), { recursive: true, force: true });
     }
-    rebuildRest = true; // later stages read this one's outputs
-    const logFile = path.join(PROJECT_ROOT, p.out + ".log");
-    const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
-    log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
-    const code = await runCli(args, logFile, log);
-    if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
+    if (!done || changes.length) {
+      rebuildRest = true; // later stages read this one's outputs
+      const logFile = path.join(PROJECT_ROOT, p.out + ".log");
+      const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
+      log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
+      const code = await runCli(args, logFile, log);
+      if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
+      if (p.publish) {
+        const m = publishArtifact({ run: path.join(PROJECT_ROOT, p.out), out: path.join(PROJECT_ROOT, p.publish.to), dtype: p.publish.dtype, command: ["tagi", "prepare", "--scale", scale.scale] });
+        const root = path.dirname(path.dirname(path.join(PROJECT_ROOT, p.publish.to))); // artifacts/<scale>/<name>
+        fs.writeFileSync(path.join(root, "README.md"), artifactsIndex(root));
+        log(`[experiment] published ${m.artifact} (${(m.bytes / 1e6).toFixed(1)} MB, ${m.dtype}): commit it; later stages read it`);
+      }
+    }
+    if (through !== null && [p.out, p.publish?.to].includes(through)) return;
   }
 }
 

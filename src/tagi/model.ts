@@ -10,6 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import { resolveProjectPath } from "../project-paths";
 import { forward, type T5Model } from "../model/t5";
 import type { LoraAdapter } from "../model/lora";
 import { readSafetensors, writeJsonAtomic, writeSafetensors } from "../model/safetensors";
@@ -157,7 +158,7 @@ export function readTagiConfig(dir: string): { base: string; tagi: TagiConfig; t
   const trainedBase = raw.trainedBase ?? [];
   if (!Array.isArray(trainedBase) || !trainedBase.every((n) => typeof n === "string")) problems.push(`trainedBase must be a list of parameter names, got ${JSON.stringify(raw.trainedBase)}`);
   if (problems.length) throw new Error(`${file}: ${problems.join("; ")}`);
-  return { base: raw.base, tagi: raw.tagi, trainedBase };
+  return { base: resolveProjectPath(raw.base), tagi: raw.tagi, trainedBase };
 }
 
 /** Loads generator and fusion parameters saved by saveTagi onto `base`, checking names and shapes. */

@@ -126,6 +126,7 @@ export function writeRunRecord(
     config: fields.config,
     seed: fields.seed,
     commit: env.commit,
+    ...(env.uncommitted?.length ? { uncommitted: env.uncommitted } : {}),
     backend: env.backend,
     environment: { node: env.node, tfjs: env.tfjs, cpu: env.cpu, cores: env.cores, memoryGiB: env.memoryGiB },
     startedAt: fields.started.toISOString(),

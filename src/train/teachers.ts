@@ -34,6 +34,7 @@ import { checkSniStageFields, SNI_STAGE_DEFAULTS, trainAndDevTasks, type SniStag
 import { disposeModel, loadBaseModel, modelFolderFingerprint, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
 import { fnv1a } from "../data/sni";
 import { writeJsonAtomic } from "./checkpoint";
+import { resolveProjectPath } from "../project-paths";
 
 /** `base` is the model the teachers adapt: the meta-trained model's folder (the official code) or the base model. */
 export interface TeachersConfig extends SniStageFields {
@@ -44,6 +45,11 @@ export interface TeachersConfig extends SniStageFields {
   maxGroups: number | null;
   /** What the teacher reads: the full prompt (as the meta-trained model does) or the instance only. */
   input: "full" | "instance";
+  /**
+   * Passes over its group's instances each teacher makes: max(train.steps, ceil(epochs x examples / batch))
+   * steps, so a category of 128 tasks is not trained as briefly as one of 2; null: train.steps for every teacher.
+   */
+  epochs: number | null;
 }
 
 export const TEACHERS_DEFAULTS: TeachersConfig = {
@@ -51,6 +57,7 @@ export const TEACHERS_DEFAULTS: TeachersConfig = {
   groups: null,
   maxGroups: null,
   input: "instance",
+  epochs: null,
   // The paper's teachers: rank 32 (SNI_STAGE_DEFAULTS' LoRA), AdamW.
   ...SNI_STAGE_DEFAULTS,
   train: trainDefaults({ steps: 100, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 1e-3, warmupSteps: 0 } }),
@@ -61,6 +68,7 @@ export function parseTeachersConfig(source: string | Record<string, unknown> | u
     const p = checkSniStageFields(c);
     if (c.groupBy !== "category" && c.groupBy !== "task") p.push(`config.groupBy must be "category" or "task", got ${JSON.stringify(c.groupBy)}`);
     if (c.input !== "full" && c.input !== "instance") p.push(`config.input must be "full" or "instance", got ${JSON.stringify(c.input)}`);
+    if (c.epochs !== null && !(typeof c.epochs === "number" && c.epochs > 0)) p.push(`config.epochs must be a number > 0 or null, got ${JSON.stringify(c.epochs)}`);
     return p;
   });
 }
@@ -91,6 +99,11 @@ export function teacherSeed(runSeed: number, group: string): number {
   return fnv1a(`teacher:${runSeed}:${group}`) % 2_000_000_000;
 }
 
+/** A teacher's optimizer steps for `examples` training instances (see TeachersConfig.epochs). */
+export function teacherSteps(c: Pick<TeachersConfig, "epochs" | "train">, examples: number): number {
+  return c.epochs === null ? c.train.steps : Math.max(c.train.steps, Math.ceil((c.epochs * examples) / (c.train.batchSize * c.train.gradAccumulation)));
+}
+
 /** Relative fall of the loss below which a teacher is reported as not trained ("last10 > 0.9·first10"). */
 export const TEACHER_MIN_LOSS_DROP = 0.1;
 
@@ -111,7 +124,7 @@ export function readTeachersManifest(teachersDir: string): TeachersManifest {
   if (!fs.existsSync(file)) throw new Error(`no teachers manifest at ${file} (train teachers with \`tagi teachers\`)`);
   const m = JSON.parse(fs.readFileSync(file, "utf8")) as TeachersManifest;
   if (!m.teachers?.length) throw new Error(`${file}: lists no teachers`);
-  return m;
+  return { ...m, base: resolveProjectPath(m.base) }; // published manifests name their base project-relative
 }
 
 export function groupSlug(name: string): string {
@@ -172,6 +185,7 @@ export async function trainTeachers(
         seed: c.train.seed,
       });
       const seed = teacherSeed(c.train.seed, group);
+      const steps = teacherSteps(c, examples.length);
       const lora = createLoraVariables(model.config, c.lora, seed);
       const trainable = new Map<string, tf.Variable>();
       for (const [m, { A, B }] of lora.modules) {
@@ -190,7 +204,7 @@ export async function trainTeachers(
         const result = await train({
           label: `teacher ${index}/${groups.size} ${slug}`,
           out: dir,
-          config: { ...c.train, seed },
+          config: { ...c.train, seed, steps },
           trainable,
           source: arraySource(examples, `${examples.length} instances of ${c.groupBy} '${group}'`),
           lossFn: (batch, ctx) => seq2seqLoss(model, batch, { training: true, seed: ctx.seed, recompute: ctx.recompute, lora }),

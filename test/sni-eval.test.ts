@@ -176,26 +176,20 @@ describe("tagi evaluate (CLI)", function () {
     assert.deepEqual(s.floors.map((f: { name: string }) => f.name), ["copy instance input", "copy first demonstration output", "most frequent demonstration output"]);
   });
 
-  it("refuses --model with --random-tiny; --benchmark p3 runs evaluateP3 or says it is not available", function () {
+  it("refuses --model with --random-tiny; --benchmark p3 runs the P3 held-out evaluation", function () {
     const both = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--model", "x", "--benchmark", "sni"], { cwd: root, encoding: "utf8" });
     assert.notEqual(both.status, 0);
     assert.match(both.stderr, /cannot be used with/);
-    // --benchmark p3: runs evaluateP3 where src/eval/p3-eval.ts exists, otherwise a clear "not available yet".
     const p3Out = join(out, "p3");
     const p3 = spawnSync(
       process.execPath,
       ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "p3", "--tasks", "rte", "--max-examples-per-template", "2", "--out", p3Out, "--no-progress"],
       { cwd: root, encoding: "utf8", timeout: 120_000 },
     );
-    if (existsSync(join(root, "src", "eval", "p3-eval.ts"))) {
-      assert.equal(p3.status, 0, `exit ${p3.status}\n${p3.stdout}\n${p3.stderr}`);
-      for (const f of ["per_template.csv", "per_task.csv", "summary.json"]) assert.ok(existsSync(join(p3Out, f)), f);
-      const s = JSON.parse(readFileSync(join(p3Out, "summary.json"), "utf8")) as Record<string, any>;
-      assert.equal(s.counts.tasks, 1);
-      assert.ok(Number.isFinite(s.overall.accuracy));
-    } else {
-      assert.notEqual(p3.status, 0);
-      assert.match(p3.stderr, /--benchmark p3 is not available yet/);
-    }
+    assert.equal(p3.status, 0, `exit ${p3.status}\n${p3.stdout}\n${p3.stderr}`);
+    for (const f of ["per_template.csv", "per_task.csv", "summary.json"]) assert.ok(existsSync(join(p3Out, f)), f);
+    const s = JSON.parse(readFileSync(join(p3Out, "summary.json"), "utf8")) as Record<string, any>;
+    assert.equal(s.counts.tasks, 1);
+    assert.ok(Number.isFinite(s.overall.accuracy));
   });
 });

@@ -12,9 +12,10 @@ import { initBackend } from "../src/backend";
 import { readSafetensors } from "../src/model/safetensors";
 import { loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 import { crossEntropyLoss, decode, disposeCache, encode, forward, tokenLogProbs, type T5Model } from "../src/model/t5";
-import { greedyDecode, scoreTargets } from "../src/model/generate";
+import { generateAndScore, greedyDecode, scoreTargets } from "../src/model/generate";
 import { createLoraVariables, mergeLora, toPerExample, type LoraAdapter } from "../src/model/lora";
 import { relError } from "./helpers/crosscheck";
+import { randomTinyT5 } from "../src/model/tiny";
 
 const FIXTURES = join(__dirname, "fixtures", "t5");
 
@@ -255,5 +256,50 @@ describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
     assert.ok(last < firstLoss, `training lowers the loss (${firstLoss} -> ${last})`);
     opt.dispose();
     tf.dispose(vars);
+  });
+});
+
+describe("greedy decoding: finished sequences leave the batch", () => {
+  before(async () => {
+    await initBackend({ log: false });
+  });
+
+  it("gives the ids of decoding every row to the end (padded batch, per-example LoRA, concatenated instruction), leaking nothing", () => {
+    const base = randomTinyT5(5);
+    const b = 6;
+    const lens = [9, 7, 9, 4, 8, 6];
+    const ids = tf.tensor2d(lens.map((n, i) => Array.from({ length: 9 }, (_, j) => (j < n ? 3 + ((i * 131 + j * 17) % 500) : 0))), [b, 9], "int32");
+    const mask = tf.tensor2d(lens.map((n) => Array.from({ length: 9 }, (_, j) => (j < n ? 1 : 0))), [b, 9], "int32");
+    const peft = createLoraVariables(base.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, 1);
+    const lora = toPerExample(peft, b);
+    for (const m of peft.modules.values()) tf.dispose([m.A, m.B]);
+    for (const m of lora.modules.values()) {
+      const B = m.B;
+      m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", 2);
+      B.dispose();
+    }
+    const fusion = { instruction: tf.randomNormal([b, 3, base.config.d_model], 0, 1, "float32", 3) as tf.Tensor3D, instructionMask: tf.tensor2d([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1]], [b, 3], "int32"), crossAttention: false, concatenate: true, params: new Map<string, tf.Tensor>() };
+    // An end-of-sequence id that the rows reach at different steps: the most common first-seen token of a run that ignores EOS.
+    const free = greedyDecode(base, ids, mask, { maxNewTokens: 12, ignoreEos: true, lora, fusion });
+    const counts = new Map<number, number>();
+    for (const row of free) for (const t of new Set(row.slice(1))) counts.set(t, (counts.get(t) ?? 0) + 1);
+    const eos = [...counts].filter(([, n]) => n >= 2 && n < b).sort((x, y) => y[1] - x[1])[0]![0];
+    const model = { config: { ...base.config, eos_token_id: eos }, params: base.params };
+    const before = tf.memory().numTensors;
+    const reference = greedyDecode(model, ids, mask, { maxNewTokens: 12, lora, fusion, compact: false });
+    const compacted = greedyDecode(model, ids, mask, { maxNewTokens: 12, lora, fusion });
+    assert.equal(tf.memory().numTensors, before, "greedy decoding leaked tensors");
+    assert.deepEqual(compacted, reference);
+    const stops = reference.map((r) => r.indexOf(eos));
+    assert.ok(new Set(stops).size >= 2 && stops.some((s) => s > 0), `rows should finish at different steps: ${stops}`);
+    assert.ok(reference.every((r) => r.length === reference[0]!.length));
+    // one encoder pass for generation and reference scores: the same values as the two calls apart
+    const labels = [[5, 9, 1], [7, 1], [11, 12, 13, 1], [1], [4, 4, 1], [8, 1]];
+    const both = generateAndScore(model, ids, mask, labels, { maxNewTokens: 12, lora, fusion });
+    assert.deepEqual(both.ids, reference);
+    assert.deepEqual(both.scores, scoreTargets(model, ids, mask, labels, { lora, fusion }));
+    assert.equal(tf.memory().numTensors, before, "generateAndScore leaked tensors");
+    for (const m of lora.modules.values()) tf.dispose([m.A, m.B]);
+    tf.dispose([ids, mask, fusion.instruction, fusion.instructionMask, ...base.params.values()]);
   });
 });

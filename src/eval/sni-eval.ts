@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTestTask } from "../data/sni";
-import { greedyDecode, scoreTargets } from "../model/generate";
+import { generateAndScore, greedyDecode } from "../model/generate";
 import type { RunOptions, T5Model } from "../model/t5";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
@@ -284,12 +284,13 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task, batch.length) : (opts.runOptions ?? {});
     let out: number[][];
     try {
-      out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });
       if (wantNll) {
+        // one encoder pass for both the generated text and the reference's NLL
         const labels = batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
-        const { mean } = scoreTargets(model, ids, mask, labels, ro);
-        batch.forEach((b, i) => (nll[b.index] = -mean[i]!));
-      }
+        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens });
+        out = r.ids;
+        batch.forEach((b, i) => (nll[b.index] = -r.scores.mean[i]!));
+      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });
     } finally {
       tf.dispose([ids, mask]);
     }

@@ -9,48 +9,109 @@ export interface GreedyOptions extends RunOptions {
   maxNewTokens: number;
   /** Keep decoding after EOS (benchmarks that need a fixed number of steps). Default false. */
   ignoreEos?: boolean;
+  /** Drop finished sequences from the batch (default true); false decodes every row to the end. */
+  compact?: boolean;
 }
 
 /**
  * Greedy decoding, as HF's generate(do_sample=False, num_beams=1): returns ids [B, 1 + steps] starting with
  * decoder_start_token_id; a sequence that emitted EOS is padded with pad_token_id afterwards; decoding stops
  * when every sequence has finished or after maxNewTokens.
+ *
+ * A sequence that has finished leaves the batch: the rows still decoding are gathered (encoder output, its
+ * mask, the key/value caches and per-example LoRA factors), so a batch of short answers and one long one costs
+ * what its tokens cost, not batch x the longest. The ids are the same as decoding every row to the end
+ * (test/generate.test.ts); `compact: false` keeps every row (the reference path).
  */
 export function greedyDecode(model: T5Model, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D | undefined, options: GreedyOptions): number[][] {
+  checkMaxNewTokens(options.maxNewTokens);
+  const enc = encode(model, inputIds, attentionMask, options);
+  return decodeGreedy(model, enc, memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]), attentionMask, options);
+}
+
+function checkMaxNewTokens(n: number): void {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`greedyDecode: maxNewTokens must be a non-negative integer, got ${n}`);
+}
+
+/**
+ * Greedy decoding from an encoder output, which it takes over (disposes), as it does the memory mask unless
+ * that is the caller's `attentionMask`.
+ */
+function decodeGreedy(model: T5Model, encoded: tf.Tensor3D, memoryMaskIn: tf.Tensor2D | undefined, attentionMask: tf.Tensor2D | undefined, options: GreedyOptions): number[][] {
   const { maxNewTokens } = options;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new Error(`greedyDecode: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const c = model.config;
-  const b = inputIds.shape[0];
+  const b = encoded.shape[0];
   const out = Array.from({ length: b }, () => [c.decoder_start_token_id]);
   const finished = new Array<boolean>(b).fill(false);
-  const enc = encode(model, inputIds, attentionMask, options);
-  const memMask = memoryMask(options, attentionMask, b, inputIds.shape[1]);
+  let enc = encoded;
+  let memMask = memoryMaskIn;
+  const ownsMask = () => memMask !== undefined && memMask !== attentionMask;
+  let runOptions: RunOptions = options;
+  /** Row i of the current batch is sequence rows[i]. */
+  let rows = Array.from({ length: b }, (_, i) => i);
   let cache: DecoderCache | undefined;
   try {
-    let next = out.map((row) => row[row.length - 1]!);
-    for (let step = 0; step < maxNewTokens && finished.some((f) => !f); step++) {
-      const ids = tf.tensor2d(next, [b, 1], "int32");
-      const { logits, cache: extended } = decode(model, ids, enc, memMask, options, cache);
+    const compact = options.compact !== false;
+    for (let step = 0; step < maxNewTokens && rows.some((r) => !finished[r]); step++) {
+      const n = rows.length;
+      const ids = tf.tensor2d(rows.map((r) => out[r]!.at(-1)!), [n, 1], "int32");
+      const { logits, cache: extended } = decode(model, ids, enc, memMask, runOptions, cache);
       ids.dispose();
       if (cache) for (const e of cache.self) tf.dispose([e.k, e.v]); // cross entries are carried over
       cache = extended;
-      const argmax = tf.tidy(() => tf.argMax(tf.reshape(logits, [b, c.vocab_size]), -1));
+      const argmax = tf.tidy(() => tf.argMax(tf.reshape(logits, [n, c.vocab_size]), -1));
       const chosen = argmax.dataSync();
       tf.dispose([logits, argmax]);
-      next = [];
-      for (let i = 0; i < b; i++) {
-        const id = finished[i] ? c.pad_token_id : chosen[i]!;
-        out[i]!.push(id);
-        if (id === c.eos_token_id && !options.ignoreEos) finished[i] = true;
-        next.push(id);
+      const keep: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = rows[i]!;
+        if (finished[r]) {
+          out[r]!.push(c.pad_token_id); // only without compaction: a finished row decodes padding
+          continue;
+        }
+        out[r]!.push(chosen[i]!);
+        if (chosen[i] === c.eos_token_id && !options.ignoreEos) finished[r] = true;
+        else keep.push(i);
+      }
+      if (compact && keep.length < n && keep.length > 0) {
+        // Gather the rows still decoding; everything batch-shaped follows them.
+        const idx = tf.tensor1d(keep, "int32");
+        const take = <T extends tf.Tensor>(t: T): T => tf.gather(t, idx, 0) as T;
+        const old = { enc, memMask, cache, runOptions, ownsMask: ownsMask() };
+        enc = take(enc);
+        memMask = memMask ? take(memMask) : undefined;
+        cache = { self: cache.self.map((e) => ({ k: take(e.k), v: take(e.v) })), cross: cache.cross.map((e) => ({ k: take(e.k), v: take(e.v) })) };
+        runOptions = compactRunOptions(runOptions, take);
+        idx.dispose();
+        old.enc.dispose();
+        if (old.ownsMask) old.memMask!.dispose();
+        disposeCache(old.cache);
+        if (old.runOptions !== options) disposeCompacted(old.runOptions);
+        rows = keep.map((i) => rows[i]!);
       }
     }
+    // Rows that left (or never decoded) are padded to the common length, as HF pads finished sequences.
+    const len = Math.max(...out.map((o) => o.length));
+    for (const o of out) while (o.length < len) o.push(c.pad_token_id);
   } finally {
     if (cache) disposeCache(cache);
     enc.dispose();
-    if (memMask && memMask !== attentionMask) memMask.dispose();
+    if (ownsMask()) memMask!.dispose();
+    if (runOptions !== options) disposeCompacted(runOptions);
   }
   return out;
+}
+
+/** Run options with per-example LoRA factors gathered to the rows still decoding (others are batch-free). */
+function compactRunOptions(o: RunOptions, take: <T extends tf.Tensor>(t: T) => T): RunOptions {
+  if (!o.lora || o.lora.layout !== "perExample") return o;
+  const modules = new Map([...o.lora.modules].map(([m, { A, B }]) => [m, { A: take(A), B: take(B) }]));
+  return { ...o, lora: { ...o.lora, modules } };
+}
+
+/** Disposes the tensors compactRunOptions made (never the caller's). */
+function disposeCompacted(o: RunOptions): void {
+  if (o.lora?.layout === "perExample") for (const { A, B } of o.lora.modules.values()) tf.dispose([A, B]);
 }
 
 /**
@@ -63,19 +124,60 @@ export function scoreTargets(
   attentionMask: tf.Tensor2D | undefined,
   labels: number[][],
   options: RunOptions = {},
-): { tokenLogProbs: number[][]; sum: number[]; mean: number[] } {
+): TargetScores {
+  const enc = encode(model, inputIds, attentionMask, options);
+  const memMask = memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]);
+  try {
+    return scoreEncoded(model, enc, memMask, labels, options);
+  } finally {
+    enc.dispose();
+    if (memMask && memMask !== attentionMask) memMask.dispose();
+  }
+}
+
+export interface TargetScores {
+  tokenLogProbs: number[][];
+  sum: number[];
+  mean: number[];
+}
+
+function scoreEncoded(model: T5Model, enc: tf.Tensor3D, memMask: tf.Tensor2D | undefined, labels: number[][], options: RunOptions): TargetScores {
   const c = model.config;
   const t = Math.max(...labels.map((l) => l.length));
   const padded = labels.map((l) => [...l, ...new Array<number>(t - l.length).fill(-100)]);
   const decoderIds = padded.map((row) => [c.decoder_start_token_id, ...row.slice(0, -1)].map((id) => (id === -100 ? c.pad_token_id : id)));
   const values = tf.tidy(() => {
-    const enc = encode(model, inputIds, attentionMask, options);
     const dec = tf.tensor2d(decoderIds, undefined, "int32");
-    const { logits, cache } = decode(model, dec, enc, memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]), options);
+    const { logits, cache } = decode(model, dec, enc, memMask, options);
     disposeCache(cache);
     return tokenLogProbs(logits, tf.tensor2d(padded, undefined, "int32")).arraySync();
   });
   const sum = values.map((row) => row.reduce((a, x) => a + x, 0));
   const mean = sum.map((s, i) => s / Math.max(1, labels[i]!.length));
   return { tokenLogProbs: values.map((row, i) => row.slice(0, labels[i]!.length)), sum, mean };
+}
+
+/**
+ * Greedy decoding and the teacher-forced scores of `labels` from one encoder pass (an evaluation wants both:
+ * the generated text and the reference's NLL); the same values as greedyDecode and scoreTargets apart.
+ */
+export function generateAndScore(
+  model: T5Model,
+  inputIds: tf.Tensor2D,
+  attentionMask: tf.Tensor2D | undefined,
+  labels: number[][],
+  options: GreedyOptions,
+): { ids: number[][]; scores: TargetScores } {
+  checkMaxNewTokens(options.maxNewTokens);
+  const enc = encode(model, inputIds, attentionMask, options);
+  const memMask = memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]);
+  let scores: TargetScores;
+  try {
+    scores = scoreEncoded(model, enc, memMask, labels, options);
+  } catch (e) {
+    enc.dispose();
+    if (memMask && memMask !== attentionMask) memMask.dispose();
+    throw e;
+  }
+  return { ids: decodeGreedy(model, enc, memMask, attentionMask, options), scores };
 }

@@ -17,6 +17,8 @@ import { adapterSlots, generateAdapter, hypernetworkParameterShapes, HYPERNETWOR
 import { parameterAlignmentLoss } from "../src/tagi/losses";
 import { T5Tokenizer } from "../src/text/tokenizer";
 import { relError } from "./helpers/crosscheck";
+import { createTagiModel, encodeInstructions, TAGI_DEFAULTS } from "../src/tagi/model";
+import { instructionCacheFor } from "../src/tagi/instruction-cache";
 
 /** relError (test/helpers/crosscheck.ts) of two tensors. */
 const rel = (a: tf.Tensor, b: tf.Tensor) => relError(a.dataSync(), b.dataSync());
@@ -50,6 +52,28 @@ describe("TAGI model parts", () => {
     assert.deepEqual(fl.pooled.shape, [2, 16]);
     assert.ok(rel(fl.pooled, e.pooled) > 1e-3);
     assert.throws(() => encodeInstruction(model, instrIds(), instrMask(), "max" as never), /pooling must be "mean" or "first-last"/);
+  });
+
+  it("the stage-2 instruction cache: each distinct instruction encoded once, batches equal to live encoding; none when the encoder trains or pools padding", () => {
+    const m = createTagiModel(model, { ...TAGI_DEFAULTS, hypernetwork: H }, 1);
+    const cache = instructionCacheFor(m, { layerNorms: false, feedForward: false })!;
+    const batches: [number[][], number[][]][] = [
+      [[[20, 21, 22, 23, 1], [30, 31, 1, 0, 0]], [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]],
+      [[[30, 31, 1, 0, 0, 0], [40, 41, 42, 1, 0, 0], [20, 21, 22, 23, 1, 0]], [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]]],
+    ];
+    for (const [ids, mask] of batches) {
+      const got = cache.encode(ids, mask);
+      const live = encodeInstructions(m, ids, mask);
+      const keep = tf.expandDims(tf.cast(live.mask, "float32"), -1);
+      assert.ok(rel(got.states, tf.mul(live.states, keep)) < 1e-5, "states on tokens equal, zero on padding");
+      assert.ok(rel(got.pooled, live.pooled) < 1e-5);
+      assert.deepEqual(got.mask.arraySync(), mask);
+      tf.dispose([got.states, got.mask, got.pooled, live.states, live.mask, live.pooled, keep]);
+    }
+    assert.deepEqual([cache.size, cache.misses, cache.hits], [3, 3, 2]);
+    assert.equal(instructionCacheFor(m, { layerNorms: true, feedForward: false }), null);
+    assert.equal(instructionCacheFor({ ...m, config: { ...m.config, pooling: "first-last" } }, { layerNorms: false, feedForward: false }), null);
+    for (const t of [...m.hyper.values(), ...m.fusion.values()]) t.dispose();
   });
 
   it("tokenizeInstructions: empty instructions are errors; long ones are cut (with a warning) and end with </s>", () => {

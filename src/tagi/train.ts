@@ -34,6 +34,7 @@ import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "../train/metatra
 import { devLossHook } from "../train/dev-loss";
 import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
+import { instructionCacheFor } from "./instruction-cache";
 
 export { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
@@ -151,7 +152,7 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
       trainable,
       source: arraySource(examples, `${examples.length} a|b|c segments of ${L} tokens from ${corpus.tasks} SNI train tasks`),
       constants: (b) => {
-        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!); // every segment's "instruction" is new
         return new Map<string, tf.Tensor>([
           ["states", e.states],
           ["mask", e.mask],
@@ -440,6 +441,10 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
     const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), teacherModel !== null);
     const trainable = makeTagiTrainable(m, c.trainBase);
     const lw = c.losses;
+    // Each task's instruction is encoded once per run while the encoder is frozen (src/tagi/instruction-cache.ts).
+    const instructions = instructionCacheFor(m, c.trainBase);
+    const encodeBatch = (b: { instructionIds?: number[][]; instructionMask?: number[][] }) =>
+      instructions ? instructions.encode(b.instructionIds!, b.instructionMask!) : encodeInstructions(m, b.instructionIds!, b.instructionMask!);
     const result = await train({
       label: "finetune",
       out: opts.out,
@@ -447,7 +452,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       trainable,
       source: arraySource(examples, `${examples.length} SNI train instances (${c.format} instructions)`),
       constants: (b) => {
-        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+        const e = encodeBatch(b);
         const out = new Map<string, tf.Tensor>([
           ["states", e.states],
           ["mask", e.mask],
@@ -480,7 +485,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         c.dev.every > 0 ? tagiExamples(split.dev, tokenizer, { ...c, instancesPerTask: c.dev.instancesPerTask }, c.dev.seed, () => undefined, false).examples : [],
         { every: c.dev.every, batchSize: c.train.batchSize },
         (b) => {
-          const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+          const e = encodeBatch(b);
           const t = batchTensorsOf(b);
           return crossEntropyLoss(studentForward(m, e, t, { training: false }).logits, t.labels);
         },
@@ -528,6 +533,8 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         data: { ...counts, trainTasks: split.train.length },
         devTasks: split.dev.map((t) => t.name),
         teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0, placement },
+        // this process's count (a resumed run counts from its restart)
+        instructionEncodings: instructions ? { cached: true, encoded: instructions.misses, reused: instructions.hits } : { cached: false },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
     });
     writeJsonAtomic(path.join(opts.out, "losses.json"), { weights: lw, terms: Object.keys(result.log.at(-1)?.terms ?? {}) });

@@ -1,5 +1,5 @@
 // Builds the optional native GEMM add-on (native/build/Release/tagi_gemm.node) with node-gyp against OpenBLAS.
-// `--optional` (used by npm's postinstall) never fails the install: when OpenBLAS or a compiler is missing,
+// `--optional` never fails: when OpenBLAS or a compiler is missing,
 // it says so and the library falls back to the wasm GEMM path at run time.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";

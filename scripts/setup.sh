@@ -2,8 +2,8 @@
 # Sets up the project on Debian/Ubuntu (Node >= 20 already installed):
 #   1. system packages: OpenBLAS + a C++ toolchain (the native GEMM add-on), Jupyter's headless parts
 #      (notebooks and their tests), DejaVu fonts (figures). Needs root or sudo.
-#   2. npm ci (its postinstall builds the add-on if it can and links node_modules/tagi -> the project)
-#   3. npm run build:native: the add-on again, failing loudly if it does not build
+#   2. npm ci (the dependencies; nothing runs at install, so the package installs the same way elsewhere)
+#   3. npm run build:native: the OpenBLAS GEMM add-on for the wasm backend, failing loudly if it does not build
 #   4. scripts/setup-tensorflow.sh: the native TensorFlow backend (tfjs-node built against the C library of
 #      PyPI's tensorflow-cpu 2.16.2 wheel, ~50 s, 0.8 GB); where it cannot, it says why and wasm is used
 #   5. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)

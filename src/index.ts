@@ -15,6 +15,7 @@ export * from "./model/t5";
 export * from "./model/lora";
 export * from "./model/generate";
 export { initT5Params } from "./model/init";
+export { randomTinyT5, randomTinyT5Config } from "./model/tiny";
 export * from "./model/safetensors";
 export {
   loadT5Config,
@@ -34,8 +35,11 @@ export * from "./data/p3";
 export * from "./data/t0-mixture";
 export { evaluateP3, rankClassify, MTEST10_NAME } from "./eval/p3-eval";
 export type { P3Result, P3EvalOptions, P3TemplateResult, P3TaskResult } from "./eval/p3-eval";
-// The SNI evaluation and the DataFrame reports load danfojs-node (a second tfjs copy, ~1.5 s): import them
-// from "tagi/dist/eval/sni-eval" and "tagi/dist/eval/report" where needed.
+export * from "./eval/sni-eval";
+export { taskTableData, categoryTableData, recordsTableData, categoryRows, csvField, csvString, parseCsv, writeTableCsv } from "./eval/tables";
+export type { Table, TaskRow, CategoryRow, CategoryTableOptions } from "./eval/tables";
+// DataFrames (danfojs-node, an optional peer dependency that loads a second tfjs copy): "tagi/eval/report".
+export * from "./artifacts/publish";
 export * from "./data/batching";
 export * from "./data/pretraining";
 export * from "./data/instances";
@@ -67,4 +71,6 @@ export * from "./experiments/paper";
 export * from "./experiments/runner";
 export * from "./experiments/results-report";
 export * from "./experiments/notebook";
+export * from "./experiments/loss-weight-runs";
+export * from "./experiments/html-table";
 export * from "./project-paths";

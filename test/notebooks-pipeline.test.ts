@@ -14,8 +14,9 @@ const CHECKS: Record<string, { minPngs: number; expect: RegExp[]; html?: RegExp 
   "02_base_and_teachers": { minPngs: 2, expect: [/base: \d+ parameters/, /metatrain: \d+ parameters/, /\d+ teachers; mean last-10 loss [0-9.]+/] },
   "03_hypernetwork_pretraining": { minPngs: 1, expect: [/a \(instruction\): \S/, /b \(input\): +\S/, /step 1: loss [0-9.]+/, /\d+ adapted modules, rank \d+/] },
   "04_finetune_distillation": {
-    minPngs: 1,
-    expect: [/losses\.kl must be a finite number >= 0, got -1/, /losses\.temperature must be a finite number > 0, got 0/, /step 10: ce [0-9.]+, kl [0-9.]+, ins [0-9.]+/, /ROUGE-L [0-9.]+, exact match [0-9.]+ on 16 instances/],
+    minPngs: 2,
+    html: /1 kept run\(s\), tiny scale.*dev ROUGE-L \[95% CI\].*<td[^>]*>[0-9.]+ \[[0-9.]+, [0-9.]+\]<\/td>/s,
+    expect: [/losses\.kl must be a finite number >= 0, got -1/, /losses\.temperature must be a finite number > 0, got 0/, /step 10: ce [0-9.]+, kl [0-9.]+, ins [0-9.]+/, /finetuned 10 steps in \d+ s: ce1-kl1-ins1-T2-factors-10steps-seed0/, /predicted ".*" \| reference ".*"/],
   },
   "05_ablations": { minPngs: 1, expect: [/w\/o instruction fusion/, /w\/o L_kl\n +Def [0-9.]+.*\| NLL [0-9.]+/, /paper \(XL\) 35\.1/, /L_ins as 1 − cosine to the teacher/, /ins last/, /unknown experiment 'tagi-no-such-thing'\. Known experiments: /] },
   "06_compute": { minPngs: 3, html: /Plotly\.newPlot\(.*"type":"bar".*"name":"TAGI"/s, expect: [/Tk-Instruct \(full\)/, /tagi +[0-9.]+ TFLOP {2}x0\.\d\d/, /generate one adapter: [0-9.]+ s; train one teacher: [0-9.]+ s/, /cosine, own teacher/, /│ Generated vs teacher/] },
@@ -24,7 +25,7 @@ const CHECKS: Record<string, { minPngs: number; expect: RegExp[]; html?: RegExp 
 
 describe("notebooks 01–07 at the tiny scale (tslab kernel)", function () {
   this.timeout(900_000);
-  const prev = { scale: process.env.TAGI_SCALE, results: process.env.TAGI_RESULTS_DIR };
+  const prev = { scale: process.env.TAGI_SCALE, results: process.env.TAGI_RESULTS_DIR, runs: process.env.TAGI_RUNS_DIR };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-nb-results-"));
 
   before(function () {
@@ -34,9 +35,10 @@ describe("notebooks 01–07 at the tiny scale (tslab kernel)", function () {
     }
     process.env.TAGI_SCALE = "tiny";
     process.env.TAGI_RESULTS_DIR = tmp;
+    process.env.TAGI_RUNS_DIR = path.join(tmp, "runs"); // experiment and loss-weight runs start empty
   });
   after(() => {
-    for (const [k, v] of [["TAGI_SCALE", prev.scale], ["TAGI_RESULTS_DIR", prev.results]] as const) {
+    for (const [k, v] of [["TAGI_SCALE", prev.scale], ["TAGI_RESULTS_DIR", prev.results], ["TAGI_RUNS_DIR", prev.runs]] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

@@ -26,6 +26,7 @@ import type { T5Model } from "../model/t5";
 import { T5Tokenizer } from "../text/tokenizer";
 import { evaluateSni, type SniProgress, type SniResult } from "../eval/sni-eval";
 import { fmtSeconds } from "./args";
+import { categoryTableData, recordsTableData, taskTableData, writeFileAtomic, writeTableCsv } from "../eval/tables";
 
 /**
  * --out, or a new folder results/eval/<benchmark>-<time to the ms>-<pid>, created exclusively: two evaluations
@@ -248,13 +249,8 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
   }
   const finished = new Date();
 
-  // Reports (danfojs is loaded only here: ~1.5 s).
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { taskTable, categoryTable, writeCsv, writeFileAtomic } = require("../eval/report") as typeof import("../eval/report");
-  const perTask = taskTable(result.rows);
-  const perCategory = categoryTable(result.rows, { metrics: ["rougeL", "exactMatch"] });
-  writeCsv(perTask, join(outDir, "per_task.csv"));
-  writeCsv(perCategory, join(outDir, "per_category.csv"));
+  writeTableCsv(taskTableData(result.rows), join(outDir, "per_task.csv"));
+  writeTableCsv(categoryTableData(result.rows, { metrics: ["rougeL", "exactMatch"] }), join(outDir, "per_category.csv"));
   writeFileAtomic(join(outDir, "predictions.jsonl"), result.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n");
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const method: Method = tagi
@@ -339,10 +335,8 @@ async function evaluateP3Command(o: EvaluateOpts, started: Date): Promise<void> 
     progress.stop();
   }
   const finished = new Date();
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { recordsTable, writeCsv, writeFileAtomic } = require("../eval/report") as typeof import("../eval/report");
-  writeCsv(recordsTable(result.perTemplate, ["task", "template", "n", "accuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_template.csv"));
-  writeCsv(recordsTable(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_task.csv"));
+  writeTableCsv(recordsTableData(result.perTemplate, ["task", "template", "n", "accuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_template.csv"));
+  writeTableCsv(recordsTableData(result.perTask, ["task", "templates", "meanAccuracy", "medianAccuracy", "majorityAccuracy", "chanceAccuracy"]), join(outDir, "per_task.csv"));
   const { modelFields, run } = provenance(o, description, model, tokenizer, started, finished);
   const examples = result.perTemplate.reduce((s, r) => s + r.n, 0);
   const summary = {

@@ -12,7 +12,7 @@
  * Each floor is scored with the official ROUGE-L and exact match (./rouge.ts), with a bootstrap CI over
  * instances. A task without positive examples gets an empty prediction for the two demonstration floors.
  */
-import type { SniTestTask } from "../data/sni";
+import type { SniTask } from "../data/sni";
 import { scoreInstance } from "./rouge";
 import { bootstrapMean, type Interval } from "./stats";
 
@@ -38,7 +38,7 @@ function mostFrequent(xs: readonly string[]): string {
 }
 
 /** The floor predictions for one instance of `task`. */
-export function floorPredictions(task: SniTestTask, input: string): Record<FloorName, string> {
+export function floorPredictions(task: SniTask, input: string): Record<FloorName, string> {
   const outs = task.positiveExamples.map((e) => e.output);
   return {
     "copy instance input": input,
@@ -51,7 +51,7 @@ export function floorPredictions(task: SniTestTask, input: string): Record<Floor
  * Every floor on `instances` (task name and instance id, e.g. an evaluation's predictions, so the floors are
  * computed on exactly the instances the model was scored on).
  */
-export function sanityFloors(tasks: readonly SniTestTask[], instances: readonly { task: string; id: string }[], opts: { seed?: number } = {}): FloorScore[] {
+export function sanityFloors(tasks: readonly SniTask[], instances: readonly { task: string; id: string }[], opts: { seed?: number } = {}): FloorScore[] {
   const byTask = new Map(tasks.map((t) => [t.name, { task: t, byId: new Map(t.instances.map((i) => [i.id, i])) }]));
   const scores = new Map<FloorName, { rougeL: number[]; exactMatch: number[] }>(FLOORS.map((f) => [f, { rougeL: [], exactMatch: [] }]));
   for (const { task: name, id } of instances) {

@@ -11,13 +11,13 @@
  *   TAGI's hypernetwork).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTestTask } from "../data/sni";
+import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTask } from "../data/sni";
 import { generateAndScore, greedyDecode } from "../model/generate";
 import type { RunOptions, T5Model } from "../model/t5";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
 import { aggregateScores, scoreInstance, type AggregateMetrics, type InstanceScore } from "./rouge";
-import type { TaskRow } from "./report";
+import type { TaskRow } from "./tables";
 import { bootstrapMean, type Interval } from "./stats";
 import { sanityFloors, type FloorScore } from "./floors";
 
@@ -49,8 +49,11 @@ export interface SniEvalOptions {
   tasks?: string[];
   /** Default `../shared/data` (DEFAULT_DATA_DIR). */
   dataDir?: string;
-  /** Pre-loaded test tasks (skips reading the data; `skipped` is then empty unless given). */
-  testTasks?: readonly SniTestTask[];
+  /**
+   * Pre-loaded tasks (skips reading the data; `skipped` is then empty unless given): test tasks, or held-out
+   * train tasks (the dev split) where a choice is made on them rather than on the test tasks.
+   */
+  testTasks?: readonly SniTask[];
   /** "keep-instance" (default) or "collator" (Tk-Instruct's exact cut of the source). */
   truncation?: "keep-instance" | "collator";
   /** HF's clean_up_tokenization_spaces when decoding predictions. Default true (AutoTokenizer on a T5 folder). */
@@ -190,7 +193,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   const truncation = opts.truncation ?? "keep-instance";
   const cleanUp = opts.cleanUpTokenizationSpaces ?? true;
 
-  let allTasks: readonly SniTestTask[];
+  let allTasks: readonly SniTask[];
   let skips: SniSkip[] = [];
   if (opts.testTasks) allTasks = opts.testTasks;
   else {

@@ -57,8 +57,11 @@ export async function lossCurves(logs: Record<string, string>, opts: { title?: s
 /** Per-term curves of one run's log records (e.g. ce, kl, ins of a finetune), rendered. */
 export async function termCurves(log: readonly LogRecord[], opts: { title?: string; smooth?: number } = {}): Promise<RenderedFigure> {
   const terms = [...new Set(log.flatMap((r) => Object.keys(r.terms)))];
-  const series = terms.map((t) => ({ name: t, log: log.map((r) => ({ ...r, loss: r.terms[t] ?? NaN })) }));
-  return renderVegaLite(lossCurveSpec(series, { title: opts.title ?? "Loss terms", smooth: opts.smooth ?? 5 }));
+  const unit = (t: string) => (t === "ins" ? "mean squared factor difference" : "nats per target token");
+  // The dev curve is a reference NLL: it belongs to the ce panel only.
+  const series = terms.map((t) => ({ name: `${t} (${unit(t)})`, log: log.map(({ eval: dev, ...r }) => ({ ...r, ...(t === "ce" && dev ? { eval: dev } : {}), loss: r.terms[t] ?? NaN })) }));
+  // One panel per term, each on its own scale: ce and kl are nats per target token, ins a mean squared difference.
+  return renderVegaLite(lossCurveSpec(series, { title: opts.title ?? "Loss terms", smooth: opts.smooth ?? 5, panels: true, yTitle: "value" }));
 }
 
 /** A horizontal bar chart of labelled values, rendered. */

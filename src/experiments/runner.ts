@@ -400,11 +400,19 @@ function runDir(name: string, scale: string, seed: number, runsDir = process.env
 }
 
 /** Runs `node --import tsx src/cli.ts ARGS` from the project root; its output goes to `logFile` and `log`. */
+/**
+ * The command line of the same build as this module: dist/cli.js when the runner runs from dist/ (an installed
+ * package, notebooks), src/cli.ts under tsx when it runs from the sources (a checkout's `npm run experiment`).
+ */
+export function cliCommand(): string[] {
+  return __filename.endsWith(".ts") ? ["--import", "tsx", path.join(__dirname, "..", "cli.ts")] : [path.join(__dirname, "..", "cli.js")];
+}
+
 function runCli(args: string[], logFile: string, log: (line: string) => void): Promise<number> {
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const out = fs.createWriteStream(logFile);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "src", "cli.ts"), ...args], {
+    const child = spawn(process.execPath, [...cliCommand(), ...args], {
       cwd: PROJECT_ROOT,
       env: { ...process.env, FORCE_COLOR: "0" },
       stdio: ["ignore", "pipe", "pipe"],

@@ -26,20 +26,23 @@ export interface CurveSeries {
 }
 
 /** Loss (nats per target token) against step, one colour per series; faint raw lines, bold moving means. */
-export function lossCurveSpec(series: readonly CurveSeries[], opts: { title?: string; smooth?: number; width?: number; height?: number; logY?: boolean } = {}): Record<string, unknown> {
+export function lossCurveSpec(
+  series: readonly CurveSeries[],
+  /** `panels`: one panel per series, each with its own y scale (loss terms in different units). */
+  opts: { title?: string; smooth?: number; width?: number; height?: number; logY?: boolean; yTitle?: string; panels?: boolean } = {},
+): Record<string, unknown> {
   const smooth = opts.smooth ?? 20;
-  const yTitle = "loss (nats per target token)";
+  const yTitle = opts.yTitle ?? "loss (nats per target token)";
   const values = series.flatMap((s) => s.log.map((r) => ({ run: s.name, step: r.step, loss: r.loss, dev: r.eval?.["devLoss"] ?? null })));
   const hasDev = values.some((v) => v.dev !== null);
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: opts.title ?? "Training loss", subtitle: `faint: every step; bold: mean of the last ${smooth} steps${hasDev ? "; dashed with points: dev-split loss (held-out tasks, no dropout)" : ""}` },
+  const title = { text: opts.title ?? "Training loss", subtitle: `faint: every step; bold: mean of the last ${smooth} steps${hasDev ? "; dashed with points: dev-split loss (held-out tasks, no dropout)" : ""}` };
+  const layered = {
     width: opts.width ?? 560,
-    height: opts.height ?? 300,
-    data: { values },
+    height: opts.panels ? 140 : (opts.height ?? 300),
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimizer step" },
-      color: { field: "run", type: "nominal", title: "run" },
+      // Legend swatches drawn solid (the first layer's faint raw lines would make them too pale to tell apart).
+      color: { field: "run", type: "nominal", title: "run", legend: opts.panels ? null : { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 3, labelLimit: 320 } },
     },
     layer: [
       {
@@ -62,4 +65,15 @@ export function lossCurveSpec(series: readonly CurveSeries[], opts: { title?: st
         : []),
     ],
   };
+  if (opts.panels) {
+    return {
+      $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+      title,
+      data: { values },
+      facet: { row: { field: "run", type: "nominal", title: null, header: { labelAngle: 0, labelAlign: "left", labelAnchor: "start", labelFontWeight: "bold", labelOrient: "top" } } },
+      spec: layered,
+      resolve: { scale: { y: "independent" } },
+    };
+  }
+  return { $schema: "https://vega.github.io/schema/vega-lite/v5.json", title, data: { values }, ...layered };
 }

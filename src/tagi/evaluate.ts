@@ -4,7 +4,7 @@
  * that adapter and the fused instruction. Scoring is evaluateSni's (the official ROUGE-L).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { loadSniSplit, type SniTestTask } from "../data/sni";
+import { loadSniSplit, type SniTask } from "../data/sni";
 import { evaluateSni, type SniEvalOptions, type SniResult } from "../eval/sni-eval";
 import type { RunOptions } from "../model/t5";
 import { buildPrompt } from "../text/prompts";
@@ -21,7 +21,7 @@ export type TagiSniOptions = Omit<SniEvalOptions, "input" | "runOptions" | "trun
 };
 
 export async function evaluateTagiSni(m: TagiModel, tokenizer: T5Tokenizer, opts: TagiSniOptions): Promise<SniResult> {
-  const tasks: readonly SniTestTask[] = opts.testTasks ?? (await loadSniSplit("test", opts.dataDir, { warn: false })).tasks;
+  const tasks: readonly SniTask[] = opts.testTasks ?? (await loadSniSplit("test", opts.dataDir, { warn: false })).tasks;
   const byName = new Map(tasks.map((t) => [t.name, t]));
   // One task at a time (evaluateSni never mixes tasks in a batch when run options are per task).
   let current: { task: string; enc: InstructionEncoding; adapter: LoraAdapter; perSize: Map<number, { lora: LoraAdapter; enc: InstructionEncoding }> } | null = null;

@@ -33,6 +33,9 @@ import { evaluateCommand, type EvaluateOpts } from "./cli/evaluate";
 import { addTrainingCommand } from "./cli/training";
 import { addArtifactCommands } from "./cli/artifacts";
 import { COMMAND_EXAMPLES } from "./cli/examples";
+import { applySets } from "./train/config-sets";
+import { withFolderLock } from "./train/folder-lock";
+import { buildTeacherLogits } from "./tagi/teacher-logits-stage";
 export { applySets } from "./train/config-sets";
 export { COMMAND_EXAMPLES } from "./cli/examples";
 
@@ -114,6 +117,24 @@ export function buildProgram(): Command {
     const r = await finetuneTagi(parseFinetuneConfig(raw), so);
     console.error(`[tagi] TAGI checkpoint: ${r.model}`);
   });
+  program
+    .command("teacher-logits")
+    .description("run a stage-2 config's logit teacher once over its training examples and cache its top-k log-probabilities; finetunes read the cache through config teacherLogits instead of running the teacher")
+    .requiredOption("--config <file>", "the finetune config whose teacher, examples and temperature to cache")
+    .option("--set <key=value>", "override a config value, as for finetune (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .requiredOption("--out <dir>", "the cache folder (index.json + values.bin)")
+    .option("--top-k <n>", "teacher tokens kept per target position (the rest kept as one remainder mass)", intArg(1), 64)
+    .option("--batch-size <n>", "examples per teacher forward pass", intArg(1), 16)
+    .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
+    .action(async (o: { config: string; set: string[]; out: string; topK: number; batchSize: number; backend?: string }) => {
+      const backend = await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
+      console.error(describeBackend(backend));
+      const raw = applySets(JSON.parse(readFileSync(o.config, "utf8")) as Record<string, unknown>, o.set);
+      const out = resolve(o.out);
+      await withFolderLock(out, { what: "teacher-logits" }, () =>
+        buildTeacherLogits(parseFinetuneConfig(raw), { out, k: o.topK, batchSize: o.batchSize, command: ["tagi", ...process.argv.slice(2)] }),
+      );
+    });
   program
     .command("generate")
     .description(

@@ -32,9 +32,10 @@ import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
 import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "../train/metatrain";
 import { devLossHook } from "../train/dev-loss";
-import { disposeModel, liftToVariables, loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
+import { disposeModel, liftToVariables, loadBaseModel, modelFolderFingerprint, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 import { instructionCacheFor } from "./instruction-cache";
+import { cachedDistillationKl, exampleKey, TeacherLogitCache } from "./teacher-logit-cache";
 
 export { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 import { writeJsonAtomic } from "../train/checkpoint";
@@ -237,6 +238,11 @@ export interface FinetuneConfig {
   /** The teachers' folder (manifest.json) of the parameter teachers (needed when losses.ins > 0). */
   teachers: string | null;
   /**
+   * A teacher logit cache of this run's logit teacher (`tagi teacher-logits`; src/tagi/teacher-logit-cache.ts):
+   * L_kl from the teacher's cached top-k instead of running it every step. null: the teacher runs live.
+   */
+  teacherLogits: string | null;
+  /**
    * Where the parameter teachers must sit. "student-base" (default): on this run's base model (same content)
    * and reading the instance only, as the generated adapter does, so that L_ins compares like with like.
    * "official": accept teachers on another model or reading the full prompt (the released code's
@@ -268,6 +274,7 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   init: null,
   teacher: null,
   teachers: null,
+  teacherLogits: null,
   teacherPlacement: "student-base",
   tagi: TAGI_DEFAULTS,
   losses: LOSS_DEFAULTS,
@@ -322,6 +329,7 @@ export function parseFinetuneConfig(source: string | Record<string, unknown> | u
     const l = c.losses;
     p.push(...validateLossWeights(l, "config.losses"));
     if (l.kl > 0 && !c.teacher) p.push("config.teacher is required when losses.kl > 0 (the meta-trained model folder)");
+    if (c.teacherLogits !== null && l.variant === "official") p.push("config.teacherLogits: the official KL variant also counts padded positions, which the cache does not hold; use the live teacher (teacherLogits null)");
     if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
     if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
     if (c.teacherPlacement !== "student-base" && c.teacherPlacement !== "official") p.push(`config.teacherPlacement must be "student-base" or "official", got ${JSON.stringify(c.teacherPlacement)}`);
@@ -427,7 +435,16 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       console.error(`[tagi] finetune: stage-1 generator from ${c.init}; fusion '${c.tagi.fusion}' (stage 1 used '${saved.tagi.fusion}'): ${keepFusion ? "fusion layers kept" : usesCrossAttention(c.tagi) ? "fresh fusion layers" : "no fusion layers"}`);
     }
   } else m = createTagiModel(base, c.tagi, c.initSeed);
-  const teacherModel = c.losses.kl > 0 ? loadBaseModel(c.teacher!) : null;
+  // The logit teacher: read from its cache when one is given (checked against the teacher's content and T), else run live.
+  const logitCache = c.losses.kl > 0 && c.teacherLogits ? TeacherLogitCache.load(c.teacherLogits) : null;
+  if (logitCache) {
+    const bad = logitCache.mismatch(modelFolderFingerprint(c.teacher!), c.losses.temperature, base.config.vocab_size);
+    if (bad) {
+      disposeModel(base);
+      throw new Error(`finetune: ${bad}`);
+    }
+  }
+  const teacherModel = c.losses.kl > 0 && !logitCache ? loadBaseModel(c.teacher!) : null;
   const teachers = c.losses.ins > 0 ? loadParameterTeachers(c.teachers!, base) : null;
   try {
     if (teachers) {
@@ -438,7 +455,11 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       const missing = [...new Set(split.train.map(taskCategory))].filter((cat) => !teachers.byGroup.has(cat));
       if (missing.length) throw new Error(`finetune: no parameter teacher for categor${missing.length > 1 ? "ies" : "y"} ${missing.join(", ")} in ${c.teachers} (train teachers for them, or restrict the tasks)`);
     }
-    const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), teacherModel !== null);
+    const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), c.losses.kl > 0);
+    if (logitCache) {
+      const missing = logitCache.missing(examples.map((e) => exampleKey(e.teacherInput!, e.target)));
+      if (missing.length) throw new Error(`finetune: ${missing.length} of ${examples.length} training examples are not in the teacher logit cache ${c.teacherLogits} (made for other examples, lengths or format); rebuild it with \`tagi teacher-logits\` for this config`);
+    }
     const trainable = makeTagiTrainable(m, c.trainBase);
     const lw = c.losses;
     // Each task's instruction is encoded once per run while the encoder is frozen (src/tagi/instruction-cache.ts).
@@ -458,6 +479,13 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
           ["mask", e.mask],
           ["pooled", e.pooled],
         ]);
+        if (logitCache) {
+          const keys = b.teacherInputIds!.map((ids, i) => exampleKey(ids.slice(0, b.teacherMask![i]!.reduce((a, x) => a + x, 0)), b.labels[i]!.filter((x) => x !== -100)));
+          const cached = logitCache.batch(keys, b.labels[0]!.length);
+          out.set("cachedIds", cached.ids);
+          out.set("cachedLogp", cached.logp);
+          out.set("cachedLogRest", cached.logRest);
+        }
         if (teacherModel) {
           out.set(
             "teacherLogits",
@@ -500,6 +528,12 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         const ce = crossEntropyLoss(logits, t.labels);
         terms["ce"] = ce;
         if (lw.ce > 0) total = tf.add(total, tf.mul(ce, lw.ce));
+        if (logitCache) {
+          const cached = { ids: k.get("cachedIds") as tf.Tensor3D, logp: k.get("cachedLogp") as tf.Tensor3D, logRest: k.get("cachedLogRest") as tf.Tensor2D };
+          const kl = cachedDistillationKl(logits, cached, t.labels, { temperature: lw.temperature });
+          terms["kl"] = kl;
+          total = tf.add(total, tf.mul(kl, lw.kl));
+        }
         if (teacherModel) {
           const official = lw.variant === "official";
           const kl = distillationKl(logits, k.get("teacherLogits") as tf.Tensor3D, t.labels, { temperature: lw.temperature, scaleByTemperatureSquared: !official, maskPadding: !official });
@@ -532,7 +566,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         model: { base: path.resolve(c.base!), init: c.init ? path.resolve(c.init) : null, ...modelSummary(base.config), trainableParameters: countOf(trainable) },
         data: { ...counts, trainTasks: split.train.length },
         devTasks: split.dev.map((t) => t.name),
-        teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, parameter: teachers ? teachers.adapters.length : 0, placement },
+        teachers: { logit: c.teacher ? path.resolve(c.teacher) : null, logitCache: logitCache ? { dir: path.resolve(c.teacherLogits!), k: logitCache.info.k } : null, parameter: teachers ? teachers.adapters.length : 0, placement },
         // this process's count (a resumed run counts from its restart)
         instructionEncodings: instructions ? { cached: true, encoded: instructions.misses, reused: instructions.hits } : { cached: false },
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },

@@ -103,6 +103,11 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.deepEqual(prep?.set, { format: "def+2pos" });
     // a stage without a logit teacher (HINT-style: no L_kl) does not get one
     assert.ok(!("teacher" in stageSets(loadExperiment("hint"), small, "def+2pos", 0)));
+    // with the scale's teacher logit caches, a distilling stage reads its format's cache; others get none
+    const cached = { ...small, teacherLogitCaches: { def: "runs/x/tl-def", "def+2pos": "runs/x/tl-def2pos" } };
+    assert.equal(stageSets(tagi, cached, "def+2pos", 0)["teacherLogits"], "runs/x/tl-def2pos");
+    assert.ok(!("teacherLogits" in stageSets(loadExperiment("hint"), cached, "def", 0)));
+    assert.ok(!("teacherLogits" in stageSets(tagi, small, "def", 0)));
     assert.equal(stageSets(loadExperiment("tk-instruct-lora"), small, "def+2pos", 0)["format"], "def+2pos");
     // a scale that evaluates a format without its meta-trained model is refused
     const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "small", "experiments.json"), "utf8")) as Record<string, unknown>;

@@ -100,6 +100,11 @@ export interface ScaleSettings {
    * logit teacher of every finetune stage trained on that format (its config's `teacher` is replaced).
    */
   logitTeachers: Partial<Record<PromptFormat, string>>;
+  /**
+   * The logit teacher's cache of each format (`tagi teacher-logits`, a prepare stage): every stage that
+   * distils reads it (config teacherLogits) instead of running the teacher. Absent: teachers run live.
+   */
+  teacherLogitCaches?: Partial<Record<PromptFormat, string>>;
   /** Base model every experiment starts from (No FT evaluates it). */
   base: string;
   /** Parameter teachers (for the mean-adapter baseline). */
@@ -241,7 +246,7 @@ export function tokenBudgetProblems(settings: ScaleSettings, configDir: string):
 /** Checks a scale's settings (configs/<scale>/experiments.json): unknown keys and bad values, all listed. */
 export function parseScaleSettings(raw: Record<string, unknown>, scale: string, where = "experiments.json"): ScaleSettings {
   const p: string[] = [];
-  const keys = ["description", "base", "teachers", "logitTeachers", "steps", "set", "seeds", "formats", "prepare", "eval"];
+  const keys = ["description", "base", "teachers", "logitTeachers", "teacherLogitCaches", "steps", "set", "seeds", "formats", "prepare", "eval"];
   for (const k of Object.keys(raw)) if (!keys.includes(k)) p.push(`unknown key '${k}' (valid: ${keys.join(", ")})`);
   for (const k of ["base", "teachers"]) if (typeof raw[k] !== "string") p.push(`${k} must be a folder path`);
   const steps = raw["steps"];
@@ -276,6 +281,11 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
     }
     const needed = Array.isArray(formats) ? (formats as string[]) : ["def", "def+2pos"];
     for (const f of needed) if (!(f in lt)) p.push(`logitTeachers has no model for ${f}, a format this scale evaluates`);
+  }
+  const tlc = raw["teacherLogitCaches"];
+  if (tlc !== undefined) {
+    if (!isObject(tlc)) p.push('teacherLogitCaches must be {"def": CACHE_FOLDER, "def+2pos": CACHE_FOLDER} (tagi teacher-logits of each format)');
+    else for (const [k, v] of Object.entries(tlc)) if ((k !== "def" && k !== "def+2pos") || typeof v !== "string" || v === "") p.push(`teacherLogitCaches.${k}: expected a cache folder for "def" or "def+2pos"`);
   }
   const ev = (raw["eval"] ?? {}) as Record<string, unknown>;
   const evKeys = ["maxInstancesPerTask", "maxInputTokens", "maxInstanceTokens", "maxNewTokens", "batchSize", "sampleSeed", "p3MaxExamplesPerTemplate", "unequalBudgets"];
@@ -527,7 +537,8 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
     if (!done || changes.length) {
       rebuildRest = true; // later stages read this one's outputs
       const logFile = path.join(PROJECT_ROOT, p.out + ".log");
-      const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, "--resume", ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
+      const resumable = p.command !== "teacher-logits"; // a cache is built whole (it takes no --resume)
+      const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, ...(resumable ? ["--resume"] : []), ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];
       log(`[experiment] preparing the ${scale.scale} scale: tagi ${args.join(" ")} (log: ${path.relative(PROJECT_ROOT, logFile)})`);
       const code = await runCli(args, logFile, log);
       if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
@@ -557,12 +568,15 @@ export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: Pr
   if (!spec.stage) throw new Error(`experiment ${spec.name} has no training stage`);
   const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
   const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings({ ...(scale.set ?? {}), ...spec.stage.set }));
-  const teacher = spec.stage.command === "finetune" && typeof staged["teacher"] === "string" ? { teacher: scaleLogitTeacher(scale, format) } : {};
+  const distils = spec.stage.command === "finetune" && typeof staged["teacher"] === "string";
+  const teacher = distils ? { teacher: scaleLogitTeacher(scale, format) } : {};
+  const cache = distils ? scale.teacherLogitCaches?.[format] : undefined;
   return {
     ...(scale.set ?? {}),
     ...spec.stage.set,
     format,
     ...teacher,
+    ...(cache ? { teacherLogits: cache } : {}),
     "train.seed": seed,
     ...(spec.stage.command === "finetune" ? { initSeed: seed } : {}),
     ...(scale.steps !== null ? { "train.steps": scale.steps } : {}),

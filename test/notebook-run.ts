@@ -65,7 +65,12 @@ export function allText(nb: Notebook): string {
   for (const cell of nb.cells) {
     for (const o of cell.outputs ?? []) {
       if (o.output_type === "stream") parts.push(joinText(o.text));
-      else if (o.data) parts.push(joinText(o.data["text/plain"]));
+      else if (o.data) {
+        parts.push(joinText(o.data["text/plain"]));
+        // HTML tables (tagi.tableHtml) as their text, cells separated by " | " and rows by newlines
+        const html = joinText(o.data["text/html"]);
+        if (html && !html.includes("Plotly")) parts.push(html.replace(/<\/t[dh]>/g, " | ").replace(/<\/tr>|<caption[^>]*>|<\/caption>/g, "\n").replace(/<[^>]+>/g, ""));
+      }
     }
   }
   return parts.join("");

@@ -65,18 +65,30 @@ export async function termCurves(log: readonly LogRecord[], opts: { title?: stri
 }
 
 /** A horizontal bar chart of labelled values, rendered. */
-export async function barChart(rows: readonly { label: string; value: number; group?: string }[], opts: { title: string; xTitle: string; logX?: boolean }): Promise<RenderedFigure> {
+export async function barChart(
+  rows: readonly { label: string; value: number; group?: string; error?: number }[],
+  /** `logX`: a log axis (values as points, since bars from 0 cannot be drawn on it). `error`: ± error bars (e.g. the std over seeds). */
+  opts: { title: string; xTitle: string; logX?: boolean; subtitle?: string },
+): Promise<RenderedFigure> {
+  const grouped = rows.some((r) => r.group);
+  const values = rows.map((r) => ({ ...r, group: r.group ?? "", lo: r.error !== undefined ? r.value - r.error : null, hi: r.error !== undefined ? r.value + r.error : null }));
+  const y = { field: "label", type: "nominal", sort: null, title: null, axis: { labelFontSize: rows.length > 30 ? 8 : 11, labelLimit: 380 } };
+  const x = { field: "value", type: "quantitative", title: opts.xTitle, ...(opts.logX ? { scale: { type: "log" } } : {}) };
+  // Groups side by side within each label (not stacked: each bar is its own value).
+  const color = grouped ? { color: { field: "group", type: "nominal", title: null, legend: { labelLimit: 320 } }, yOffset: { field: "group", type: "nominal" } } : {};
+  const layers: Record<string, unknown>[] = [
+    opts.logX ? { mark: { type: "point", filled: true, size: 120 }, encoding: { y, x, ...color } } : { mark: { type: "bar" }, encoding: { y, x, ...color } },
+    { mark: { type: "text", align: "left", dx: 4, fontSize: 10 }, encoding: { y, x: opts.logX ? x : { ...x, field: rows.some((r) => r.error !== undefined) ? "hi" : "value" }, text: { field: "value", type: "quantitative", format: ".3~g" }, ...(grouped ? { yOffset: { field: "group", type: "nominal" } } : {}) } },
+  ];
+  if (rows.some((r) => r.error !== undefined)) {
+    layers.push({ transform: [{ filter: "datum.lo != null" }], mark: { type: "rule", strokeWidth: 1.5, color: "black" }, encoding: { y, x: { field: "lo", type: "quantitative" }, x2: { field: "hi" }, ...(grouped ? { yOffset: { field: "group", type: "nominal" } } : {}) } });
+  }
   return renderVegaLite({
-    title: opts.title,
+    title: opts.subtitle ? { text: opts.title, subtitle: opts.subtitle } : opts.title,
     width: 440,
-    height: { step: rows.length > 30 ? 10 : 22 },
-    data: { values: rows.map((r) => ({ ...r, group: r.group ?? "" })) },
-    mark: { type: "bar" },
-    encoding: {
-      y: { field: "label", type: "nominal", sort: null, title: null, axis: { labelFontSize: rows.length > 30 ? 8 : 11, labelLimit: 260 } },
-      x: { field: "value", type: "quantitative", title: opts.xTitle, ...(opts.logX ? { scale: { type: "log" } } : {}) },
-      ...(rows.some((r) => r.group) ? { color: { field: "group", type: "nominal", title: null } } : {}),
-    },
+    height: { step: grouped ? 12 : rows.length > 30 ? 10 : 22 },
+    data: { values },
+    layer: layers,
   });
 }
 
@@ -328,13 +340,21 @@ export function printFrame(rows: readonly object[], width = 26): void {
  * loads plotly.js from its CDN (needs internet when viewed; a few hundred bytes in the notebook); `inline`
  * embeds the installed plotly.js-dist-min instead (works offline, ~4.8 MB per figure).
  */
+let plotlyInlined = false;
+
+/**
+ * A plotly figure as HTML for `tslab.display.html`. It needs no network: the first figure of a kernel
+ * carries plotly's bundle (plotly.js-dist-min, loaded as a global even where the page has an AMD loader, as
+ * the classic Notebook does), later ones use it; `inline: true` carries it again (e.g. in a cell that may run
+ * alone).
+ */
 export function plotlyHtml(data: readonly Record<string, unknown>[], layout: Record<string, unknown>, opts: { inline?: boolean; height?: number } = {}): string {
   const id = `plotly-${Math.random().toString(36).slice(2, 10)}`;
-  const version = (JSON.parse(fs.readFileSync(require.resolve("plotly.js-dist-min/package.json"), "utf8")) as { version: string }).version;
-  const lib = opts.inline
-    ? `<script>${fs.readFileSync(require.resolve("plotly.js-dist-min"), "utf8")}</script>`
-    : `<script src="https://cdn.plot.ly/plotly-${version}.min.js" charset="utf-8"></script>`;
-  const call = `Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(data)}, ${JSON.stringify(layout)}, {responsive: true});`;
+  const carry = opts.inline === true || !plotlyInlined;
+  plotlyInlined = true;
+  // Parameters named define/exports/module shadow an AMD loader, so the UMD bundle sets globalThis.Plotly.
+  const lib = carry ? `<script>(function (define, exports, module) {\n${fs.readFileSync(require.resolve("plotly.js-dist-min"), "utf8")}\n}).call(window);</script>` : "";
+  const call = `window.Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(data)}, ${JSON.stringify(layout)}, {responsive: true});`;
   return `<div id="${id}" style="height:${opts.height ?? 420}px"></div>${lib}<script>${call}</script>`;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the project on Debian/Ubuntu (Node >= 20 already installed):
 #   1. system packages: OpenBLAS + a C++ toolchain (the native GEMM add-on), Jupyter's headless parts
-#      (notebooks and their tests), DejaVu fonts (figures). Needs root or sudo.
+#      (notebooks and their tests), DejaVu fonts (figures), Chromium (the notebooks' browser test and
+#      `npm run notebooks:screenshots`). Needs root or sudo.
 #   2. npm ci (the dependencies; nothing runs at install, so the package installs the same way elsewhere)
 #   3. npm run build:native: the OpenBLAS GEMM add-on for the wasm backend, failing loudly if it does not build
 #   4. scripts/setup-tensorflow.sh: the native TensorFlow backend (tfjs-node built against the C library of
@@ -33,7 +34,7 @@ trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\n=== setup FAILED in \"%s\" (exit
 APT_PACKAGES=(
   build-essential python3 python3-pip libopenblas-dev
   jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipython python3-ipykernel
-  jupyter-notebook fonts-dejavu-core
+  jupyter-notebook fonts-dejavu-core chromium
 )
 
 section "system packages (apt)"

@@ -342,6 +342,17 @@ export function printFrame(rows: readonly object[], width = 26): void {
  */
 let plotlyInlined = false;
 
+/** plotly.js 3 draws no title given as a bare string (it wants {text}): string titles of the layout and its axes, wrapped. */
+function plotlyTitles(layout: Record<string, unknown>): Record<string, unknown> {
+  const wrap = (t: unknown) => (typeof t === "string" ? { text: t } : t);
+  const out: Record<string, unknown> = { ...layout };
+  if ("title" in out) out["title"] = wrap(out["title"]);
+  for (const [k, v] of Object.entries(out)) {
+    if (/^[xy]axis\d*$/.test(k) && v && typeof v === "object" && "title" in (v as object)) out[k] = { ...(v as object), title: wrap((v as { title: unknown }).title) };
+  }
+  return out;
+}
+
 /**
  * A plotly figure as HTML for `tslab.display.html`. It needs no network: the first figure of a kernel
  * carries plotly's bundle (plotly.js-dist-min, loaded as a global even where the page has an AMD loader, as
@@ -354,7 +365,7 @@ export function plotlyHtml(data: readonly Record<string, unknown>[], layout: Rec
   plotlyInlined = true;
   // Parameters named define/exports/module shadow an AMD loader, so the UMD bundle sets globalThis.Plotly.
   const lib = carry ? `<script>(function (define, exports, module) {\n${fs.readFileSync(require.resolve("plotly.js-dist-min"), "utf8")}\n}).call(window);</script>` : "";
-  const call = `window.Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(data)}, ${JSON.stringify(layout)}, {responsive: true});`;
+  const call = `window.Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(data)}, ${JSON.stringify(plotlyTitles(layout))}, {responsive: true});`;
   return `<div id="${id}" style="height:${opts.height ?? 420}px"></div>${lib}<script>${call}</script>`;
 }
 

@@ -142,17 +142,20 @@ export function buildProgram(): Command {
         "for a model without instruction fusion and with a frozen base; otherwise the folder also holds tagi_fusion.safetensors " +
         "and/or base_trained.safetensors, which loadTagiExport applies (a warning says so)",
     )
-    .requiredOption("--checkpoint <dir>", "TAGI checkpoint (tagi_config.json + tagi.safetensors)")
+    .option("--tagi <dir>", "TAGI checkpoint (tagi_config.json + tagi.safetensors), as evaluate and adapters name it")
+    .addOption(new Option("--checkpoint <dir>", "the former name of --tagi").hideHelp())
     .addOption(new Option("--instruction <text>", "the task instruction").conflicts("instructionFile"))
     .option("--instruction-file <file>", "read the instruction from a file")
     .requiredOption("--out <dir>", "output folder (adapter_config.json + adapter_model.safetensors)")
     .option("--model <dir>", "base model folder (default: the one in tagi_config.json)")
     .addOption(new Option("--backend <name>", "tensor backend").choices(["auto", "tensorflow", "wasm", "cpu"]))
-    .action(async (o: { checkpoint: string; instruction?: string; instructionFile?: string; out: string; model?: string; backend?: string }) => {
+    .action(async (o: { tagi?: string; checkpoint?: string; instruction?: string; instructionFile?: string; out: string; model?: string; backend?: string }) => {
+      const checkpoint = o.tagi ?? o.checkpoint;
+      if (!checkpoint) throw new Error("generate: give --tagi DIR (the TAGI checkpoint)");
       await initBackend(o.backend ? { backend: o.backend, log: false } : { log: false });
       if (!o.instruction && !o.instructionFile) throw new Error("generate: give --instruction TEXT or --instruction-file FILE");
       const instruction = o.instruction ?? readUtf8File(o.instructionFile!); // invalid UTF-8: an error naming the byte offset
-      const dir = resolve(o.checkpoint);
+      const dir = resolve(checkpoint);
       const { base } = readTagiConfig(dir);
       const baseDir = o.model ? resolve(o.model) : base;
       const m = loadTagiParams(dir, loadBaseModel(baseDir));

@@ -36,6 +36,16 @@ describe("the tagi command line", function () {
     assert.match(help.stdout, /Examples:\n {2}\$ npm run tagi -- finetune --config configs\/tiny\/finetune\.json --out runs\/tiny\/finetune/);
   });
 
+  it("generate names the TAGI checkpoint --tagi, as evaluate and adapters do (--checkpoint still read, hidden)", () => {
+    const r = cli("generate", "--instruction", "Translate.", "--out", "x", "--backend", "cpu");
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /generate: give --tagi DIR/);
+    const help = cli("generate", "--help").stdout;
+    assert.match(help, /--tagi <dir>/);
+    assert.doesNotMatch(help, /--checkpoint/);
+    assert.match(cli("generate", "--checkpoint", "no-such-dir", "--instruction", "x", "--out", "y", "--backend", "cpu").stderr, /no-such-dir/);
+  });
+
   it("--print-config prints the merged, checked config and runs nothing; a bad --set is an error", () => {
     const r = cli("finetune", "--config", "configs/tiny/finetune.json", "--set", "losses.ins=0.5", "--print-config");
     assert.equal(r.status, 0, r.stderr);

@@ -14,7 +14,7 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
     "npm run tagi -- finetune --config configs/tiny/finetune.json --set losses.ins=0.5 --print-config   # the merged config, no run",
   ],
   "teacher-logits": ["npm run tagi -- teacher-logits --config configs/tiny/finetune.json --set format=def --out runs/tiny/teacher-logits-def --top-k 64"],
-  generate: ['npm run tagi -- generate --checkpoint runs/tiny/finetune/model --instruction "Definition: Translate the sentence into French." --out my-adapter'],
+  generate: ['npm run tagi -- generate --tagi runs/tiny/finetune/model --instruction "Definition: Translate the sentence into French." --out my-adapter'],
   experiment: ["npm run experiment -- tagi --seeds 0,1,2 --scale tiny", "npm run experiment -- no-ft --seed 0 --reevaluate p3"],
   prepare: ["npm run tagi -- prepare --scale small --through artifacts/small/teachers"],
   results: ["npm run results"],

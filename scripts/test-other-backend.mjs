@@ -1,4 +1,5 @@
-// The second pass of `npm test`: the library tests (every test file but the notebooks') on the backend the
+// The second pass of `npm test`: the library tests (every test file but the notebooks' and the few that use
+// no backend of their own process) on the backend the
 // first pass did not use. The first pass runs on what `auto` picks: tensorflow where scripts/setup-tensorflow.sh
 // installed tfjs-node, else wasm. So with tfjs-node installed this pass runs wasm and both backends are tested;
 // without it there is no second backend: said plainly, and an error under CI (CI=true), where setup must have
@@ -20,8 +21,11 @@ if (check.status !== 0) {
   console.log(`[test] tensorflow backend not installed (${why}): the tests ran on wasm only. bash scripts/setup-tensorflow.sh installs it.`);
   process.exit(0);
 }
+// Not again: tests that use no tensor backend of this process (rendered notebooks in a browser, the packed
+// package in another folder, the Jupyter server).
+const BACKEND_FREE = new Set(["browser.test.ts", "package.test.ts", "lab.test.ts"]);
 const files = readdirSync(join(root, "test"))
-  .filter((f) => f.endsWith(".test.ts") && !f.startsWith("notebook"))
+  .filter((f) => f.endsWith(".test.ts") && !f.startsWith("notebook") && !BACKEND_FREE.has(f))
   .sort()
   .map((f) => join("test", f));
 console.log(`[test] second pass: ${files.length} library test files on the wasm backend (the first pass ran on tensorflow)`);

@@ -86,9 +86,13 @@ describe("published artifacts", function () {
     const run = path.join(root, "run");
     fakeRun(run);
     const out = path.join(root, "artifacts", "tiny", "base");
-    const m = publishArtifact({ run, out, dtype: "bf16", command: ["tagi", "publish"] });
+    const span = path.join(root, "span");
+    fakeRun(span); // the phase this one continued
+    const m = publishArtifact({ run, out, dtype: "bf16", command: ["tagi", "publish"], earlier: [{ name: "span", run: span }] });
     assert.equal(m.kind, "t5");
-    assert.deepEqual(m.files.map((f) => f.path).sort(), ["log.jsonl", "model/config.json", "model/model.safetensors", "run.json"]);
+    assert.deepEqual(m.files.map((f) => f.path).sort(), ["log.jsonl", "model/config.json", "model/model.safetensors", "run.json", "span/log.jsonl", "span/run.json"]);
+    assert.deepEqual(m.earlier?.["span"]?.devCurve, [{ step: 10, loss: 8.5 }, { step: 20, loss: 7.25 }]);
+    assert.equal(m.earlier?.["span"]?.steps, 20);
     assert.deepEqual(m.devCurve, [{ step: 10, loss: 8.5 }, { step: 20, loss: 7.25 }]);
     assert.equal(m.trainedBy.commit, "abc1234");
     assert.equal(m.trainedBy.backend, "cpu");

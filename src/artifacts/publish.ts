@@ -50,6 +50,8 @@ export interface ArtifactManifest {
   /** The dev-split curve (teacher-forced loss of held-out dev tasks) of the run; per teacher for teachers. */
   devCurve: { step: number; loss: number }[] | Record<string, DevEnds | null>;
   trainLoss: { first: number; last: number } | null;
+  /** The earlier runs this one continued, by name: how each was trained and its dev curve. */
+  earlier?: Record<string, { stage: string; command: string | null; commit: string | null; steps: number | null; wallSeconds: number | null; devCurve: { step: number; loss: number }[]; trainLoss: { first: number; last: number } | null }>;
 }
 
 /** A teacher's dev curve ends, as its manifest records them (TeacherEntry.devLoss). */
@@ -136,6 +138,11 @@ export interface PublishOptions {
   command?: string[];
   /** Refuse when artifacts/ would exceed this many bytes (default ARTIFACTS_BUDGET_BYTES; the folder's parent's parent is measured). */
   budgetBytes?: number;
+  /**
+   * Earlier runs this one continued (e.g. the span-corruption phase an LM-adapt phase starts from): their
+   * run.json and log.jsonl (no weights) go to `<out>/<name>/`, so the artifact carries its whole history.
+   */
+  earlier?: { name: string; run: string }[];
 }
 
 /** Publishes a finished stage (see the module comment); returns the artifact's manifest. */
@@ -151,8 +158,16 @@ export function publishArtifact(o: PublishOptions): ArtifactManifest {
   const listed: ArtifactFile[] = [];
   let parameters = 0;
   const extra = ["run.json", ...(fs.existsSync(path.join(run, "log.jsonl")) ? ["log.jsonl"] : [])];
-  for (const rel of [...files, ...extra]) {
-    const src = path.join(run, rel);
+  const sources = new Map<string, string>([...files, ...extra].map((rel) => [rel, path.join(run, rel)]));
+  for (const e of o.earlier ?? []) {
+    if (!/^[a-z0-9-]+$/.test(e.name)) throw new Error(`publish: earlier run name '${e.name}' must be lower-case letters, digits and dashes`);
+    for (const f of ["run.json", "log.jsonl"]) {
+      const src = path.join(path.resolve(e.run), f);
+      if (!fs.existsSync(src)) throw new Error(`publish: the earlier run ${e.run} has no ${f}`);
+      sources.set(path.join(e.name, f), src);
+    }
+  }
+  for (const [rel, src] of sources) {
     const dst = path.join(out, rel);
     fs.mkdirSync(path.dirname(dst), { recursive: true });
     let elements: Record<string, number> | undefined;
@@ -200,6 +215,17 @@ export function publishArtifact(o: PublishOptions): ArtifactManifest {
     publishedBy: { command: o.command ? o.command.join(" ") : null, commit: env.commit, at: new Date().toISOString() },
     devCurve,
     trainLoss: log.trainLoss,
+    ...(o.earlier?.length
+      ? {
+          earlier: Object.fromEntries(
+            o.earlier.map((e) => {
+              const r = readJson<RunRecord>(path.join(path.resolve(e.run), "run.json"));
+              const l = devCurveOf(path.join(path.resolve(e.run), "log.jsonl"));
+              return [e.name, { stage: r.stage ?? "unknown", command: r.command ?? null, commit: r.commit ?? null, steps: r.training?.steps ?? null, wallSeconds: r.wallSeconds ?? null, devCurve: l.curve, trainLoss: l.trainLoss }];
+            }),
+          ),
+        }
+      : {}),
   };
   const root = path.dirname(path.dirname(out));
   const total = folderBytes(root);

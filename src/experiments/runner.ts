@@ -87,7 +87,8 @@ export interface PrepareStage {
   out: string;
   done: string;
   set?: Record<string, unknown>;
-  publish?: { to: string; dtype: ArtifactDtype };
+  /** `earlier`: prepare outs this stage continued (name -> run folder), whose records the artifact carries. */
+  publish?: { to: string; dtype: ArtifactDtype; earlier?: Record<string, string> };
 }
 
 export interface ScaleSettings {
@@ -257,7 +258,13 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
   if (formats !== null && (!Array.isArray(formats) || !formats.every((f) => f === "def" || f === "def+2pos"))) p.push(`formats must be null or a list of "def", "def+2pos"`);
   const prepare = raw["prepare"];
   const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
-  const isPublish = (x: unknown) => x === undefined || (isObject(x) && typeof x["to"] === "string" && (x["dtype"] === "bf16" || x["dtype"] === "f32") && Object.keys(x).length === 2);
+  const isPublish = (x: unknown) =>
+    x === undefined ||
+    (isObject(x) &&
+      typeof x["to"] === "string" &&
+      (x["dtype"] === "bf16" || x["dtype"] === "f32") &&
+      (x["earlier"] === undefined || (isObject(x["earlier"]) && Object.values(x["earlier"]).every((v) => typeof v === "string"))) &&
+      Object.keys(x).every((k) => ["to", "dtype", "earlier"].includes(k)));
   if (
     !Array.isArray(prepare) ||
     !prepare.every(
@@ -269,7 +276,7 @@ export function parseScaleSettings(raw: Record<string, unknown>, scale: string, 
         Object.keys(x).every((k) => ["command", "config", "out", "done", "set", "publish"].includes(k)),
     )
   ) {
-    p.push('prepare must be a list of {command, config, out, done, set?: {key: value}, publish?: {to: FOLDER, dtype: "bf16" | "f32"}}');
+    p.push('prepare must be a list of {command, config, out, done, set?: {key: value}, publish?: {to: FOLDER, dtype: "bf16" | "f32", earlier?: {name: RUN_FOLDER}}}');
   }
   // One meta-trained model per format the scale evaluates (the paper trains one model per format).
   const lt = raw["logitTeachers"];
@@ -543,7 +550,8 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
       const code = await runCli(args, logFile, log);
       if (code !== 0) throw new Error(`preparing the ${scale.scale} scale: 'tagi ${args.join(" ")}' failed (exit ${code}); see ${path.relative(PROJECT_ROOT, logFile)}`);
       if (p.publish) {
-        const m = publishArtifact({ run: path.join(PROJECT_ROOT, p.out), out: path.join(PROJECT_ROOT, p.publish.to), dtype: p.publish.dtype, command: ["tagi", "prepare", "--scale", scale.scale] });
+        const earlier = Object.entries(p.publish.earlier ?? {}).map(([name, run]) => ({ name, run: path.join(PROJECT_ROOT, run) }));
+        const m = publishArtifact({ run: path.join(PROJECT_ROOT, p.out), out: path.join(PROJECT_ROOT, p.publish.to), dtype: p.publish.dtype, command: ["tagi", "prepare", "--scale", scale.scale], earlier });
         const root = path.dirname(path.dirname(path.join(PROJECT_ROOT, p.publish.to))); // artifacts/<scale>/<name>
         fs.writeFileSync(path.join(root, "README.md"), artifactsIndex(root));
         log(`[experiment] published ${m.artifact} (${(m.bytes / 1e6).toFixed(1)} MB, ${m.dtype}): commit it; later stages read it`);

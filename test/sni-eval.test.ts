@@ -174,6 +174,11 @@ describe("tagi evaluate (CLI)", function () {
     assert.ok(s.intervals.rougeL.lo <= s.overall.rougeL && s.overall.rougeL <= s.intervals.rougeL.hi);
     assert.equal(s.intervals.rougeL.n, 4);
     assert.deepEqual(s.floors.map((f: { name: string }) => f.name), ["copy instance input", "copy first demonstration output", "most frequent demonstration output"]);
+    // where the generation time went: the parts sum to the whole, and the decoder ran at most batch rows a step
+    const t = s.timing;
+    assert.ok(t.encodeMs > 0 && t.decodeMs > 0 && t.scoreMs > 0 && t.hostMs >= 0, JSON.stringify(t));
+    assert.ok(Math.abs(t.encodeMs + t.decodeMs + t.scoreMs + t.hostMs - t.generateMs) < 1 + 0.01 * t.generateMs, JSON.stringify(t));
+    assert.ok(t.decoderSteps >= 1 && t.decoderSteps <= 8 * 4 && t.meanRowsPerStep > 0 && t.meanRowsPerStep <= 4, JSON.stringify(t));
   });
 
   it("refuses --model with --random-tiny; --benchmark p3 runs the P3 held-out evaluation", function () {

@@ -293,7 +293,8 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
       `  sanity floors on the same instances (ROUGE-L): ${result.floors.map((f) => `${f.name} ${f.rougeL.toFixed(2)} ${ci(f.rougeLCi)}`).join("; ")}`,
       `  ${c.tasks} tasks in ${c.categories} categories, ${c.instances} instances; truncated ${c.truncated} ` +
         `(examples dropped ${c.examplesDropped}, definition shortened ${c.definitionTruncated}, instance cut ${c.instanceTruncated}); skipped ${c.skipped}`,
-      `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating`,
+      `  ${fmtSeconds(summary.wallSeconds)} wall, ${result.timing.instancesPerSec.toFixed(2)} instances/s while generating: encoder ${fmtSeconds(result.timing.encodeMs / 1000)}, ` +
+        `decoder ${fmtSeconds(result.timing.decodeMs / 1000)} (${result.timing.decoderSteps} steps, ${result.timing.meanRowsPerStep.toFixed(1)} rows each), reference scoring ${fmtSeconds(result.timing.scoreMs / 1000)}, host ${fmtSeconds(result.timing.hostMs / 1000)}`,
       `  compute (${compute.method}, ${compute.format}, lengths as run): ${(compute.flops / 1e12).toFixed(3)} TFLOP, x${compute.relativeToTkInstruct.toFixed(2)} of Tk-Instruct's on these tasks`,
       `  wrote ${outDir}/{per_task.csv, per_category.csv, predictions.jsonl, summary.json}`,
     ].join("\n"),

@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTask } from "../data/sni";
-import { generateAndScore, greedyDecode } from "../model/generate";
+import { generateAndScore, greedyDecode, newGenerationTiming } from "../model/generate";
 import type { RunOptions, T5Model } from "../model/t5";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
@@ -143,7 +143,23 @@ export interface SniResult {
   floors: FloorScore[];
   counts: SniCounts;
   skips: SniSkip[];
-  timing: { totalMs: number; prepareMs: number; generateMs: number; instancesPerSec: number };
+  /**
+   * Where the time went: preparing prompts, then generating (encoder, step-by-step decoder, reference
+   * scoring, and the host's share: batching, tokenizing references, detokenizing, ROUGE), and the decoder's
+   * rows per step (finished sequences leave the batch).
+   */
+  timing: {
+    totalMs: number;
+    prepareMs: number;
+    generateMs: number;
+    encodeMs: number;
+    decodeMs: number;
+    scoreMs: number;
+    hostMs: number;
+    decoderSteps: number;
+    meanRowsPerStep: number;
+    instancesPerSec: number;
+  };
 }
 
 export const SNI_METRICS: SniResult["metrics"] = [
@@ -280,6 +296,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   const wantNll = opts.referenceNll ?? true;
   let done = 0;
   let outOfVocab = 0;
+  const gen = newGenerationTiming();
   for (const batch of batches) {
     const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
     const ids = tf.tensor2d(inputIds, undefined, "int32");
@@ -290,10 +307,10 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       if (wantNll) {
         // one encoder pass for both the generated text and the reference's NLL
         const labels = batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
-        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens });
+        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens, timing: gen });
         out = r.ids;
         batch.forEach((b, i) => (nll[b.index] = -r.scores.mean[i]!));
-      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens });
+      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens, timing: gen });
     } finally {
       tf.dispose([ids, mask]);
     }
@@ -397,6 +414,12 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       totalMs: tEnd - t0,
       prepareMs: tPrep - t0,
       generateMs: tGen - tPrep,
+      encodeMs: gen.encodeMs,
+      decodeMs: gen.decodeMs,
+      scoreMs: gen.scoreMs,
+      hostMs: Math.max(0, tGen - tPrep - gen.encodeMs - gen.decodeMs - gen.scoreMs),
+      decoderSteps: gen.steps,
+      meanRowsPerStep: gen.steps ? gen.rowSteps / gen.steps : 0,
       instancesPerSec: tGen > tPrep ? (items.length * 1000) / (tGen - tPrep) : 0,
     },
   };

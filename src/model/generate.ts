@@ -11,6 +11,33 @@ export interface GreedyOptions extends RunOptions {
   ignoreEos?: boolean;
   /** Drop finished sequences from the batch (default true); false decodes every row to the end. */
   compact?: boolean;
+  /** Accumulates milliseconds spent encoding, decoding step by step, and scoring given targets. */
+  timing?: GenerationTiming;
+}
+
+/** Where generation time goes (tfjs CPU backends run ops eagerly, so wall time around each part is its cost). */
+export interface GenerationTiming {
+  encodeMs: number;
+  decodeMs: number;
+  scoreMs: number;
+  /** Decoder steps run, and rows summed over them (rows decoded; fewer than steps x batch when finished rows leave). */
+  steps: number;
+  rowSteps: number;
+}
+
+export function newGenerationTiming(): GenerationTiming {
+  return { encodeMs: 0, decodeMs: 0, scoreMs: 0, steps: 0, rowSteps: 0 };
+}
+
+/** Runs fn, adding its wall time to timing[key] when timing is given. */
+function timed<T>(timing: GenerationTiming | undefined, key: "encodeMs" | "decodeMs" | "scoreMs", fn: () => T): T {
+  if (!timing) return fn();
+  const t0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    timing[key] += performance.now() - t0;
+  }
 }
 
 /**
@@ -25,8 +52,8 @@ export interface GreedyOptions extends RunOptions {
  */
 export function greedyDecode(model: T5Model, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D | undefined, options: GreedyOptions): number[][] {
   checkMaxNewTokens(options.maxNewTokens);
-  const enc = encode(model, inputIds, attentionMask, options);
-  return decodeGreedy(model, enc, memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]), attentionMask, options);
+  const enc = timed(options.timing, "encodeMs", () => encode(model, inputIds, attentionMask, options));
+  return timed(options.timing, "decodeMs", () => decodeGreedy(model, enc, memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]), attentionMask, options));
 }
 
 function checkMaxNewTokens(n: number): void {
@@ -54,6 +81,10 @@ function decodeGreedy(model: T5Model, encoded: tf.Tensor3D, memoryMaskIn: tf.Ten
     const compact = options.compact !== false;
     for (let step = 0; step < maxNewTokens && rows.some((r) => !finished[r]); step++) {
       const n = rows.length;
+      if (options.timing) {
+        options.timing.steps++;
+        options.timing.rowSteps += n;
+      }
       const ids = tf.tensor2d(rows.map((r) => out[r]!.at(-1)!), [n, 1], "int32");
       const { logits, cache: extended } = decode(model, ids, enc, memMask, runOptions, cache);
       ids.dispose();
@@ -169,15 +200,15 @@ export function generateAndScore(
   options: GreedyOptions,
 ): { ids: number[][]; scores: TargetScores } {
   checkMaxNewTokens(options.maxNewTokens);
-  const enc = encode(model, inputIds, attentionMask, options);
+  const enc = timed(options.timing, "encodeMs", () => encode(model, inputIds, attentionMask, options));
   const memMask = memoryMask(options, attentionMask, inputIds.shape[0], inputIds.shape[1]);
   let scores: TargetScores;
   try {
-    scores = scoreEncoded(model, enc, memMask, labels, options);
+    scores = timed(options.timing, "scoreMs", () => scoreEncoded(model, enc, memMask, labels, options));
   } catch (e) {
     enc.dispose();
     if (memMask && memMask !== attentionMask) memMask.dispose();
     throw e;
   }
-  return { ids: decodeGreedy(model, enc, memMask, attentionMask, options), scores };
+  return { ids: timed(options.timing, "decodeMs", () => decodeGreedy(model, enc, memMask, attentionMask, options)), scores };
 }

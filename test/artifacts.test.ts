@@ -182,32 +182,56 @@ describe("the runner's published prepare stages", function () {
   const abs = path.join(PROJECT_DIR, rel);
   after(() => fs.rmSync(abs, { recursive: true, force: true }));
 
-  function scale(steps: number) {
+  /**
+   * A span-corruption phase (unpublished), a stage nothing here reads (unpublished, like a teacher logit
+   * cache), and the LM-adapt phase that continues the first (published).
+   */
+  function scale(steps: number, asideSteps = steps) {
     const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_DIR, "configs", "tiny", "experiments.json"), "utf8")) as Record<string, unknown>;
+    const quick = { maxTasks: 4, "train.steps": steps, "train.schedule.warmupSteps": 1, "dev.every": 0 };
     raw["prepare"] = [
+      { command: "pretrain-base", config: "pretrain-base.json", out: path.join(rel, "runs", "span"), done: path.join(rel, "runs", "span", "model", "config.json"), set: quick },
+      { command: "pretrain-base", config: "pretrain-base.json", out: path.join(rel, "runs", "aside"), done: path.join(rel, "runs", "aside", "model", "config.json"), set: { ...quick, "train.steps": asideSteps } },
       {
         command: "pretrain-base",
-        config: "pretrain-base.json",
+        config: "pretrain-base-lmadapt.json",
         out: path.join(rel, "runs", "base"),
         done: path.join(rel, "artifacts", "tiny", "base", ARTIFACT_FILE),
-        set: { maxTasks: 4, "train.steps": steps, "train.schedule.warmupSteps": 1, "dev.every": 0 },
-        publish: { to: path.join(rel, "artifacts", "tiny", "base"), dtype: "bf16" },
+        set: { ...quick, init: path.join(rel, "runs", "span", "model") },
+        publish: { to: path.join(rel, "artifacts", "tiny", "base"), dtype: "bf16", earlier: { span: path.join(rel, "runs", "span") } },
       },
     ];
     return parseScaleSettings(raw, "tiny");
   }
 
-  it("trains a missing stage and publishes it, then reads the artifact without training; a changed config is refused, not retrained", async () => {
+  it("trains missing stages and publishes the marked one, then reads the artifact without training, even without the unpublished phase it continued; a changed config is refused, not retrained", async () => {
     const lines: string[] = [];
     await ensurePrepared(scale(2), (l) => lines.push(l));
-    assert.ok(lines.some((l) => /preparing the tiny scale: tagi pretrain-base/.test(l)), lines.join("\n"));
+    assert.equal(lines.filter((l) => /preparing the tiny scale: tagi pretrain-base/.test(l)).length, 3, lines.join("\n"));
     assert.ok(lines.some((l) => /published .*artifacts\/tiny\/base .*bf16/.test(l)), lines.join("\n"));
     assert.deepEqual(verifyArtifacts(path.join(abs, "artifacts")).problems, []);
+    assert.ok(listArtifacts(path.join(abs, "artifacts"))[0]!.manifest.earlier?.["span"], "the artifact carries the span phase's record");
     assert.match(fs.readFileSync(path.join(abs, "artifacts", "README.md"), "utf8"), /\| `tiny\/base` \| t5 \|/);
     lines.length = 0;
     await ensurePrepared(scale(2), (l) => lines.push(l));
     assert.deepEqual(lines, []);
-    await assert.rejects(ensurePrepared(scale(3), () => {}), /artifacts\/tiny\/base \(a published artifact\) was made with another config .*train\.steps: 2 -> 3.*delete .* and rerun/);
+    // a fresh checkout has the artifact but no run folders: the span phase is not needed; the stage aside is
+    // rebuilt, and that does not make the artifact (which does not read it) stale
+    fs.rmSync(path.join(abs, "runs"), { recursive: true, force: true });
+    const fresh: string[] = [];
+    await ensurePrepared(scale(2), (l) => fresh.push(l));
+    assert.match(fresh[0]!, /runs\/span: not here, and not needed \(.*artifacts\/tiny\/base is done from it\)/);
+    assert.equal(fresh.filter((l) => /preparing the tiny scale/.test(l)).length, 1, fresh.join("\n"));
+    assert.match(fresh.find((l) => /preparing/.test(l))!, /--out \S*runs\/aside/);
+    // an unpublished stage whose config changed is rebuilt, alone (the artifact does not read it)
+    const changed: string[] = [];
+    await ensurePrepared(scale(2, 3), (l) => changed.push(l));
+    assert.ok(changed.some((l) => /runs\/aside was made with another config \(train\.steps: 2 -> 3\): rebuilding it/.test(l)), changed.join("\n"));
+    assert.equal(changed.filter((l) => /preparing/.test(l)).length, 1, changed.join("\n"));
+    // refused before anything trains (the span phase is not rebuilt first)
+    const refused: string[] = [];
+    await assert.rejects(ensurePrepared(scale(3), (l) => refused.push(l)), /artifacts\/tiny\/base \(a published artifact\) was made with another config .*train\.steps: 2 -> 3/);
+    assert.deepEqual(refused, []);
     await assert.rejects(ensurePrepared(scale(2), () => {}, { through: "runs/nowhere" }), /prepare --through runs\/nowhere: no stage of the tiny scale writes it/);
   });
 });

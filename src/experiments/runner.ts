@@ -521,28 +521,50 @@ export function preparedConfigChanges(p: PrepareStage, scale: string): string[] 
  * log says why.
  */
 export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l), opts: { through?: string } = {}): Promise<void> {
-  let rebuildRest = false;
   const through = opts.through === undefined ? null : path.normalize(opts.through);
   if (through !== null && !scale.prepare.some((p) => [p.out, p.publish?.to].includes(through))) {
     throw new Error(`prepare --through ${opts.through}: no stage of the ${scale.scale} scale writes it (${scale.prepare.map((p) => p.publish?.to ?? p.out).join(", ")})`);
   }
+  // A published artifact is committed and costly to retrain: one that no longer matches its config (or what it
+  // was made from) is refused, before anything trains, never replaced behind the user's back.
+  const refusePublished = (p: PrepareStage, why: string[]) =>
+    new Error(
+      `${p.publish!.to} (a published artifact) was made with another config than configs/${scale.scale}/${p.config} gives now (${why.slice(0, 6).join("; ")}${why.length > 6 ? "; ..." : ""}); ` +
+        `restore the config, or delete ${p.publish!.to} and rerun to train and publish it again`,
+    );
+  const isDone = (p: PrepareStage) => fs.existsSync(path.join(PROJECT_ROOT, p.done));
   for (const p of scale.prepare) {
-    const done = fs.existsSync(path.join(PROJECT_ROOT, p.done));
-    const changes = !done ? [] : rebuildRest ? ["an earlier stage was rebuilt"] : preparedConfigChanges(p, scale.scale);
-    const what = changes.slice(0, 6).join("; ") + (changes.length > 6 ? "; ..." : "");
-    if (changes.length && p.publish) {
-      // A published artifact is committed and costly to retrain: never replaced behind the user's back.
-      throw new Error(
-        `${p.publish.to} (a published artifact) was made with another config than configs/${scale.scale}/${p.config} gives now (${what}); ` +
-          `restore the config, or delete ${p.publish.to} and rerun to train and publish it again`,
-      );
+    const changes = p.publish && isDone(p) ? preparedConfigChanges(p, scale.scale) : [];
+    if (changes.length) throw refusePublished(p, changes);
+  }
+  // Which stage reads which: a stage reads another when its config (or its --set values) names the other's
+  // output folder or artifact.
+  const readsFrom = (j: PrepareStage, i: PrepareStage) => {
+    const text = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, j.config), "utf8") + JSON.stringify(j.set ?? {});
+    // the folder as a whole path ("runs/small/base" must not match "runs/small/base-span")
+    const names = (folder: string) => new RegExp(`${folder.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?=["/\\s,}]|$)`).test(text);
+    return names(i.out) || (i.publish !== undefined && names(i.publish.to));
+  };
+  const rebuilt: PrepareStage[] = [];
+  for (const [index, p] of scale.prepare.entries()) {
+    const done = isDone(p);
+    // An unpublished intermediate (the span-corruption phase the published base continued) is needed only to
+    // build what reads it: when every later stage that reads it is done and unchanged, it is not rebuilt
+    // (a fresh checkout with the artifacts committed lacks it, and needs nothing from it).
+    const readers = scale.prepare.slice(index + 1).filter((j) => readsFrom(j, p));
+    if (!done && !p.publish && readers.length > 0 && readers.every((j) => isDone(j) && preparedConfigChanges(j, scale.scale).length === 0 && !rebuilt.some((r) => readsFrom(j, r)))) {
+      log(`[experiment] ${p.out}: not here, and not needed (${readers.map((j) => j.publish?.to ?? j.out).join(", ")} ${readers.length > 1 ? "are" : "is"} done from it)`);
+      continue;
     }
+    const stale = rebuilt.filter((r) => readsFrom(p, r)).map((r) => `${r.out} was rebuilt`);
+    const changes = !done ? [] : stale.length ? stale : preparedConfigChanges(p, scale.scale);
+    if (changes.length && p.publish) throw refusePublished(p, changes);
     if (changes.length) {
-      log(`[experiment] ${p.out} was made with another config (${what}): rebuilding it`);
+      log(`[experiment] ${p.out} was made with another config (${changes.slice(0, 6).join("; ")}${changes.length > 6 ? "; ..." : ""}): rebuilding it`);
       fs.rmSync(path.join(PROJECT_ROOT, p.out), { recursive: true, force: true });
     }
     if (!done || changes.length) {
-      rebuildRest = true; // later stages read this one's outputs
+      rebuilt.push(p); // stages that read this one's outputs are rebuilt too
       const logFile = path.join(PROJECT_ROOT, p.out + ".log");
       const resumable = p.command !== "teacher-logits"; // a cache is built whole (it takes no --resume)
       const args = [p.command, "--config", path.join("configs", scale.scale, p.config), "--out", p.out, ...(resumable ? ["--resume"] : []), ...setStrings(p.set ?? {}).flatMap((x) => ["--set", x])];

@@ -228,6 +228,14 @@ describe("the runner's published prepare stages", function () {
     await ensurePrepared(scale(2, 3), (l) => changed.push(l));
     assert.ok(changed.some((l) => /runs\/aside was made with another config \(train\.steps: 2 -> 3\): rebuilding it/.test(l)), changed.join("\n"));
     assert.equal(changed.filter((l) => /preparing/.test(l)).length, 1, changed.join("\n"));
+    // a damaged artifact is an error naming the file, not a model silently read
+    const weights = path.join(abs, "artifacts", "tiny", "base", "model", "model.safetensors");
+    const good = fs.readFileSync(weights);
+    const bad = Buffer.from(good);
+    bad[bad.length - 2] = bad[bad.length - 2]! ^ 0xff;
+    fs.writeFileSync(weights, bad);
+    await assert.rejects(ensurePrepared(scale(2), () => {}), /the published artifact .*artifacts\/tiny\/base does not match its artifact\.json:\n {2}- .*model\/model\.safetensors: sha256 differs/);
+    fs.writeFileSync(weights, good);
     // refused before anything trains (the span phase is not rebuilt first)
     const refused: string[] = [];
     await assert.rejects(ensurePrepared(scale(3), (l) => refused.push(l)), /artifacts\/tiny\/base \(a published artifact\) was made with another config .*train\.steps: 2 -> 3/);

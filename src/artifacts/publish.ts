@@ -271,31 +271,41 @@ const LFS_POINTER = "version https://git-lfs.github.com/spec/";
  * all hold.
  */
 export function verifyArtifacts(root = path.join(PROJECT_DIR, "artifacts")): { artifacts: number; bytes: number; problems: string[] } {
-  const problems: string[] = [];
-  let bytes = 0;
   const all = listArtifacts(root);
+  let bytes = 0;
+  const problems: string[] = [];
   for (const { dir, manifest } of all) {
-    const name = path.relative(PROJECT_DIR, dir) || dir;
-    const want = new Set(manifest.files.map((f) => f.path));
-    for (const f of manifest.files) {
-      const file = path.join(dir, f.path);
-      if (!fs.existsSync(file)) {
-        problems.push(`${name}/${f.path}: missing (artifact.json lists it)`);
-        continue;
-      }
-      const size = fs.statSync(file).size;
-      bytes += size;
-      if (size < 1024 && fs.readFileSync(file, "utf8").startsWith(LFS_POINTER)) {
-        problems.push(`${name}/${f.path}: a Git LFS pointer, not the file (run \`git lfs pull\`)`);
-        continue;
-      }
-      if (size !== f.bytes) problems.push(`${name}/${f.path}: ${size} bytes, artifact.json says ${f.bytes}`);
-      else if (sha256File(file) !== f.sha256) problems.push(`${name}/${f.path}: sha256 differs from artifact.json (the file was changed after publishing)`);
-    }
-    const walk = (d: string, rel: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name), path.join(rel, e.name)) : [path.join(rel, e.name)]));
-    for (const f of walk(dir, "")) if (f !== ARTIFACT_FILE && !want.has(f)) problems.push(`${name}/${f}: not listed in artifact.json`);
+    const r = verifyArtifact(dir, manifest);
+    bytes += r.bytes;
+    problems.push(...r.problems);
   }
   return { artifacts: all.length, bytes, problems };
+}
+
+/** One artifact folder against its artifact.json (see verifyArtifacts). */
+export function verifyArtifact(dir: string, manifest: ArtifactManifest = readJson<ArtifactManifest>(path.join(dir, ARTIFACT_FILE))): { bytes: number; problems: string[] } {
+  const problems: string[] = [];
+  let bytes = 0;
+  const name = path.relative(PROJECT_DIR, dir) || dir;
+  const want = new Set(manifest.files.map((f) => f.path));
+  for (const f of manifest.files) {
+    const file = path.join(dir, f.path);
+    if (!fs.existsSync(file)) {
+      problems.push(`${name}/${f.path}: missing (artifact.json lists it)`);
+      continue;
+    }
+    const size = fs.statSync(file).size;
+    bytes += size;
+    if (size < 1024 && fs.readFileSync(file, "utf8").startsWith(LFS_POINTER)) {
+      problems.push(`${name}/${f.path}: a Git LFS pointer, not the file (run \`git lfs pull\`)`);
+      continue;
+    }
+    if (size !== f.bytes) problems.push(`${name}/${f.path}: ${size} bytes, artifact.json says ${f.bytes}`);
+    else if (sha256File(file) !== f.sha256) problems.push(`${name}/${f.path}: sha256 differs from artifact.json (the file was changed after publishing)`);
+  }
+  const walk = (d: string, rel: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name), path.join(rel, e.name)) : [path.join(rel, e.name)]));
+  for (const f of walk(dir, "")) if (f !== ARTIFACT_FILE && !want.has(f)) problems.push(`${name}/${f}: not listed in artifact.json`);
+  return { bytes, problems };
 }
 
 /** artifacts/README.md: one row per artifact (what, size, how it was trained, its dev curve's ends). */

@@ -17,7 +17,7 @@
  * fixed by the scale so that seeds measure training variance only. Same seed, same backend: same metrics.
  */
 import { projectRelative } from "../project-paths";
-import { artifactsIndex, publishArtifact, type ArtifactDtype } from "../artifacts/publish";
+import { artifactsIndex, publishArtifact, verifyArtifact, type ArtifactDtype } from "../artifacts/publish";
 import { lockFolder } from "../train/folder-lock";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -534,7 +534,11 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
     );
   const isDone = (p: PrepareStage) => fs.existsSync(path.join(PROJECT_ROOT, p.done));
   for (const p of scale.prepare) {
-    const changes = p.publish && isDone(p) ? preparedConfigChanges(p, scale.scale) : [];
+    if (!p.publish || !isDone(p)) continue;
+    // every file as published (sha256): a damaged or half-fetched artifact is an error naming the file
+    const damaged = verifyArtifact(path.join(PROJECT_ROOT, p.publish.to)).problems;
+    if (damaged.length) throw new Error(`the published artifact ${p.publish.to} does not match its artifact.json:\n  - ${damaged.join("\n  - ")}\nrestore it (git checkout -- ${p.publish.to}) or delete it to train it again`);
+    const changes = preparedConfigChanges(p, scale.scale);
     if (changes.length) throw refusePublished(p, changes);
   }
   // Which stage reads which: a stage reads another when its config (or its --set values) names the other's

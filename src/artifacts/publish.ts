@@ -308,29 +308,39 @@ export function verifyArtifact(dir: string, manifest: ArtifactManifest = readJso
   return { bytes, problems };
 }
 
-/** artifacts/README.md: one row per artifact (what, size, how it was trained, its dev curve's ends). */
+/** artifacts/README.md: one row per artifact (what, size, how it was trained, its dev curve's ends), then how each was made. */
 export function artifactsIndex(root = path.join(PROJECT_DIR, "artifacts")): string {
-  const rows = listArtifacts(root).map(({ dir, manifest: m }) => {
-    const curve = Array.isArray(m.devCurve) ? m.devCurve : [];
-    const dev = curve.length ? `${curve[0]!.loss.toFixed(3)} (step ${curve[0]!.step}) -> ${curve.at(-1)!.loss.toFixed(3)} (step ${curve.at(-1)!.step})` : m.kind === "teachers" ? "per teacher in artifact.json" : "";
-    const minutes = m.trainedBy.wallSeconds !== null ? (m.trainedBy.wallSeconds / 60).toFixed(0) : "";
-    return `| \`${path.relative(root, dir)}\` | ${m.kind} | ${(m.parameters / 1e6).toFixed(2)}M | ${m.dtype} | ${(m.bytes / 1e6).toFixed(1)} | ${m.trainedBy.steps ?? ""} | ${minutes} | ${m.trainedBy.backend ?? ""} | ${m.trainedBy.commit?.slice(0, 7) ?? ""} | ${dev} |\n\n`;
+  const all = listArtifacts(root);
+  const ends = (curve: { step: number; loss: number }[]) => (curve.length ? `${curve[0]!.loss.toFixed(3)} (step ${curve[0]!.step}) -> ${curve.at(-1)!.loss.toFixed(3)} (step ${curve.at(-1)!.step})` : "");
+  const minutes = (s: number | null) => (s !== null ? (s / 60).toFixed(0) : "");
+  const rows = all.map(({ dir, manifest: m }) => {
+    const dev = Array.isArray(m.devCurve) ? ends(m.devCurve) : m.kind === "teachers" ? "per teacher in artifact.json" : "";
+    return `| \`${path.relative(root, dir)}\` | ${m.kind} | ${(m.parameters / 1e6).toFixed(2)}M | ${m.dtype} | ${(m.bytes / 1e6).toFixed(1)} | ${m.trainedBy.steps ?? ""} | ${minutes(m.trainedBy.wallSeconds)} | ${m.trainedBy.backend ?? ""} | ${m.trainedBy.commit?.slice(0, 7) ?? ""} | ${dev} |`;
   });
-  const total = listArtifacts(root).reduce((a, x) => a + x.manifest.bytes, 0);
+  const how = all.flatMap(({ dir, manifest: m }) => [
+    `- \`${path.relative(root, dir)}\`: \`${m.trainedBy.command ?? "?"}\` at ${m.trainedBy.commit?.slice(0, 7) ?? "?"}${m.trainedBy.uncommitted?.length ? ` (plus uncommitted changes to ${m.trainedBy.uncommitted.join(", ")})` : ""}; published by \`${m.publishedBy.command ?? "?"}\`.`,
+    ...Object.entries(m.earlier ?? {}).map(
+      ([name, e]) => `  - continues \`${name}/\`: \`${e.command ?? "?"}\` at ${e.commit?.slice(0, 7) ?? "?"}, ${e.steps ?? "?"} steps, ${minutes(e.wallSeconds)} min; dev loss ${ends(e.devCurve) || "not recorded"}.`,
+    ),
+  ]);
+  const total = all.reduce((a, x) => a + x.manifest.bytes, 0);
   return [
     "# Published artifacts",
     "",
     "Trained once, committed once, read by every later stage and experiment (`configs/<scale>/`). Each folder's",
     "`artifact.json` lists its files with sha256 and size, the command and commit that trained it and the one that",
-    "published it, and its dev-split curve; `npm run tagi -- artifacts --verify` checks every file against it.",
-    "Frozen weights are stored as bfloat16 (round to nearest even, as torch). Regenerate with the `scripts/` named",
-    "in each artifact's command (`scripts/train-small.sh` at the small scale).",
+    "published it, and its dev-split curve; `npm run tagi -- artifacts` checks every file against it, and",
+    "`tagi prepare` does before it reads one. Weights that later stages keep frozen are stored as bfloat16 (rounded",
+    "to nearest even, as torch rounds). `scripts/train-small.sh` (`tagi prepare --scale small`) trains whatever is",
+    "missing and publishes it here.",
     "",
     `${(total / 1e6).toFixed(1)} MB in all (budget ${(ARTIFACTS_BUDGET_BYTES / 1e6).toFixed(0)} MB).`,
     "",
     "| artifact | kind | parameters | stored as | MB | steps | train min | backend | trained at | dev loss first -> last |",
     "|---|---|---:|---|---:|---:|---:|---|---|---|",
-    ...rows.map((r) => r.trimEnd()),
+    ...rows,
+    "",
+    ...how,
     "",
   ].join("\n");
 }

@@ -62,6 +62,10 @@ export interface SniEvalOptions {
   runOptions?: RunOptions | ((task: string, batchSize: number) => RunOptions);
   /** Also score the first reference under teacher forcing (SniResult.referenceNll). Default true. */
   referenceNll?: boolean;
+  /** Finished sequences leave the decoding batch (default true; false: the reference path, for measurements). */
+  compactDecoding?: boolean;
+  /** Each decoding batch's padded input ids and mask, as run (for side-by-side measurements). */
+  onBatch?: (inputIds: number[][], attentionMask: number[][]) => void;
   onProgress?: (p: SniProgress) => void;
 }
 
@@ -299,6 +303,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   const gen = newGenerationTiming();
   for (const batch of batches) {
     const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
+    opts.onBatch?.(inputIds, attentionMask);
     const ids = tf.tensor2d(inputIds, undefined, "int32");
     const mask = tf.tensor2d(attentionMask, undefined, "int32");
     const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task, batch.length) : (opts.runOptions ?? {});
@@ -307,10 +312,10 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       if (wantNll) {
         // one encoder pass for both the generated text and the reference's NLL
         const labels = batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
-        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens, timing: gen });
+        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
         out = r.ids;
         batch.forEach((b, i) => (nll[b.index] = -r.scores.mean[i]!));
-      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens, timing: gen });
+      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
     } finally {
       tf.dispose([ids, mask]);
     }

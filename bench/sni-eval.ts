@@ -45,6 +45,8 @@ void (async () => {
   const batches: { inputIds: number[][]; attentionMask: number[][] }[] = [];
   const runs: Record<string, SniResult> = {};
   const t0 = Date.now();
+  // Warm-up (kernels, allocator), not measured: the first path run would otherwise pay it.
+  await evaluateSni(m, tokenizer, { ...common, maxInstancesPerTask: 1, maxNewTokens: 4 });
   runs["compact"] = await evaluateSni(m, tokenizer, { ...common, onBatch: (inputIds, attentionMask) => batches.push({ inputIds, attentionMask }) });
   runs["every row to the end"] = await evaluateSni(m, tokenizer, { ...common, compactDecoding: false });
   runs["compact, no reference NLL"] = await evaluateSni(m, tokenizer, { ...common, referenceNll: false });

@@ -107,7 +107,9 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const cached = { ...small, teacherLogitCaches: { def: "runs/x/tl-def", "def+2pos": "runs/x/tl-def2pos" } };
     assert.equal(stageSets(tagi, cached, "def+2pos", 0)["teacherLogits"], "runs/x/tl-def2pos");
     assert.ok(!("teacherLogits" in stageSets(loadExperiment("hint"), cached, "def", 0)));
-    assert.ok(!("teacherLogits" in stageSets(tagi, small, "def", 0)));
+    const { teacherLogitCaches: _, ...live } = small; // a scale without caches: the teacher runs live
+    assert.ok(!("teacherLogits" in stageSets(tagi, live, "def", 0)));
+    assert.equal(stageSets(tagi, small, "def", 0)["teacherLogits"], small.teacherLogitCaches?.def);
     assert.equal(stageSets(loadExperiment("tk-instruct-lora"), small, "def+2pos", 0)["format"], "def+2pos");
     // a scale that evaluates a format without its meta-trained model is refused
     const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "small", "experiments.json"), "utf8")) as Record<string, unknown>;

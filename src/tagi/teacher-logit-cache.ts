@@ -63,9 +63,10 @@ export function topKLogProbs(logits: tf.Tensor2D, temperature: number, k: number
   return tf.tidy(() => {
     const logp = tf.logSoftmax(tf.div(logits, temperature)) as tf.Tensor2D;
     const top = tf.topk(logp, k, true);
-    // log(1 − Σ top-k p): 0 mass at k = V; clamped so that a rounding excess over 1 stays finite.
+    // log(1 − Σ top-k p), clamped so that a rounding excess over 1 stays finite. At k = V nothing is left out:
+    // the remainder is exactly zero mass (float32 sums of 32k probabilities miss 1 by ~1e-5, not mass).
     const kept = tf.sum(tf.exp(top.values), -1);
-    const rest = tf.log(tf.maximum(tf.sub(1, kept), 1e-30));
+    const rest = k === v ? tf.fill([n], -1e9) : tf.log(tf.maximum(tf.sub(1, kept), 1e-30));
     const out = { ids: top.indices.dataSync() as Int32Array, logp: top.values.dataSync() as Float32Array, logRest: rest.dataSync() as Float32Array };
     if (out.ids.length !== n * k) throw new Error("topKLogProbs: unexpected shape");
     return out;

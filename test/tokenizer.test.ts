@@ -8,6 +8,8 @@ import { strict as assert } from "node:assert";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { loadSniSplit } from "../src/data/sni";
+import { buildPrompt } from "../src/text/prompts";
 import { DEFAULT_T5_TOKENIZER_PATH, T5Tokenizer, padBatch } from "../src/text/tokenizer";
 
 const projectRoot = resolve(__dirname, "..");
@@ -90,6 +92,24 @@ describe("T5Tokenizer (@huggingface/tokenizers over ../shared/data/t5/tokenizer.
       const ids = tok.encode(c.text);
       return sameIds(ids, c.ids) ? null : `ours ${JSON.stringify(ids.slice(0, 40))} hf ${JSON.stringify(c.ids.slice(0, 40))}`;
     });
+  });
+
+  it("the word cache changes nothing: encode equals the library's whole-string encoding on real prompts and on the cases that fall back", async function () {
+    // Fixture strings already match Hugging Face through encode (above); here the full prompts the stages
+    // tokenize (definition, two positive examples, instance), of train and test tasks, in both formats.
+    const texts: string[] = [];
+    for (const split of ["train", "test"] as const) {
+      const tasks = (await loadSniSplit(split)).tasks;
+      for (const [i, task] of tasks.entries()) {
+        if (i % 3 !== 0) continue;
+        for (const inst of task.instances.slice(0, 2)) for (const format of ["def", "def+2pos"] as const) texts.push(buildPrompt(task, inst, { format }).full);
+      }
+    }
+    assert.ok(texts.length >= 800, `${texts.length} prompts`);
+    // Cases the split must get right, and those where encodeWords falls back to the whole string.
+    texts.push("a  b", "a \n b", "\n\nfoo  \n", " leading", "trailing  ", "tab\tin\t word", "ideographic\u3000space", "x \u3000y", "a \u2581b", "\u2581", "e \u0301e", "joiner \u200dx", "thumbs \u{1F44D}\u{1F3FD} up", "");
+    const bad = texts.filter((t) => !sameIds(tok.encode(t), tok.encodeWhole(t)));
+    assert.equal(bad.length, 0, `${bad.length} of ${texts.length} strings differ; first: ${JSON.stringify(bad[0]?.slice(0, 200))}`);
   });
 
   it("addEos: false drops exactly the trailing </s>", function () {

@@ -8,8 +8,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT } from "../src/experiments/runner";
-import { collectRecords, stat, writeResultsReport } from "../src/experiments/results-report";
+import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
+import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol } from "../src/experiments/protocol";
 import { checkLossWeights } from "../src/experiments/notebook";
 import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
 import { loadSniSplit } from "../src/data/sni";
@@ -168,6 +169,43 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     await assert.rejects(runExperiment("hypter", { scale: "tiny", seed: 7, log: quiet, reevaluate: ["sni"] }), /nothing to re-evaluate/);
     await writeResultsReport({ out: path.join(tmp, "README.md"), resultsDir: tmp });
     assert.match(fs.readFileSync(path.join(tmp, "README.md"), "utf8"), /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| [0-9.]+ \| [0-9.]+ \| seeded sample \(seed 0\), 2 per template \|/);
+  });
+
+  it("records made under another protocol are listed as superseded, kept out of the tables, and never re-evaluated into them", async () => {
+    const first = await runExperiment("no-ft", { scale: "tiny", seed: 0, log: quiet });
+    assert.deepEqual(first.protocol, scaleProtocol(loadScale("tiny")), "a new record stores the protocol it was made under");
+    // An older grid's record: another instance sample (evaluation only) and another training budget.
+    const older = (seed: number, change: (r: ExperimentRecord) => void) => {
+      const dir = path.join(tmp, "no-ft", "tiny", `seed-${seed}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const rec = JSON.parse(JSON.stringify(first)) as ExperimentRecord;
+      rec.seed = seed;
+      delete rec.protocol; // as records made before protocols were stored
+      change(rec);
+      fs.writeFileSync(path.join(dir, "experiment.json"), JSON.stringify(rec));
+    };
+    older(5, (r) => (r.scale.eval.maxInstancesPerTask = 99));
+    older(6, (r) => (r.scale.steps = 12345));
+    const superseded: SupersededRecord[] = [];
+    const recs = collectRecords(tmp, superseded).get("tiny")!;
+    assert.deepEqual(recs.get("no-ft")!.map((r) => r.seed), [0], "only the current protocol's record is in the tables");
+    assert.deepEqual(superseded.map((x) => [x.seed, x.differences]).sort(), [
+      [5, [`eval.maxInstancesPerTask: 99 -> ${loadScale("tiny").eval.maxInstancesPerTask}`]],
+      [6, [`steps: 12345 -> ${loadScale("tiny").steps}`]],
+    ]);
+    assert.match(superseded[0]!.file, /no-ft\/tiny\/seed-[56]\/experiment\.json$/);
+    await writeResultsReport({ out: path.join(tmp, "README.md"), resultsDir: tmp });
+    const md = fs.readFileSync(path.join(tmp, "README.md"), "utf8");
+    assert.match(md, /## Superseded records/);
+    assert.match(md, /Experiments \(seeds\): no-ft \(6\)\.\n\nWhat differs from the current protocol:\n\n- steps: 12345 ->/);
+    // Its model was trained under another budget: re-evaluating it would mix protocols.
+    await assert.rejects(runExperiment("no-ft", { scale: "tiny", seed: 6, log: quiet, reevaluate: ["p3"] }), /seed-6\/experiment\.json was made under another protocol \(steps: 12345 -> .*run it again without --reevaluate/);
+    // Artifacts count when both sides name them and their artifact.json differs.
+    const base = recordProtocol(first);
+    assert.deepEqual(protocolDifferences({ ...base, artifacts: { "artifacts/x/base": "a".repeat(64) } }, { ...base, artifacts: { "artifacts/x/base": "b".repeat(64) } }), ["artifacts/x/base was published again (artifact.json sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)"]);
+    assert.deepEqual(protocolDifferences({ ...base, artifacts: {} }, { ...base, artifacts: { "artifacts/x/base": "b".repeat(64) } }), [], "published after the record: the same model");
+    assert.ok(onlyEvaluationDiffers(["eval.maxNewTokens: 32 -> 64"]) && !onlyEvaluationDiffers(["eval.maxNewTokens: 32 -> 64", "base: a -> b"]));
+    for (const seed of [5, 6]) fs.rmSync(path.join(tmp, "no-ft", "tiny", `seed-${seed}`), { recursive: true });
   });
 
   it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {

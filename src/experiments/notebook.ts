@@ -16,7 +16,7 @@ import type { T5Tokenizer } from "../text/tokenizer";
 import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
 import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, resultDir, runExperiment, trainingLogFile, type ExperimentRecord, type ScaleSettings } from "./runner";
-import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary } from "./results-report";
+import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary, type FloorPoint } from "./results-report";
 import { PAPER_ABLATION } from "./paper";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
 
@@ -312,9 +312,20 @@ export function summaryRows(summaries: readonly ExperimentSummary[]): Record<str
   }));
 }
 
-/** ROUGE-L (Def) against relative FLOPs, one point per experiment (mean ± std), rendered. */
-export async function rougeVersusFlops(summaries: readonly ExperimentSummary[], title: string): Promise<RenderedFigure> {
-  return renderVegaLite(rougeFlopsSpec(summaries, title));
+/** ROUGE-L against relative FLOPs per format, one point per experiment (mean ± std), the paper's and the floors, rendered. */
+export async function rougeVersusFlops(summaries: readonly ExperimentSummary[], title: string, floors: Partial<Record<"def" | "def+2pos", readonly FloorPoint[]>> = {}): Promise<RenderedFigure> {
+  return renderVegaLite(rougeFlopsSpec(summaries, title, floors));
+}
+
+/** The sanity floors of a scale's SNI evaluations (the same instances for every method), from its finished records. */
+export function sanityFloors(scale = defaultScale()): Partial<Record<"def" | "def+2pos", FloorPoint[]>> {
+  const recs = [...(collectRecords().get(scale)?.values() ?? [])].flat();
+  const out: Partial<Record<"def" | "def+2pos", FloorPoint[]>> = {};
+  for (const format of ["def", "def+2pos"] as const) {
+    const floors = recs.find((r) => r.metrics[format]?.floors)?.metrics[format]!.floors;
+    if (floors) out[format] = floors.map((f) => ({ name: f.name, rougeL: f.rougeL }));
+  }
+  return out;
 }
 
 export { stat, fmtStat };

@@ -9,7 +9,10 @@ import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
 import { formatPaired, pairedVersusTagi } from "./paired";
-import { listExperiments, loadExperiment, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
+import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
+import { collectRecords, supersededSection, type SupersededRecord } from "./records";
+
+export { collectRecords, type SupersededRecord } from "./records";
 
 export interface Stat {
   mean: number;
@@ -28,38 +31,6 @@ export function stat(values: readonly number[]): Stat {
 
 export const fmtStat = (s: Stat | null, digits = 2): string =>
   s === null || s.n === 0 ? "–" : s.std === null ? `${s.mean.toFixed(digits)} (1 seed)` : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
-
-/** Every experiment record under `resultsDir`, by scale, then experiment name. */
-export function collectRecords(resultsDir = resultsRoot()): Map<string, Map<string, ExperimentRecord[]>> {
-  const out = new Map<string, Map<string, ExperimentRecord[]>>();
-  for (const name of listExperiments()) {
-    const dir = path.join(resultsDir, name);
-    if (!fs.existsSync(dir)) continue;
-    for (const scale of fs.readdirSync(dir).sort()) {
-      const sdir = path.join(dir, scale);
-      if (!fs.statSync(sdir).isDirectory()) continue;
-      for (const seedDir of fs.readdirSync(sdir).sort()) {
-        const file = path.join(sdir, seedDir, "experiment.json");
-        if (!fs.existsSync(file)) continue;
-        const rec = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
-        // Row labels come from the experiment's current definition (a renamed row, e.g. "HINT" -> "HINT-style",
-        // applies to records made before the rename).
-        rec.experiment = { ...rec.experiment, row: loadExperiment(name).row };
-        // Records written before the evaluation reported the reference NLL: take it from the evaluation's summary.
-        for (const [format, m] of Object.entries(rec.metrics)) {
-          if (typeof m.referenceNll === "number") continue;
-          const summary = path.join(sdir, seedDir, `eval-${format.replace("+", "")}`, "summary.json");
-          const nll = fs.existsSync(summary) ? (JSON.parse(fs.readFileSync(summary, "utf8")) as { referenceNll?: { overall: number } | null }).referenceNll : null;
-          m.referenceNll = nll?.overall ?? null;
-        }
-        const byName = out.get(scale) ?? new Map<string, ExperimentRecord[]>();
-        byName.set(name, [...(byName.get(name) ?? []), rec]);
-        out.set(scale, byName);
-      }
-    }
-  }
-  return out;
-}
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
 const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn"];
@@ -83,7 +54,10 @@ export interface ExperimentSummary {
   p3Chance: Stat | null;
   /** How the P3 rows were chosen, e.g. "seeded sample (seed 0), 10 per template"; null without P3. */
   p3Sample: string | null;
+  /** Inference FLOPs for a task of 100 instances relative to Tk-Instruct, Def prompts (null: not recorded). */
   flopsAt100: number | null;
+  /** The same with Def + 2 Pos prompts (longer: the instruction-free methods gain more). */
+  flopsAt100Def2pos: number | null;
   trainSeconds: Stat | null;
   /** Seconds of the evaluation steps (SNI formats, P3). */
   evalSeconds: Stat;
@@ -104,6 +78,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
   }))];
   const train = recs.filter((r) => r.trainSeconds !== null).map((r) => r.trainSeconds!);
   const flops = recs.find((r) => r.compute["def"])?.compute["def"]?.relativeAt100Instances ?? null;
+  const flopsDef2pos = recs.find((r) => r.compute["def+2pos"])?.compute["def+2pos"]?.relativeAt100Instances ?? null;
   return {
     name,
     row: recs[0]?.experiment.row ?? name,
@@ -116,6 +91,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     p3Chance: p3Chance.length ? stat(p3Chance) : null,
     p3Sample: samples.length ? samples.join("; ") : null,
     flopsAt100: flops,
+    flopsAt100Def2pos: flopsDef2pos,
     trainSeconds: train.length ? stat(train) : null,
     evalSeconds: stat(recs.map((r) => r.steps.filter((x) => x.label.startsWith("eval")).reduce((a, x) => a + x.seconds, 0))),
   };
@@ -129,24 +105,68 @@ function table(header: string[], rows: string[][]): string {
 
 type Spec = Record<string, unknown>;
 
-/** ROUGE-L (Def) against relative FLOPs at 100 instances, one point per experiment with ± std bars. */
-export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: string): Spec {
-  const values = summaries
-    .filter((x) => x.def !== null && x.flopsAt100 !== null)
-    .map((x) => ({ method: x.row, flops: x.flopsAt100!, rougeL: x.def!.mean, lo: x.def!.mean - (x.def!.std ?? 0), hi: x.def!.mean + (x.def!.std ?? 0), seeds: x.def!.n }));
+/** A sanity floor of one format (what copying scores on the same instances). */
+export interface FloorPoint {
+  name: string;
+  rougeL: number;
+}
+
+const FORMAT_LABEL = { def: "Def", "def+2pos": "Def + 2 Pos" } as const;
+
+/**
+ * ROUGE-L against inference FLOPs (a task of 100 instances, relative to Tk-Instruct), one panel per prompt
+ * format: each method's mean ± std over seeds (filled), the paper's T5-LM-Base points (hollow; 119 tasks, a
+ * 250M model pretrained on C4, so on another level: the shape is what compares), and the sanity floors as
+ * dashed lines (a method under them has learnt nothing usable).
+ */
+export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: string, floors: Partial<Record<"def" | "def+2pos", readonly FloorPoint[]>> = {}): Spec {
+  const paperFlops = (f: string | undefined) => (f && /^x[0-9.]+$/.test(f) ? Number(f.slice(1)) : null);
+  const panel = (format: "def" | "def+2pos"): Spec | null => {
+    const pick = (x: ExperimentSummary) => (format === "def" ? x.def : x.def2pos);
+    const flopsOf = (x: ExperimentSummary) => (format === "def" ? x.flopsAt100 : x.flopsAt100Def2pos);
+    const ours = summaries
+      .filter((x) => pick(x) !== null && flopsOf(x) !== null)
+      .map((x) => ({ method: x.row, source: "this project", flops: flopsOf(x)!, rougeL: pick(x)!.mean, lo: pick(x)!.mean - (pick(x)!.std ?? 0), hi: pick(x)!.mean + (pick(x)!.std ?? 0) }));
+    if (!ours.length) return null;
+    const paper = summaries.flatMap((x) => {
+      const p = PAPER_SNI[x.name];
+      const v = p ? (format === "def" ? p.def : p.def2pos) : null;
+      const f = paperFlops(p?.flops);
+      return v === null || v === undefined || f === null ? [] : [{ method: x.row, source: `paper (${p!.model})`, flops: f, rougeL: v, lo: v, hi: v }];
+    });
+    const floorRows = (floors[format] ?? []).map((f) => ({ floor: f.name, rougeL: f.rougeL }));
+    const y = { field: "rougeL", type: "quantitative", title: `ROUGE-L (${FORMAT_LABEL[format]}, x100)` };
+    return {
+      title: { text: FORMAT_LABEL[format] },
+      width: 360,
+      height: 300,
+      layer: [
+        ...(floorRows.length
+          ? [
+              { data: { values: floorRows }, mark: { type: "rule", strokeDash: [5, 4], color: "#888" }, encoding: { y } },
+              { data: { values: floorRows }, mark: { type: "text", align: "left", dx: 4, dy: -6, color: "#666", fontSize: 10 }, encoding: { y, x: { datum: 0 }, text: { field: "floor" } } },
+            ]
+          : []),
+        { data: { values: ours }, mark: { type: "rule", strokeWidth: 1.5 }, encoding: { x: { field: "flops", type: "quantitative" }, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal" } } },
+        {
+          data: { values: [...ours, ...paper] },
+          mark: { type: "point", size: 110, opacity: 0.9, strokeWidth: 2 },
+          encoding: {
+            x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
+            y,
+            color: { field: "method", type: "nominal", title: "method" },
+            shape: { field: "source", type: "nominal", title: null, scale: { domain: ["this project", ...new Set(paper.map((x) => x.source))], range: ["circle", "diamond"] } },
+            fill: { condition: { test: "datum.source === 'this project'", field: "method", type: "nominal", legend: null }, value: "transparent" },
+          },
+        },
+      ],
+    };
+  };
+  const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
   return {
-    title: { text: title, subtitle: "mean ± std over seeds; FLOPs for a task of 100 instances, relative to Tk-Instruct" },
-    width: 520,
-    height: 320,
-    data: { values },
-    encoding: {
-      x: { field: "flops", type: "quantitative", title: "inference FLOPs relative to Tk-Instruct (x)", scale: { domain: [0, 1.1] } },
-      color: { field: "method", type: "nominal", title: "method" },
-    },
-    layer: [
-      { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
-      { mark: { type: "point", filled: true, size: 110, opacity: 0.85 }, encoding: { y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (Def, x100)" } } },
-    ],
+    title: { text: title, subtitle: "filled circles: this project, mean ± std over seeds; hollow diamonds: the paper; dashed: sanity floors on the same instances; FLOPs for a task of 100 instances" },
+    hconcat: panels,
+    resolve: { scale: { color: "shared", shape: "shared" } },
   };
 }
 
@@ -158,10 +178,18 @@ function asDots(spec: Spec): Spec {
   return { ...spec, layer: [{ mark: { type: "point", filled: true, size: 90, color: "#4c78a8" }, encoding: { x: { ...enc.x, scale: { zero: false } } } }, ...layer.slice(1)] };
 }
 
-function figureSpecs(scale: string, s: Map<string, ExperimentSummary>, adapters: ExperimentRecord["adapters"] | null, more: { name: string; row: string; seed: number; a: NonNullable<ExperimentRecord["adapters"]> }[] = []): Record<string, Spec> {
+function figureSpecs(
+  scale: string,
+  s: Map<string, ExperimentSummary>,
+  adapters: ExperimentRecord["adapters"] | null,
+  more: { name: string; row: string; seed: number; a: NonNullable<ExperimentRecord["adapters"]> }[] = [],
+  floors: Partial<Record<"def" | "def+2pos", readonly FloorPoint[]>> = {},
+): Record<string, Spec> {
   const specs: Record<string, Spec> = {};
   const main = MAIN_ORDER.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x);
-  if (main.some((x) => x.def !== null && x.flopsAt100 !== null)) specs["rouge-vs-flops"] = rougeFlopsSpec(main, `SNI-103 (Def): ROUGE-L against inference compute (${scale})`);
+  if (main.some((x) => (x.def !== null && x.flopsAt100 !== null) || (x.def2pos !== null && x.flopsAt100Def2pos !== null))) {
+    specs["rouge-vs-flops"] = rougeFlopsSpec(main, `SNI-103: ROUGE-L against inference compute (${scale})`, floors);
+  }
   const bars = (order: string[], title: string, subtitle: string, label: (n: string) => string, pick: (x: ExperimentSummary) => Stat | null = (x) => x.def, xTitle = "ROUGE-L (Def, x100)"): Spec | null => {
     const rows = order.map((n) => s.get(n)).filter((x): x is ExperimentSummary => !!x && pick(x) !== null);
     if (rows.length < 2) return null;
@@ -251,7 +279,8 @@ export interface ResultsReportOptions {
 export async function writeResultsReport(opts: ResultsReportOptions = {}): Promise<string> {
   const resultsDir = opts.resultsDir ?? resultsRoot();
   const out = opts.out ?? path.join(resultsDir, "README.md");
-  const all = collectRecords(resultsDir);
+  const superseded: SupersededRecord[] = [];
+  const all = collectRecords(resultsDir, superseded);
   const scales = (opts.scales ?? [...all.keys()]).filter((s) => all.has(s));
   const order = ["small", "tiny"];
   const rank = (x: string) => (order.includes(x) ? order.indexOf(x) : order.length);
@@ -266,11 +295,12 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     "**What differs from the paper.** The paper finetunes T5-LM-adapted checkpoints (Base 250M, XL 3B, XXL 11B)",
     "pretrained by Google on C4, meta-trains for many epochs on SNI's 756 English training tasks, and evaluates",
     "on all instances of 119 unseen tasks. Here there are no pretrained weights and two CPU cores: the `small`",
-    "base model is a 24M-parameter T5 pretrained *from scratch* on 5M tokens of SNI training text for 42",
-    "minutes; every experiment trains for a few minutes from it; SNI is evaluated on a fixed sample of instances",
-    "of the 103 English test tasks this data has (not 119); P3 uses the held-out tasks only (no T0 training",
-    "mixture). Absolute scores are therefore far below the paper's; what can be compared is the ordering of",
-    "methods, the ablation deltas and the compute. ROUGE-L and accuracy are x100.",
+    "base model is a 24M-parameter T5 pretrained *from scratch* on SNI training text (span corruption, then",
+    "LM-adapt; `artifacts/README.md` gives its steps, time and dev curve), and every model trained from it is",
+    "small and briefly trained; SNI is evaluated on the 103 English test tasks this data has (not 119); P3 uses",
+    "the held-out tasks only (no T0 training mixture). Absolute scores are therefore far below the paper's; what",
+    "can be compared is the ordering of methods, the ablation deltas and the compute. ROUGE-L and accuracy are",
+    "x100. Each scale's section gives its own settings, read from its records.",
     "",
   ];
   const figuresDir = path.join(resultsDir, "figures");
@@ -471,7 +501,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       const x = analyses.find((y) => y.name === n && y.rec.seed === 0) ?? analyses.find((y) => y.name === n);
       return x ? [{ name: n, row: x.rec.experiment.row, seed: x.rec.seed, a: x.a }] : [];
     });
-    const specs = figureSpecs(scale, s, adapters, more);
+    const floorPoints = (format: string): FloorPoint[] => (floorsOf(format) ?? []).map((f) => ({ name: f.name, rougeL: f.rougeL }));
+    const specs = figureSpecs(scale, s, adapters, more, { def: floorPoints("def"), "def+2pos": floorPoints("def+2pos") });
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");
       for (const [name, spec] of Object.entries(specs)) {
@@ -486,7 +517,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       "",
     );
   }
-  if (!scales.length) lines.push("No experiment results yet: run `npm run experiment -- tagi --seeds 0,1,2`.", "");
+  if (!scales.length) lines.push(`No experiment results under the current protocol yet${superseded.length ? " (older records: see below)" : ""}: run \`npm run experiment -- tagi --seeds 0,1,2\`.`, "");
+  lines.push(...supersededSection(superseded));
   const other = [
     ["training/small/README.md", "the shared `small` stages: base model, logit teacher, 60 LoRA teachers, stage 1 (curves, run records)"],
     ["training/tiny/README.md", "the tiny pipeline of the README's main job"],
@@ -498,3 +530,4 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
   fs.writeFileSync(out, lines.join("\n"));
   return out;
 }
+

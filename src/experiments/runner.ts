@@ -35,6 +35,7 @@ import { parseFinetuneConfig, parsePretrainHyperConfig } from "../tagi/train";
 import { INSTRUCTION_PROBES, type InstructionProbe } from "../tagi/probes";
 import type { PromptFormat } from "../text/prompts";
 import type { SimilarityRow } from "../tagi/probes";
+import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol, type RecordProtocol } from "./protocol";
 
 /** What `tagi adapters` writes. */
 export interface AdapterAnalysis {
@@ -316,6 +317,8 @@ export function defaultScale(): string {
 export interface ExperimentRecord {
   experiment: ExperimentSpec;
   scale: ScaleSettings;
+  /** What the numbers depend on besides experiment and seed (src/experiments/protocol.ts); absent in older records. */
+  protocol?: RecordProtocol;
   seed: number;
   command: string;
   steps: { label: string; command: string; seconds: number; log: string }[];
@@ -633,9 +636,21 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   const redo = new Set<EvaluationPart>(opts.reevaluate === true ? EVALUATION_PARTS : opts.reevaluate ? opts.reevaluate : EVALUATION_PARTS);
   if (Array.isArray(opts.reevaluate) && opts.reevaluate.length === 0) throw new Error(`experiment ${name}: reevaluate lists no evaluation (valid: ${EVALUATION_PARTS.join(", ")})`);
   if (opts.reevaluate && !previous) throw new Error(`experiment ${name} (${scale.scale}, seed ${seed}): nothing to re-evaluate (no ${path.relative(PROJECT_ROOT, recordFile)})`);
-  if (!opts.force && !opts.reevaluate && previous) {
+  // A record made under another protocol (a scale whose config or artifacts have moved on since) is not done:
+  // it is trained again; re-evaluating it is sound only when just the evaluation settings changed.
+  const superseded = previous ? protocolDifferences(recordProtocol(previous), scaleProtocol(scale)) : [];
+  if (opts.reevaluate && superseded.length && !onlyEvaluationDiffers(superseded)) {
+    throw new Error(
+      `experiment ${name} (${scale.scale}, seed ${seed}): ${path.relative(PROJECT_ROOT, recordFile)} was made under another protocol ` +
+        `(${superseded.slice(0, 4).join("; ")}${superseded.length > 4 ? "; ..." : ""}): its model is not the one configs/${scale.scale} trains now, so re-evaluating it would mix protocols; run it again without --reevaluate`,
+    );
+  }
+  if (!opts.force && !opts.reevaluate && previous && superseded.length === 0) {
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): already done, ${path.relative(PROJECT_ROOT, recordFile)}`);
     return previous;
+  }
+  if (!opts.reevaluate && previous && superseded.length) {
+    log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${path.relative(PROJECT_ROOT, recordFile)} was made under another protocol (${superseded.slice(0, 4).join("; ")}${superseded.length > 4 ? "; ..." : ""}): running it again`);
   }
   const started = new Date();
   const t0 = performance.now();
@@ -845,6 +860,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     const record: ExperimentRecord = {
       experiment: spec,
       scale,
+      protocol: scaleProtocol(scale),
       seed,
       command: `npm run experiment -- ${name} --seed ${seed} --scale ${scale.scale}`,
       steps,

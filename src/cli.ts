@@ -20,6 +20,7 @@ import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig } from "./tagi/model";
 import { defaultScale, ensurePrepared, listExperiments, loadScale, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
+import { runDemo } from "./experiments/demo";
 import { adapterSimilarity, formatPrecondition, similarityPrecondition, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
 import { writeGeneratedAdapter } from "./tagi/generate-adapter";
@@ -187,6 +188,13 @@ export function buildProgram(): Command {
     .option("--through <folder>", "stop after the stage that writes this folder (its out or its artifact)")
     .action(async (o: { scale?: string; through?: string }) => {
       await ensurePrepared(loadScale(o.scale ?? defaultScale()), (l) => console.error(l), o.through !== undefined ? { through: o.through } : {});
+    });
+  program
+    .command("demo")
+    .description("the method in minutes from trained models: TAGI, Tk-Instruct and No FT on a seeded sample of the SNI test tasks with CIs, floors, paired differences and the ROUGE-L-vs-FLOPs figure (configs/<scale>/demo.json); writes results/demo/<scale>/")
+    .option("--scale <scale>", "configs/<scale>/demo.json (default $TAGI_SCALE, else tiny)")
+    .action(async (o: { scale?: string }) => {
+      await runDemo({ scale: o.scale ?? defaultScale(), log: (l) => console.error(l) });
     });
   program
     .command("results")

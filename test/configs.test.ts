@@ -11,6 +11,7 @@ import { parseTeachersConfig } from "../src/train/teachers";
 import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../src/tagi/train";
 import { mulberry32 } from "../src/data/sni";
 import { loadScale, parseScaleSettings, tokenBudgetProblems } from "../src/experiments/runner";
+import { parseDemoSettings } from "../src/experiments/demo";
 
 const CONFIGS = path.join(__dirname, "..", "configs");
 const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
@@ -20,6 +21,7 @@ const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
   [/^pretrain-hyper/, parsePretrainHyperConfig],
   [/^finetune/, parseFinetuneConfig],
   [/^experiments\.json$/, (raw) => parseScaleSettings(raw, "test")],
+  [/^demo\.json$/, (raw) => parseDemoSettings(raw)],
 ];
 
 describe("committed configs", () => {

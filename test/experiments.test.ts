@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
+import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
 import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol } from "../src/experiments/protocol";
 import { checkLossWeights } from "../src/experiments/notebook";
 import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
@@ -206,6 +207,42 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.deepEqual(protocolDifferences({ ...base, artifacts: {} }, { ...base, artifacts: { "artifacts/x/base": "b".repeat(64) } }), [], "published after the record: the same model");
     assert.ok(onlyEvaluationDiffers(["eval.maxNewTokens: 32 -> 64"]) && !onlyEvaluationDiffers(["eval.maxNewTokens: 32 -> 64", "base: a -> b"]));
     for (const seed of [5, 6]) fs.rmSync(path.join(tmp, "no-ft", "tiny", `seed-${seed}`), { recursive: true });
+  });
+
+  it("the demo: a TAGI checkpoint beside the meta-trained model and No FT on one sample, with CIs, floors, paired differences and the figure", async () => {
+    // The plumbing at the tiny scale: a HINT-style run (a TAGI checkpoint) stands in for the published generator.
+    const tagi = path.join(tmp, "runs", "hint", "tiny", "seed-1", "def", "model");
+    assert.ok(fs.existsSync(path.join(tagi, "tagi_config.json")), "the HINT run of an earlier test");
+    const settings = parseDemoSettings({
+      format: "def",
+      instancesPerTask: 2,
+      rows: [
+        { name: "no-ft", row: "No FT", model: "runs/tiny/base/model" },
+        { name: "tk-instruct", row: "Tk-Instruct (full)", model: "runs/tiny/metatrain-def/model" },
+        { name: "tagi", row: "TAGI", model: tagi },
+      ],
+    });
+    const out = path.join(tmp, "demo");
+    const r = await runDemo({ scale: "tiny", settings, out, log: quiet });
+    assert.deepEqual(r.rows.map((x) => x.name), ["no-ft", "tk-instruct", "tagi"]);
+    for (const x of r.rows) {
+      assert.equal(x.instances, 2 * x.tasks);
+      assert.ok(x.ci && x.ci[0] <= x.rougeL && x.rougeL <= x.ci[1], `${x.row}: ${x.rougeL} in ${x.ci}`);
+    }
+    assert.ok(r.rows.find((x) => x.name === "tagi")!.flopsAt100 < 1 && r.rows.find((x) => x.name === "tk-instruct")!.flopsAt100 === 1);
+    assert.ok(r.floors.some((f) => f.name === "copy instance input"));
+    assert.deepEqual(r.paired.map((p) => [p.versus, p.units]), [["No FT", r.rows[0]!.instances], ["Tk-Instruct (full)", r.rows[0]!.instances]]);
+    const tk = r.rows[1]!.rougeL, mine = r.rows[2]!.rougeL;
+    assert.ok(Math.abs(r.paired[1]!.comparison.diff.mean - (mine - tk)) < 1e-9, "paired mean = difference of the means on the same instances");
+    const md = fs.readFileSync(path.join(out, "README.md"), "utf8");
+    assert.match(md, /\| TAGI \| `.*` \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|/);
+    assert.match(md, /\| \*floor: copy instance input\* \|/);
+    assert.ok(fs.statSync(path.join(out, "rouge-vs-flops.png")).size > 5000);
+    const saved = JSON.parse(fs.readFileSync(path.join(out, "demo.json"), "utf8")) as { command: string; commit: string | null; backend: string | null; wallSeconds: number };
+    assert.ok(saved.command.includes("--scale tiny") && saved.backend && saved.wallSeconds > 0);
+    // Bad input: a model that is not there names its path and what makes it; a bad settings file names its keys.
+    assert.throws(() => checkDemoModels({ ...settings, rows: [...settings.rows.slice(0, 2), { name: "tagi", row: "TAGI", model: "artifacts/tiny/nothing/model" }] }, "tiny"), /TAGI: artifacts\/tiny\/nothing\/model is not here .*scripts\/train-tiny\.sh/);
+    assert.throws(() => parseDemoSettings({ format: "def3", instancesPerTask: 0, rows: [{ name: "no-ft", row: "No FT", model: "m" }], extra: 1 }, "x/demo.json"), (e: Error) => /^x\/demo\.json:/.test(e.message) && /unknown key 'extra'/.test(e.message) && /format must be/.test(e.message) && /instancesPerTask must be/.test(e.message) && /must include the TAGI row/.test(e.message));
   });
 
   it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {

@@ -428,7 +428,7 @@ export function cliCommand(): string[] {
   return __filename.endsWith(".ts") ? ["--import", "tsx", path.join(__dirname, "..", "cli.ts")] : [path.join(__dirname, "..", "cli.js")];
 }
 
-function runCli(args: string[], logFile: string, log: (line: string) => void): Promise<number> {
+export function runCli(args: string[], logFile: string, log: (line: string) => void): Promise<number> {
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const out = fs.createWriteStream(logFile);
   return new Promise((resolve, reject) => {

@@ -11,6 +11,7 @@
 #   6. npm run build: dist/, the library the notebooks import; then `npm run lab` opens them
 #
 # Settings: TAGI_SKIP_APT=1 skips step 1 (install the equivalents yourself, see environment.md);
+# TAGI_SLURM=1 also installs Slurm and munge (the Slurm executor's test; a cluster's own Slurm is what users run);
 # TAGI_SKIP_NATIVE=1 skips the add-on (the wasm GEMM path is used instead); TAGI_SKIP_TENSORFLOW=1 skips
 # step 4 (wasm is used); TAGI_REQUIRE_TENSORFLOW=1 makes a failed step 4 an error (CI sets it).
 set -euo pipefail
@@ -36,6 +37,9 @@ APT_PACKAGES=(
   jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipython python3-ipykernel
   jupyter-notebook fonts-dejavu-core chromium
 )
+# TAGI_SLURM=1 (CI sets it): Slurm and munge too, for the Slurm executor's single-node cluster test
+# (scripts/slurm-local.sh; nothing is started here).
+if [[ "${TAGI_SLURM:-0}" == "1" ]]; then APT_PACKAGES+=(slurmctld slurmd slurm-client munge); fi
 
 section "system packages (apt)"
 if [[ "${TAGI_SKIP_APT:-0}" == "1" ]]; then

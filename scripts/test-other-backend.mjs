@@ -22,8 +22,9 @@ if (check.status !== 0) {
   process.exit(0);
 }
 // Not again: tests that use no tensor backend of this process (rendered notebooks in a browser, the packed
-// package in another folder, the Jupyter server).
-const BACKEND_FREE = new Set(["browser.test.ts", "package.test.ts", "lab.test.ts"]);
+// package in another folder, the Jupyter server), and the Slurm executor's cluster test (the scheduling does
+// not depend on the backend, and the backends' equality is what the other tests check).
+const BACKEND_FREE = new Set(["browser.test.ts", "package.test.ts", "lab.test.ts", "slurm.test.ts"]);
 const files = readdirSync(join(root, "test"))
   .filter((f) => f.endsWith(".test.ts") && !f.startsWith("notebook") && !BACKEND_FREE.has(f))
   .sort()

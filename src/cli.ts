@@ -18,9 +18,10 @@ import { metatrain, parseMetatrainConfig } from "./train/metatrain";
 import { parseTeachersConfig, trainTeachers } from "./train/teachers";
 import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig } from "./tagi/model";
-import { defaultScale, ensurePrepared, listExperiments, loadScale, parseEvaluationParts, runExperiment } from "./experiments/runner";
+import { defaultScale, ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
 import { runDemo } from "./experiments/demo";
+import { arrayTaskCell, formatStatus, gridStatus, loadSlurmProfile, submitGrid } from "./experiments/slurm";
 import { adapterSimilarity, formatPrecondition, similarityPrecondition, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES } from "./tagi/probes";
 import { finetuneTagi, parseFinetuneConfig, parsePretrainHyperConfig, pretrainHyper, disposeTagi } from "./tagi/train";
 import { writeGeneratedAdapter } from "./tagi/generate-adapter";
@@ -170,16 +171,41 @@ export function buildProgram(): Command {
     });
   program
     .command("experiment")
-    .description("run a named experiment (experiments/NAME.json) at a scale for one or more seeds; writes results/NAME/<scale>/seed-S/")
-    .argument("<name>", `experiment name (${listExperiments().join(", ")})`)
+    .description("run named experiments (experiments/NAME.json) at a scale for one or more seeds; writes results/NAME/<scale>/seed-S/. `experiment status` lists the cells of the Slurm grids submitted at the scale")
+    .argument("<names>", `experiment name, a comma list, or 'status' (${listExperiments().join(", ")})`)
     .option("--seed <n>", "training seed", intArg(0), 0)
     .option("--seeds <list>", "several seeds, e.g. 0,1,2 (instead of --seed)", (v: string) => v.split(",").map((x) => Number(x.trim())))
     .option("--scale <scale>", "configs/<scale>/experiments.json (default $TAGI_SCALE, else tiny)")
     .option("--force", "rerun even when the result exists")
     .option("--reevaluate [parts]", "redo the evaluations of a finished run with its trained model: all, or a comma list of sni, p3, adapters")
-    .action(async (name: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | true }) => {
+    .addOption(new Option("--executor <executor>", "local: one cell after another here; slurm: job arrays through sbatch (needs --profile)").choices(["local", "slurm"]).default("local"))
+    .option("--profile <file>", "Slurm resources for --executor slurm (configs/slurm/cpu.json, configs/slurm/gpu.json)")
+    .action(async (names: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | true; executor: "local" | "slurm"; profile?: string }) => {
+      const scale = o.scale ?? defaultScale();
+      if (names === "status") {
+        console.log(formatStatus(gridStatus(scale)));
+        return;
+      }
+      const list = names.split(",").map((x) => x.trim()).filter(Boolean);
+      for (const n of list) loadExperiment(n); // an unknown name fails before anything runs or is submitted
+      const seeds = o.seeds ?? [o.seed];
+      if (o.executor === "slurm") {
+        if (!o.profile) throw new Error("--executor slurm needs --profile FILE (its partition, CPUs, memory, time, gres, backend; see configs/slurm/)");
+        if (o.force || o.reevaluate !== undefined) throw new Error("--executor slurm submits the cells without a record; --force and --reevaluate run here (--executor local)");
+        submitGrid({ scale, names: list, seeds, profile: loadSlurmProfile(o.profile) });
+        return;
+      }
       const reevaluate = o.reevaluate === undefined ? false : parseEvaluationParts(o.reevaluate);
-      for (const seed of o.seeds ?? [o.seed]) await runExperiment(name, { seed, scale: o.scale ?? defaultScale(), force: o.force ?? false, reevaluate });
+      for (const name of list) for (const seed of seeds) await runExperiment(name, { seed, scale, force: o.force ?? false, reevaluate });
+    });
+  program
+    .command("experiment-cell", { hidden: true })
+    .description("one cell of a submitted Slurm grid (the array task's line of --cells)")
+    .requiredOption("--cells <file>", "the layer's cells file (layer-N.json in the grid's folder)")
+    .requiredOption("--scale <scale>", "the grid's scale")
+    .action(async (o: { cells: string; scale: string }) => {
+      const cell = arrayTaskCell(o.cells);
+      await runExperiment(cell.name, { seed: cell.seed, scale: o.scale });
     });
   program
     .command("prepare")

@@ -12,6 +12,7 @@ import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../
 import { mulberry32 } from "../src/data/sni";
 import { loadScale, parseScaleSettings, tokenBudgetProblems } from "../src/experiments/runner";
 import { parseDemoSettings } from "../src/experiments/demo";
+import { parseSlurmProfile } from "../src/experiments/slurm";
 
 const CONFIGS = path.join(__dirname, "..", "configs");
 const parsers: [RegExp, (raw: Record<string, unknown>) => unknown][] = [
@@ -28,7 +29,8 @@ describe("committed configs", () => {
   for (const scale of fs.readdirSync(CONFIGS)) {
     for (const file of fs.readdirSync(path.join(CONFIGS, scale))) {
       it(`configs/${scale}/${file} parses`, () => {
-        const parse = parsers.find(([re]) => re.test(file))?.[1];
+        // configs/slurm/ holds the Slurm executor's resource profiles, not a scale
+        const parse = scale === "slurm" ? (raw: Record<string, unknown>) => parseSlurmProfile(raw, file) : parsers.find(([re]) => re.test(file))?.[1];
         assert.ok(parse, `no stage parser for ${file}`);
         parse(JSON.parse(fs.readFileSync(path.join(CONFIGS, scale, file), "utf8")) as Record<string, unknown>);
       });

@@ -110,3 +110,21 @@ export function supersededSection(records: readonly SupersededRecord[]): string[
   }
   return lines;
 }
+
+/**
+ * The cells a scale's tables expect that have no record under the current protocol: every seed of the scale
+ * for experiments that train (or probe a trained model), the first seed for those that evaluate a fixed model
+ * (No FT, Tk-Instruct, the mean adapter: another seed gives the same numbers).
+ */
+export function missingCells(scale: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>): { name: string; seeds: number[] }[] {
+  const seeds = loadScale(scale).seeds;
+  const out: { name: string; seeds: number[] }[] = [];
+  for (const name of listExperiments()) {
+    const spec = loadExperiment(name);
+    const expected = spec.stage || spec.uses ? seeds : seeds.slice(0, 1);
+    const have = new Set((byName.get(name) ?? []).map((r) => r.seed));
+    const lacking = expected.filter((x) => !have.has(x));
+    if (lacking.length) out.push({ name, seeds: lacking });
+  }
+  return out;
+}

@@ -10,7 +10,7 @@ import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
 import { formatPaired, pairedVersusTagi } from "./paired";
 import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
-import { collectRecords, supersededSection, type SupersededRecord } from "./records";
+import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
 
 export { collectRecords, type SupersededRecord } from "./records";
 
@@ -512,7 +512,11 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         lines.push(`![${name}](${relPng})`, "");
       }
     }
+    const missing = missingCells(scale, byName);
     lines.push(
+      ...(missing.length
+        ? [`Not run yet at this scale (so not in these tables): ${missing.map((m) => `${m.name} (seed${m.seeds.length > 1 ? "s" : ""} ${m.seeds.join(", ")})`).join(", ")}; \`npm run experiment -- NAME --seeds ... --scale ${scale}\`, or \`--executor slurm\`.`, ""]
+        : []),
       "Rerun one cell of these tables: `npm run experiment -- <experiment> --seed <S> --scale " + scale + " --force`, then `npm run results`.",
       "",
     );

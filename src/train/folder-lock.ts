@@ -9,6 +9,7 @@
  * from here and is refused with that host's name. Within one process the lock is re-entrant (the CLI locks
  * `--out`, and the training loop inside it locks the same folder).
  */
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -18,6 +19,29 @@ export interface LockOwner {
   host: string;
   command: string;
   startedAt: string;
+  /** The Slurm job (JOBID or ARRAYJOBID_TASKID) the process ran in, when it ran under Slurm. */
+  slurmJob?: string;
+}
+
+/** This process's Slurm job id ("123" or "123_4" for an array task), or undefined outside Slurm. */
+export function currentSlurmJob(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env["SLURM_ARRAY_JOB_ID"] && env["SLURM_ARRAY_TASK_ID"]) return `${env["SLURM_ARRAY_JOB_ID"]}_${env["SLURM_ARRAY_TASK_ID"]}`;
+  return env["SLURM_JOB_ID"] || undefined;
+}
+
+/**
+ * Whether Slurm still runs (or holds) job `id`: true, false (squeue no longer lists it as pending, running,
+ * suspended or completing), or null when squeue cannot be asked (not on the PATH, no controller).
+ */
+export function slurmJobAlive(id: string): boolean | null {
+  try {
+    const out = execFileSync("squeue", ["-h", "-j", id, "-t", "PD,R,S,CG,CF,RQ,RS", "-o", "%i"], { stdio: ["ignore", "pipe", "pipe"], timeout: 15_000 }).toString();
+    return out.trim().length > 0;
+  } catch (e) {
+    const stderr = String((e as { stderr?: Buffer }).stderr ?? "");
+    if (/Invalid job id/i.test(stderr)) return false; // aged out of the controller: long finished
+    return null;
+  }
 }
 
 export interface FolderLock {
@@ -60,7 +84,7 @@ export function processAlive(pid: number): boolean {
 }
 
 function describeOwner(o: LockOwner): string {
-  return `pid ${o.pid} on ${o.host}, started ${o.startedAt}: ${o.command}`;
+  return `pid ${o.pid} on ${o.host}${o.slurmJob ? ` (Slurm job ${o.slurmJob})` : ""}, started ${o.startedAt}: ${o.command}`;
 }
 
 /** Creates `file` holding `owner` if it does not exist; false if it does. */
@@ -102,18 +126,22 @@ export function lockFolder(dir: string, opts: { what?: string; lockFile?: string
     host: os.hostname(),
     command: opts.command ?? ["tagi", ...process.argv.slice(2)].join(" "),
     startedAt: new Date().toISOString(),
+    ...(currentSlurmJob() ? { slurmJob: currentSlurmJob() } : {}),
   };
   let tookOver: LockOwner | null = null;
   for (let attempt = 0; ; attempt++) {
     if (createExclusive(file, owner)) break;
     const other = readOwner(file);
     if (other === null) continue; // released meanwhile: try again
-    if (other !== "unreadable" && other.host !== owner.host) {
+    // Another host's process cannot be checked from here, but its Slurm job can: a lock left by a cancelled
+    // or failed job (on a shared filesystem) is stale once Slurm no longer runs that job.
+    const jobGone = other !== "unreadable" && other.host !== owner.host && other.slurmJob !== undefined && slurmJobAlive(other.slurmJob) === false;
+    if (other !== "unreadable" && other.host !== owner.host && !jobGone) {
       throw new Error(`${what}: ${dir} is in use by ${describeOwner(other)} (lock ${file}); that host's process cannot be checked from here: if it is gone, delete the lock file`);
     }
     // Our own pid in a lock this process does not hold: a dead process that had the same pid (pids restart in
     // containers), so stale.
-    if (other !== "unreadable" && other.pid !== process.pid && processAlive(other.pid)) {
+    if (!jobGone && other !== "unreadable" && other.pid !== process.pid && processAlive(other.pid)) {
       throw new Error(`${what}: ${dir} is in use by ${describeOwner(other)} (lock ${file}); wait for it to finish or choose another output folder`);
     }
     // Stale (or unreadable: a lock is written whole, so it was not made by this code). Take it over under a

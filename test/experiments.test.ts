@@ -211,7 +211,7 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
 
   it("the demo: a TAGI checkpoint beside the meta-trained model and No FT on one sample, with CIs, floors, paired differences and the figure", async () => {
     // The plumbing at the tiny scale: a HINT-style run (a TAGI checkpoint) stands in for the published generator.
-    const tagi = path.join(tmp, "runs", "hint", "tiny", "seed-1", "def", "model");
+    const tagi = path.join(tmp, "runs", "tiny", "experiments", "hint", "seed-1", "def", "model");
     assert.ok(fs.existsSync(path.join(tagi, "tagi_config.json")), "the HINT run of an earlier test");
     const settings = parseDemoSettings({
       format: "def",

@@ -11,6 +11,7 @@ import { initBackend } from "../src/backend";
 import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
 import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
+import { runGridLocal } from "../src/experiments/grid";
 import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol } from "../src/experiments/protocol";
 import { checkLossWeights } from "../src/experiments/notebook";
 import { meanTeacherDeltas, mergeDeltas, probeInstructions, taskInstruction } from "../src/tagi/probes";
@@ -243,6 +244,18 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     // Bad input: a model that is not there names its path and what makes it; a bad settings file names its keys.
     assert.throws(() => checkDemoModels({ ...settings, rows: [...settings.rows.slice(0, 2), { name: "tagi", row: "TAGI", model: "artifacts/tiny/nothing/model" }] }, "tiny"), /TAGI: artifacts\/tiny\/nothing\/model is not here .*scripts\/train-tiny\.sh/);
     assert.throws(() => parseDemoSettings({ format: "def3", instancesPerTask: 0, rows: [{ name: "no-ft", row: "No FT", model: "m" }], extra: 1 }, "x/demo.json"), (e: Error) => /^x\/demo\.json:/.test(e.message) && /unknown key 'extra'/.test(e.message) && /format must be/.test(e.message) && /instancesPerTask must be/.test(e.message) && /must include the TAGI row/.test(e.message));
+  });
+
+  it("a local grid runs cells two at a time with a thread each, and restores the thread setting", async () => {
+    const before = process.env.TAGI_THREADS;
+    const lines: string[] = [];
+    const r = await runGridLocal({ scale: "tiny", names: ["no-ft", "tk-instruct"], seeds: [4], parallel: 2, log: (l) => lines.push(l) });
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual(r.done.map((x) => x.experiment.name).sort(), ["no-ft", "tk-instruct"]);
+    assert.ok(lines.some((l) => /\[grid\] 2 cells, 2 at a time, \d+ threads? each/.test(l)), lines.join("\n"));
+    assert.equal(process.env.TAGI_THREADS, before);
+    for (const x of r.done) assert.ok(fs.existsSync(path.join(tmp, x.experiment.name, "tiny", "seed-4", "experiment.json")));
+    await assert.rejects(runGridLocal({ scale: "tiny", names: ["no-ft"], seeds: [4], parallel: 0, log: quiet }), /--parallel must be an integer >= 1/);
   });
 
   it("instruction probes: 'other-task' is a derangement, 'shuffled-words' keeps the words", async () => {

@@ -185,8 +185,12 @@ describe("training stages (tiny pipeline)", function () {
 
   it("TAGI stage 1 (pretrain-hyper) and stage 2 (finetune with L_ce, L_kl, L_ins logged separately), generate, eval", async () => {
     const hyper = path.join(work, "pretrain-hyper");
-    const p = await pretrainHyper(parsePretrainHyperConfig(config("pretrain-hyper.json", [`base=${JSON.stringify(path.join(base, "model"))}`, "train.steps=4"])), { out: hyper, progress: false });
+    const p = await pretrainHyper(parsePretrainHyperConfig(config("pretrain-hyper.json", [`base=${JSON.stringify(path.join(base, "model"))}`, "train.steps=4", "dev.every=2"])), { out: hyper, progress: false });
     assert.equal(p.result.log.length, 4);
+    // the dev curve: held-out tasks' a|b|c segments, at every dev.every steps and after the last
+    const dev = p.result.log.filter((r) => r.eval?.["devLoss"] !== undefined);
+    assert.deepEqual(dev.map((r) => r.step), [2, 4]);
+    assert.ok(dev.every((r) => Number.isFinite(r.eval!["devLoss"]) && r.eval!["devTokens"]! > 0));
     assert.ok(fs.existsSync(path.join(hyper, "model", "tagi.safetensors")));
     const ft = path.join(work, "finetune");
     const sets = [

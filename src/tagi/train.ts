@@ -22,6 +22,7 @@ import { loadStageConfig, trainDefaults } from "../train/run-config";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
 import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "../train/metatrain";
 import { loadBaseModel, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
+import { devLossHook } from "../train/dev-loss";
 import { createTagiModel, encodeInstructions, saveTagi, studentForward, TAGI_DEFAULTS, validateTagiConfig, type TagiConfig } from "./model";
 import { batchTensorsOf, countOf, disposeTagi, makeTagiTrainable, type TrainBaseParts } from "./stage-common";
 
@@ -96,6 +97,18 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
   const offsets = segmentsWithinTasks(corpus, L);
   if (offsets.length === 0) throw new Error(`pretrain-hyper: no task has ${L} tokens of text (config.segmentLength); lower it`);
   const examples: Seq2SeqExample[] = offsets.map((o, i) => splitSegment(corpus.tokens.subarray(o, o + L), seededRandom(c.train.seed, `abc:${i}`), tokenizer.eosId));
+  // The dev curve: a|b|c segments of the held-out dev tasks' text, split once (dev.seed), at most
+  // dev.instancesPerTask per dev task on average, so that every point of the curve reads the same tokens.
+  const devExamples: Seq2SeqExample[] = [];
+  if (c.dev.every > 0 && dev.length) {
+    const devCorpus = buildPretrainCorpus(dev, tokenizer);
+    const devOffsets = segmentsWithinTasks(devCorpus, L);
+    const keep = Math.min(devOffsets.length, c.dev.instancesPerTask * dev.length);
+    for (let i = 0; i < keep; i++) {
+      const o = devOffsets[Math.floor((i * devOffsets.length) / keep)]!; // spread over the dev text
+      devExamples.push(splitSegment(devCorpus.tokens.subarray(o, o + L), seededRandom(c.dev.seed, `dev-abc:${i}`), tokenizer.eosId));
+    }
+  }
   const base = loadBaseModel(c.base!);
   checkVocab(base, tokenizer);
   const m = createTagiModel(base, c.tagi, c.initSeed);
@@ -107,6 +120,11 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
       config: c.train,
       trainable,
       source: arraySource(examples, `${examples.length} a|b|c segments of ${L} tokens from ${corpus.tasks} SNI train tasks`),
+      evaluate: devLossHook(devExamples, { every: c.dev.every, batchSize: c.train.batchSize }, (b) => {
+        const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!);
+        const t = batchTensorsOf(b);
+        return crossEntropyLoss(studentForward(m, e, t, { training: false }).logits, t.labels);
+      }),
       constants: (b) => {
         const e = encodeInstructions(m, b.instructionIds!, b.instructionMask!); // every segment's "instruction" is new
         return new Map<string, tf.Tensor>([
@@ -131,7 +149,7 @@ export async function pretrainHyper(config: PretrainHyperConfig, opts: StageOpti
     saveTagi(modelDir, m, c.base!);
     recordStage("pretrain-hyper", opts, c, started, result, {
         model: { base: path.resolve(c.base!), ...modelSummary(base.config), trainableParameters: countOf(trainable) },
-        data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length, segmentsWithinOneTask: true },
+        data: { tasks: corpus.tasks, tokens: corpus.tokens.length, examples: examples.length, devExamples: devExamples.length, segmentsWithinOneTask: true },
         devTasks: dev.map((t) => t.name),
         outputs: { model: "model/", log: "log.jsonl", checkpoint: "checkpoint/" },
     });

@@ -115,6 +115,8 @@ if (hasTensorflowNode()) {
   // as TAGI_THREADS does for wasm) and inter-op (independent kernels at once; initBackend sets 1).
   configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true });
   configs.push({ name: "tensorflow-inter" + threads, what: `tfjs-node, intra-op and inter-op ${threads} threads`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) }, block: true, t5: true });
+  // bf16 matrix products (src/backend/bf16-matmul.ts), compared with PyTorch's CPU autocast to bf16.
+  configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true });
   configs.push({ name: "tensorflow-1t", what: "tfjs-node, intra-op and inter-op 1 thread", env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: "1" }, block: true });
 }
 
@@ -172,6 +174,25 @@ function runTorch(): Record<string, unknown> | { error: string } {
   process.stderr.write(` ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   if (r.status !== 0) return { error: `bench_torch.py failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}` };
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
+}
+
+/**
+ * The bf16 path against float32 on the same backend and against PyTorch's autocast-bf16 step on the same
+ * shapes: block step and T5-small step, seconds and ratios (null when either side did not run).
+ */
+function bf16Summary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
+  const b = results["tensorflow-bf16"];
+  const f = results.tensorflow;
+  if (!b || "error" in b || !f || "error" in f) return null;
+  const t = "error" in torch ? null : (torch as { blockStepBf16?: { seconds: number }; t5?: { t5SmallStepBf16Seconds?: number } | null });
+  const json = {
+    blockStep: { bf16: b.blockStep?.seconds ?? null, fp32: f.blockStep?.seconds ?? null, pytorchBf16: t?.blockStepBf16?.seconds ?? null },
+    t5SmallStep: { bf16: b.t5?.t5SmallStep.seconds ?? null, fp32: f.t5?.t5SmallStep.seconds ?? null, pytorchBf16: t?.t5?.t5SmallStepBf16Seconds ?? null },
+  };
+  const r = (x: number | null, y: number | null) => (x !== null && y !== null ? (x / y).toFixed(2) : "-");
+  const part = (name: string, v: { bf16: number | null; fp32: number | null; pytorchBf16: number | null }) =>
+    `${name} ${v.bf16?.toFixed(3) ?? "-"} s (fp32 ${v.fp32?.toFixed(3) ?? "-"} s: ${r(v.fp32, v.bf16)}x faster; PyTorch autocast-bf16 ${v.pytorchBf16?.toFixed(3) ?? "-"} s: ratio ${r(v.bf16, v.pytorchBf16)})`;
+  return { json, line: `bf16 matrix products (tensorflow-bf16): ${part("block step", json.blockStep)}; ${part("T5-small step", json.t5SmallStep)}` };
 }
 
 function main() {
@@ -248,6 +269,8 @@ function main() {
     ? `TAGI vs instance training (${defaultName}, T5-small shape): generateAdapter.seconds ${fmt(defOk.t5.generateAdapter.seconds, 3)} (one 256-token instruction, ${fmt(defOk.t5.generateAdapter.parameters / 1e6, 2)}M LoRA parameters) vs teacher LoRA ${fmt(defOk.t5.teacherLoraStep.seconds, 3)} s per step, ${fmt((1000 * defOk.t5.teacherLoraStep.seconds) / 60, 1)} min per 1,000 steps (the paper's teachers: 10,000 steps)`
     : null;
   if (tagiLine) console.log(`\n${tagiLine}`);
+  const bf16 = bf16Summary(results, torch);
+  if (bf16) console.log(`\n${bf16.line}`);
   const baseRun = ok.find(([, r]) => r.t5Base);
   const baseLine = baseRun
     ? `T5-Base-shaped training step (12+12 layers, d_model 768, 12 heads, gated-GELU d_ff 2048; ${fmt(baseRun[1].t5Base!.parameters / 1e6, 1)}M parameters; the bench batch; AdamW) on ${baseRun[0]}: ${fmt(baseRun[1].t5Base!.seconds, 2)} s, peak resident memory ${fmt((baseRun[1].t5Base!.peakRssBytes ?? NaN) / 2 ** 30, 1)} GiB. wasm cannot run it: parameters, gradients and Adam's two moments alone take 16 bytes per parameter, ${fmt((16 * baseRun[1].t5Base!.parameters) / 2 ** 30, 2)} GiB, at wasm32's 4 GiB heap cap before any activation`
@@ -301,6 +324,7 @@ function main() {
     teacherLoraStep: defOk?.t5?.teacherLoraStep ?? null,
     t5ByConfig: Object.fromEntries(ok.filter(([, r]) => r.t5).map(([n, r]) => [n, r.t5])),
     t5BaseStep: baseRun ? { config: baseRun[0], ...baseRun[1].t5Base! } : null,
+    bf16: bf16?.json ?? null,
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
     pytorch: torch,
@@ -331,6 +355,7 @@ function main() {
           ]
         : []),
       ...(tagiLine ? [tagiLine + ".", ""] : []),
+      ...(bf16 ? [bf16.line, ""] : []),
       ...(baseLine ? [baseLine + ".", ""] : []),
       "Configurations:",
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),

@@ -2,7 +2,7 @@
 import { execSync } from "node:child_process";
 import { cpus, totalmem } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
-import { currentBackend, type BackendInfo } from "./backend";
+import { currentBackend, matMulPrecision, type BackendInfo } from "./backend";
 
 export interface EnvironmentReport {
   node: string;
@@ -42,7 +42,8 @@ export function environmentReport(): EnvironmentReport {
     cpu: cpus()[0]?.model ?? "unknown",
     cores: cpus().length,
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    backend: currentBackend(),
+    // The precision as it is now: a training config's train.precision may have changed it since start-up.
+    backend: ((b) => (b ? { ...b, precision: matMulPrecision() } : null))(currentBackend()),
     commit,
     uncommitted,
   };

@@ -6,7 +6,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { formatPaired, pairedVersusTagi } from "../src/experiments/paired";
+import { formatPaired, pairedVersusTagi, readInstanceRougeL } from "../src/experiments/paired";
 import type { ExperimentRecord } from "../src/experiments/runner";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-paired-"));
@@ -34,5 +34,17 @@ describe("paired comparisons against TAGI", () => {
     assert.ok(Math.abs(d.diff.mean - -25.5) < 1e-9 && d.pT < 0.01 && d.diff.hi < 0);
     assert.equal(pairedVersusTagi(dir, [record("other", 5, [1]), record("other", 6, [1])], tagi, "def"), null); // other seeds only
     assert.equal(formatPaired(null), "–");
+  });
+
+  it("reads predictions.jsonl strictly: a bad line or an instance seen twice names the file and line", () => {
+    const file = path.join(dir, "predictions.jsonl");
+    fs.writeFileSync(file, '{"task":"t1","id":"a","rougeL":50}\n\n{"task":"t1","id":"b","rougeL":0}\n');
+    assert.deepEqual([...readInstanceRougeL(file)], [["t1|a", 50], ["t1|b", 0]]);
+    fs.writeFileSync(file, '{"task":"t1","id":"a","rougeL":50}\n{"task":"t1","id":"b"\n');
+    assert.throws(() => readInstanceRougeL(file), (e: Error) => e.message.startsWith(`${file}:2: not JSON`));
+    fs.writeFileSync(file, '{"task":"t1","id":"a","rougeL":"50"}\n');
+    assert.throws(() => readInstanceRougeL(file), (e: Error) => e.message === `${file}:1: a prediction needs a string task, an id and a numeric rougeL`);
+    fs.writeFileSync(file, '{"task":"t1","id":"a","rougeL":50}\n{"task":"t1","id":"a","rougeL":40}\n');
+    assert.throws(() => readInstanceRougeL(file), (e: Error) => e.message === `${file}:2: instance t1|a appears twice`);
   });
 });

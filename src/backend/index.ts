@@ -6,3 +6,5 @@ export { setNativeGemm, nativeGemmInUse } from "./kernels/matmul";
 export { loadNativeGemm } from "./native-gemm";
 export type { NativeGemm, NativeGemmStatus } from "./native-gemm";
 export { registerGradientFixes, batchMatMulGradConfig } from "./gradients";
+export { setMatMulPrecision, matMulPrecision, envPrecision, cpuBf16Flags, PRECISIONS } from "./bf16-matmul";
+export type { Precision, PrecisionStatus } from "./bf16-matmul";

@@ -19,6 +19,7 @@ import { installWasmOverrides, removeWasmOverrides } from "./kernels/register";
 import { setNativeGemm } from "./kernels/matmul";
 import { loadNativeGemm, type NativeGemmStatus } from "./native-gemm";
 import { createThreadedWasmBackend, useWasmBackend } from "./wasm-node";
+import { envPrecision, setMatMulPrecision, PRECISIONS, type Precision, type PrecisionStatus } from "./bf16-matmul";
 
 registerGradientFixes(); // after @tensorflow/tfjs registered its own gradients
 
@@ -35,6 +36,8 @@ export interface BackendOptions {
   nativeGemm?: boolean;
   /** Install the project's wasm kernel overrides (default true). Env: TAGI_WASM_OVERRIDES=0|1. */
   overrides?: boolean;
+  /** Matrix products in float32 (default) or bf16 (tensorflow backend on a CPU with bf16 instructions; see bf16-matmul.ts). Env: TAGI_PRECISION. */
+  precision?: Precision;
   /** Print the choice (default true). Env: TAGI_QUIET=1 silences. */
   log?: boolean;
 }
@@ -49,6 +52,8 @@ export interface BackendInfo {
   /** Kernels replaced on wasm (empty elsewhere). */
   overrides: string[];
   nativeGemm: NativeGemmStatus & { inUse: boolean };
+  /** The precision of matrix products: requested, in use, and why. */
+  precision: PrecisionStatus;
   /** Every option tried before this one and why it was not taken. */
   tried: string[];
 }
@@ -76,8 +81,11 @@ function resolveOptions(options: BackendOptions) {
     warnings.push(`invalid thread count '${options.threads ?? process.env.TAGI_THREADS}'; using ${availableParallelism()} (all cores)`);
     threads = availableParallelism();
   }
+  const precision = options.precision ?? envPrecision() ?? "fp32";
+  if (!(PRECISIONS as readonly string[]).includes(precision)) throw new Error(`unknown precision '${precision}'; valid: ${PRECISIONS.join(", ")}`);
   return {
     requested: requested as BackendChoice,
+    precision,
     threads,
     nativeGemm: options.nativeGemm ?? envFlag("TAGI_NATIVE_GEMM") ?? true,
     overrides: options.overrides ?? envFlag("TAGI_WASM_OVERRIDES") ?? true,
@@ -134,7 +142,7 @@ async function tryTensorflow(tried: string[], threads: number): Promise<string |
 async function tryWasm(
   o: ReturnType<typeof resolveOptions>,
   tried: string[],
-): Promise<Omit<BackendInfo, "backend" | "reason" | "tried"> | null> {
+): Promise<Omit<BackendInfo, "backend" | "reason" | "tried" | "precision"> | null> {
   let variant: string;
   let threads = 1;
   try {
@@ -181,7 +189,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   const tried: string[] = [...o.warnings];
   const noNative: BackendInfo["nativeGemm"] = { loaded: false, inUse: false, reason: "not used on this backend" };
-  let info: BackendInfo | null = null;
+  let info: Omit<BackendInfo, "precision"> | null = null;
 
   if (o.requested === "auto" || o.requested === "tensorflow") {
     const pkg = await tryTensorflow(tried, o.threads);
@@ -218,9 +226,10 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     };
   }
   await tf.ready();
-  current = { key, info };
-  if (o.log) console.log(describeBackend(info));
-  return info;
+  const full: BackendInfo = { ...info, precision: setMatMulPrecision(o.precision) };
+  current = { key, info: full };
+  if (o.log) console.log(describeBackend(full));
+  return full;
 }
 
 /** One line (plus the fallbacks) saying which backend runs and why. */
@@ -229,6 +238,7 @@ export function describeBackend(info: BackendInfo): string {
   if (info.overrides.length) parts.push(`overrides: ${info.overrides.join(", ")}`);
   if (info.backend === "wasm") parts.push(info.nativeGemm.inUse ? `native GEMM: ${info.nativeGemm.config ?? "OpenBLAS"}` : `native GEMM: off (${info.nativeGemm.reason})`);
   parts.push(`why: ${info.reason}`);
+  if (info.precision.requested !== "fp32" || info.precision.inUse !== "fp32") parts.push(`matmul: ${info.precision.inUse} (${info.precision.reason})`);
   let line = parts.join("; ");
   if (info.tried.length) line += `\n[tagi]   not taken: ${info.tried.join(" | ")}`;
   return line;

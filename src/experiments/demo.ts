@@ -17,7 +17,7 @@ import { PROJECT_DIR } from "../project-paths";
 import { writeJsonAtomic } from "../train/checkpoint";
 import { environmentReport } from "../environment";
 import type { PromptFormat } from "../text/prompts";
-import { formatPaired } from "./paired";
+import { formatPaired, readInstanceRougeL } from "./paired";
 import { rougeFlopsSpec, stat, type ExperimentSummary, type FloorPoint } from "./results-report";
 import { loadScale, runCli, resultsRoot } from "./runner";
 
@@ -109,16 +109,6 @@ export interface DemoResult {
   wallSeconds: number;
 }
 
-function perInstance(dir: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of fs.readFileSync(path.join(dir, "predictions.jsonl"), "utf8").split("\n")) {
-    if (!line.trim()) continue;
-    const p = JSON.parse(line) as { task: string; id: string; rougeL: number };
-    out.set(`${p.task}|${p.id}`, p.rougeL);
-  }
-  return out;
-}
-
 /** Runs the demo of `scale` (see the module comment) and writes its report; returns the result record. */
 export async function runDemo(opts: { scale: string; out?: string; log?: (line: string) => void; settings?: DemoSettings }): Promise<DemoResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
@@ -160,10 +150,10 @@ export async function runDemo(opts: { scale: string; out?: string; log?: (line: 
     log(`[demo] ${r.row}: ROUGE-L ${s.overall.rougeL.toFixed(2)} on ${s.overall.instances} instances`);
   }
   // TAGI against each other row on the same instances.
-  const tagiScores = perInstance(path.join(out, "tagi"));
+  const tagiScores = readInstanceRougeL(path.join(out, "tagi", "predictions.jsonl"));
   const paired: DemoResult["paired"] = [];
   for (const r of rows.filter((x) => x.name !== "tagi")) {
-    const other = perInstance(path.join(out, r.name));
+    const other = readInstanceRougeL(path.join(out, r.name, "predictions.jsonl"));
     const a: number[] = [];
     const b: number[] = [];
     for (const [k, v] of tagiScores) if (other.has(k)) (a.push(v), b.push(other.get(k)!));

@@ -11,17 +11,35 @@ import * as path from "node:path";
 import { pairedComparison, type PairedComparison } from "../eval/stats";
 import type { ExperimentRecord } from "./runner";
 
-/** Per-instance ROUGE-L of one evaluation (key "task|id"), or null when its predictions are not there. */
+/**
+ * Per-instance ROUGE-L from an evaluation's predictions.jsonl (key "task|id"). A line that is not JSON or
+ * lacks task, id or a numeric rougeL is an error naming the file and line; a key seen twice is one too (a
+ * paired test must not count an instance twice).
+ */
+export function readInstanceRougeL(file: string): Map<string, number> {
+  const out = new Map<string, number>();
+  fs.readFileSync(file, "utf8").split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    let p: { task?: unknown; id?: unknown; rougeL?: unknown };
+    try {
+      p = JSON.parse(line) as typeof p;
+    } catch (e) {
+      throw new Error(`${file}:${i + 1}: not JSON (${(e as Error).message})`);
+    }
+    if (typeof p.task !== "string" || (typeof p.id !== "string" && typeof p.id !== "number") || typeof p.rougeL !== "number") {
+      throw new Error(`${file}:${i + 1}: a prediction needs a string task, an id and a numeric rougeL`);
+    }
+    const key = `${p.task}|${p.id}`;
+    if (out.has(key)) throw new Error(`${file}:${i + 1}: instance ${key} appears twice`);
+    out.set(key, p.rougeL);
+  });
+  return out;
+}
+
+/** Per-instance ROUGE-L of one experiment's evaluation (key "task|id"), or null when its predictions are not there. */
 export function instanceRougeL(resultsDir: string, rec: ExperimentRecord, format: string): Map<string, number> | null {
   const file = path.join(resultsDir, rec.experiment.name, rec.scale.scale, `seed-${rec.seed}`, `eval-${format.replace("+", "")}`, "predictions.jsonl");
-  if (!fs.existsSync(file)) return null;
-  const out = new Map<string, number>();
-  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-    if (!line.trim()) continue;
-    const p = JSON.parse(line) as { task: string; id: string; rougeL: number };
-    out.set(`${p.task}|${p.id}`, p.rougeL);
-  }
-  return out;
+  return fs.existsSync(file) ? readInstanceRougeL(file) : null;
 }
 
 /** Method minus TAGI on paired instances (see the module comment); null when nothing pairs. */

@@ -21,7 +21,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PROJECT_DIR } from "../project-paths";
 import { writeJsonAtomic } from "../train/checkpoint";
-import { protocolDifferences, recordProtocol, scaleProtocol } from "./protocol";
+import { protocolDifferences, recordProtocol, scaleProtocol, type RecordProtocol } from "./protocol";
 import { cliCommand, loadExperiment, loadScale, resultDir, resultsRoot, type ExperimentRecord } from "./runner";
 
 export interface SlurmProfile {
@@ -129,12 +129,15 @@ export function gridCells(names: readonly string[], seeds: readonly number[]): G
   });
 }
 
-/** Whether a cell's record exists under the scale's current protocol (the local executor would skip it). */
-export function cellDone(name: string, scale: string, seed: number, resultsDir = resultsRoot()): boolean {
+/**
+ * Whether a cell's record exists under the scale's current protocol (the local executor would skip it). A
+ * caller checking many cells passes the protocol once (it hashes every published artifact.json).
+ */
+export function cellDone(name: string, scale: string, seed: number, resultsDir = resultsRoot(), protocol: RecordProtocol = scaleProtocol(loadScale(scale))): boolean {
   const file = path.join(resultDir(name, scale, seed, resultsDir), "experiment.json");
   if (!fs.existsSync(file)) return false;
   const rec = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
-  return protocolDifferences(recordProtocol(rec), scaleProtocol(loadScale(scale))).length === 0;
+  return protocolDifferences(recordProtocol(rec), protocol).length === 0;
 }
 
 function gridsRoot(scale: string): string {
@@ -194,9 +197,9 @@ function sbatch(script: string, extra: string[], what: string): string {
  */
 export function submitGrid(o: { scale: string; names: readonly string[]; seeds: readonly number[]; profile: SlurmProfile; resultsDir?: string; log?: (line: string) => void }): SubmittedGrid {
   const log = o.log ?? ((l: string) => console.error(l));
-  loadScale(o.scale); // a bad scale fails here, not in the jobs
+  const protocol = scaleProtocol(loadScale(o.scale)); // a bad scale fails here, not in the jobs
   const all = gridCells(o.names, o.seeds);
-  const skipped = all.filter((c) => cellDone(c.name, o.scale, c.seed, o.resultsDir)).map((c) => ({ name: c.name, seed: c.seed }));
+  const skipped = all.filter((c) => cellDone(c.name, o.scale, c.seed, o.resultsDir, protocol)).map((c) => ({ name: c.name, seed: c.seed }));
   const todo = all.filter((c) => !skipped.some((s) => s.name === c.name && s.seed === c.seed));
   const id = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
   const dir = path.join(gridsRoot(o.scale), id);
@@ -292,9 +295,10 @@ export function gridStatus(scale: string, resultsDir = resultsRoot()): CellStatu
   const gridOf = new Map<string, SubmittedGrid>();
   for (const g of grids) for (const c of g.cells) (latest.set(`${c.name}|${c.seed}`, c), gridOf.set(`${c.name}|${c.seed}`, g));
   const states = slurmStates([...latest.values()].map((c) => c.job));
+  const protocol = scaleProtocol(loadScale(scale));
   return [...latest.values()].map((c) => {
     const rel = path.relative(PROJECT_DIR, c.log);
-    if (cellDone(c.name, scale, c.seed, resultsDir)) return { name: c.name, seed: c.seed, job: c.job, state: "done", detail: `record written (log ${rel})` };
+    if (cellDone(c.name, scale, c.seed, resultsDir, protocol)) return { name: c.name, seed: c.seed, job: c.job, state: "done", detail: `record written (log ${rel})` };
     const slurm = states.get(c.job);
     const exit = fs.existsSync(c.exitFile) ? Number(fs.readFileSync(c.exitFile, "utf8").trim()) : null;
     const base = { name: c.name, seed: c.seed, job: c.job };

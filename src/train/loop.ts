@@ -23,6 +23,7 @@ import { fnv1a } from "../data/sni";
 import { createOptimizer, validateOptimizerConfig, type OptimizerConfig } from "./optimizer";
 import { learningRate, validateScheduleConfig, type ScheduleConfig } from "./schedule";
 import { HEAP_WARN_BYTES, wasmHeapBytes } from "../backend/memory";
+import { matMulPrecision, setMatMulPrecision, PRECISIONS, type Precision, type PrecisionStatus } from "../backend/bf16-matmul";
 import { findCheckpoint, loadCheckpoint, removeStaleTemps, saveCheckpoint, type ResumeOverride, type TrainerState } from "./checkpoint";
 import { acceptedChanges, dataDifferences, dataFingerprint, RESUME_CHANGEABLE, stableJson } from "./resume";
 
@@ -54,6 +55,14 @@ export interface TrainConfig {
    * recomputation. Same gradients either way.
    */
   recompute: boolean;
+  /**
+   * Matrix products in "bf16" (bf16 inputs and products, float32 accumulation, float32 master weights and
+   * optimizer state; src/backend/bf16-matmul.ts) or "fp32" for this run; null: what the process was started
+   * with (TAGI_PRECISION, else fp32). Like the backend, it is how the same computation runs, not what the run
+   * is: it stays out of the resume fingerprint, so a run may continue in the other precision; run.json and
+   * the progress output say which was used.
+   */
+  precision: Precision | null;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "steps" | "batchSize" | "optimizer" | "schedule"> = {
@@ -64,6 +73,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, "steps" | "batchSize" | "optimize
   logEvery: 10,
   bucketWindow: 16,
   recompute: false,
+  precision: null,
 };
 
 export function validateTrainConfig(c: TrainConfig, where = "train"): string[] {
@@ -79,6 +89,7 @@ export function validateTrainConfig(c: TrainConfig, where = "train"): string[] {
   posInt("logEvery");
   posInt("bucketWindow");
   if (typeof c.recompute !== "boolean") p.push(`${where}.recompute must be true or false, got ${JSON.stringify(c.recompute)}`);
+  if (c.precision !== null && !(PRECISIONS as readonly unknown[]).includes(c.precision)) p.push(`${where}.precision must be ${PRECISIONS.map((x) => `"${x}"`).join(" or ")} or null, got ${JSON.stringify(c.precision)}`);
   if (!Number.isInteger(c.seed) || c.seed < 0) p.push(`${where}.seed must be an integer >= 0, got ${JSON.stringify(c.seed)}`);
   if (c.maxGradNorm !== null && !(c.maxGradNorm > 0)) p.push(`${where}.maxGradNorm must be > 0 or null, got ${c.maxGradNorm}`);
   p.push(...validateOptimizerConfig(c.optimizer, `${where}.optimizer`));
@@ -161,6 +172,8 @@ export interface TrainResult {
   resumedFrom: number | null;
   /** Wall seconds of this process's part of the run. */
   seconds: number;
+  /** The precision of matrix products in this process's part of the run (TrainConfig.precision). */
+  precision: PrecisionStatus;
 }
 
 export class NonFiniteLossError extends Error {}
@@ -202,21 +215,36 @@ function microSeed(seed: number, step: number, micro: number): number {
  */
 export async function train(run: TrainRun): Promise<TrainResult> {
   const lock = lockFolder(run.out, { what: run.label });
+  const before = matMulPrecision().requested;
+  const wanted = run.config.precision;
   try {
     removeStaleTemps(run.out);
-    return await trainLocked(run);
+    if (wanted !== null && (PRECISIONS as readonly unknown[]).includes(wanted) && wanted !== before) setMatMulPrecision(wanted);
+    const p = matMulPrecision();
+    if (p.requested !== "fp32") process.stderr.write(`[tagi] ${run.label}: matrix products in ${p.inUse} (${p.reason})\n`);
+    return { ...(await trainLocked(run)), precision: p };
   } finally {
+    if (matMulPrecision().requested !== before) setMatMulPrecision(before);
     lock.release();
   }
 }
 
-async function trainLocked(run: TrainRun): Promise<TrainResult> {
+/** The fingerprinted config without train.precision at any depth (see TrainConfig.precision). */
+function withoutPrecision(v: unknown, inTrain = false): unknown {
+  if (Array.isArray(v)) return v.map((x) => withoutPrecision(x));
+  if (!v || typeof v !== "object") return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (!(inTrain && k === "precision")) out[k] = withoutPrecision(x, k === "train");
+  return out;
+}
+
+async function trainLocked(run: TrainRun): Promise<Omit<TrainResult, "precision">> {
   const { config: c, out, label } = run;
   const problems = validateTrainConfig(c);
   if (problems.length) throw new Error(`${label}: invalid training config:\n  - ${problems.join("\n  - ")}`);
   if (run.trainable.size === 0) throw new Error(`${label}: no trainable parameters`);
   fs.mkdirSync(out, { recursive: true });
-  const snapshot = JSON.parse(JSON.stringify({ train: c, label, extra: run.fingerprint ?? null })) as unknown;
+  const snapshot = withoutPrecision(JSON.parse(JSON.stringify({ train: c, label, extra: run.fingerprint ?? null })));
   const hash = configHash(snapshot);
   const dataPrint = dataFingerprint(run.source, run.data);
   let overrides: ResumeOverride[] = [];

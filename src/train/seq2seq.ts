@@ -137,6 +137,7 @@ export function writeRunRecord(
           training: {
             steps: r.state.step,
             resumedFrom: r.resumedFrom,
+            precision: r.precision.inUse,
             trainSeconds: r.state.seconds,
             tokens: r.state.tokens,
             finalLoss: r.log.at(-1)?.loss ?? null,

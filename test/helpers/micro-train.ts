@@ -48,6 +48,7 @@ export function cfg(over: Partial<TrainConfig> = {}): TrainConfig {
     logEvery: 1,
     bucketWindow: 2,
     recompute: false,
+    precision: null,
     ...over,
   };
 }

@@ -73,7 +73,12 @@ export function buildProgram(): Command {
     .option("--max-new-tokens <n>", "generation length limit", intArg(0), 128)
     .option("--batch-size <n>", "SNI: instances per decoding batch; P3: (example, choice) pairs per pass (evaluateP3's default unless given)", intArg(1), 8)
     .option("--max-instances-per-task <n>", "evaluate a seeded sample of at most n instances per task", intArg(1))
-    .option("--tasks <names>", "comma-separated test task names (default: all)", (v: string) =>
+    .addOption(
+      new Option("--split <split>", "SNI: the 103 test tasks, or the dev split (the 5% of train tasks every stage holds out, stratified by category, seed 0) for choices made before testing")
+        .choices(["test", "dev"])
+        .default("test"),
+    )
+    .option("--tasks <names>", "comma-separated task names of the split (default: all)", (v: string) =>
       v
         .split(",")
         .map((s) => s.trim())

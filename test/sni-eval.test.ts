@@ -14,6 +14,7 @@ import { parseCsv } from "../src/eval/report";
 import { randomTinyT5 } from "../src/model/tiny";
 import type { T5Model } from "../src/model/t5";
 import { T5Tokenizer } from "../src/text/tokenizer";
+import { DEV_DEFAULTS, trainAndDevTasks } from "../src/train/dev-split";
 
 const TASKS = ["task893_gap_fill_the_blank_coreference_resolution", "task641_esnli_classification"];
 const root = resolve(__dirname, "..");
@@ -179,6 +180,25 @@ describe("tagi evaluate (CLI)", function () {
     assert.ok(t.encodeMs > 0 && t.decodeMs > 0 && t.scoreMs > 0 && t.hostMs >= 0, JSON.stringify(t));
     assert.ok(Math.abs(t.encodeMs + t.decodeMs + t.scoreMs + t.hostMs - t.generateMs) < 1 + 0.01 * t.generateMs, JSON.stringify(t));
     assert.ok(t.decoderSteps >= 1 && t.decoderSteps <= 8 * 4 && t.meanRowsPerStep > 0 && t.meanRowsPerStep <= 4, JSON.stringify(t));
+  });
+
+  it("--split dev evaluates the stages' dev split (held-out train tasks), never a test task", async function () {
+    const dest = join(out, "dev");
+    const args = ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "sni", "--split", "dev", "--format", "def", "--max-instances-per-task", "1", "--max-new-tokens", "2", "--max-input-tokens", "64", "--batch-size", "32", "--out", dest, "--no-progress"];
+    const r = spawnSync(process.execPath, args, { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    const dev = trainAndDevTasks((await loadSniSplit("train", undefined, { warn: false })).tasks, DEV_DEFAULTS).dev.map((t) => t.name);
+    const test = new Set((await loadSniSplit("test", undefined, { warn: false })).tasks.map((t) => t.name));
+    assert.ok(dev.length >= 30, `${dev.length} dev tasks`);
+    const s = JSON.parse(readFileSync(join(dest, "summary.json"), "utf8")) as { benchmark: string; counts: { tasks: number } };
+    assert.equal(s.benchmark, `SNI dev split (${dev.length} dev tasks, <= 1 instances each)`);
+    const perTask = parseCsv(readFileSync(join(dest, "per_task.csv"), "utf8")).slice(1).map((row) => row[0]!);
+    assert.deepEqual([...perTask].sort(), [...dev].sort());
+    assert.ok(perTask.every((t) => !test.has(t)));
+    // a test task is not in the dev split
+    const wrong = spawnSync(process.execPath, [...args.slice(0, -3), "--tasks", TASKS[0]!, "--out", join(out, "dev-wrong"), "--no-progress"], { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.notEqual(wrong.status, 0);
+    assert.match(wrong.stderr, new RegExp(`unknown dev task\\(s\\): ${TASKS[0]}\\. Dev tasks: ${dev.length}`));
   });
 
   it("refuses --model with --random-tiny; --benchmark p3 runs the P3 held-out evaluation", function () {

@@ -19,7 +19,8 @@ import { meanTeacherDeltas, mergeDeltas, probeInstructions, type InstructionProb
 import { loadBaseModel, modelFolderFingerprint, trainedFormat } from "../train/seq2seq";
 import { sniComputeSummary } from "../experiments/compute-summary";
 import type { Method } from "../compute/method-flops";
-import { loadSniSplit } from "../data/sni";
+import { loadSniSplit, type SniTask } from "../data/sni";
+import { DEV_DEFAULTS, trainAndDevTasks } from "../train/dev-split";
 import { freshRunFolder, lockFolder } from "../train/folder-lock";
 import { randomTinyT5 } from "../model/tiny";
 import type { T5Model } from "../model/t5";
@@ -57,6 +58,7 @@ export interface EvaluateOpts {
   batchSize: number;
   maxInstancesPerTask?: number;
   tasks?: string[];
+  split: "test" | "dev";
   dataDir?: string;
   tokenizer?: string;
   out?: string;
@@ -182,6 +184,18 @@ function provenance(o: EvaluateOpts, description: Record<string, unknown>, model
   };
 }
 
+/**
+ * The tasks evaluated: SNI's test tasks, or the dev split, the same held-out train tasks as every training
+ * stage's dev curve (DEV_DEFAULTS: 5%, stratified by category, seed 0), for choices that must not look at
+ * test tasks.
+ */
+async function evaluationTasks(o: EvaluateOpts): Promise<SniTask[]> {
+  const dir = o.dataDir ? resolve(o.dataDir) : undefined;
+  if (o.split !== "dev") return (await loadSniSplit("test", dir, { warn: false })).tasks;
+  const train = (await loadSniSplit("train", dir, { warn: false })).tasks;
+  return trainAndDevTasks(train, DEV_DEFAULTS).dev;
+}
+
 export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   const started = new Date();
   if (o.tagi) {
@@ -218,11 +232,11 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
   const outDir = evaluationOutDir(o, started);
   const lock = lockFolder(outDir, { what: "evaluate" });
   console.error(
-    `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : `${tagi ? "TAGI " : ""}${String(description.path)}`} on SNI test, ` +
-      `format ${o.format}, input ${tagi ? "instance (instruction through the generated adapter and fusion)" : o.input}, batch ${o.batchSize}; writing to ${outDir}`,
+    `[tagi] evaluate ${description.kind === "random-tiny" ? `random tiny T5 (seed ${o.seed})` : `${tagi ? "TAGI " : ""}${String(description.path)}`} on SNI, ` +
+      `format ${o.format}, ${o.split} tasks, input ${tagi ? "instance (instruction through the generated adapter and fusion)" : o.input}, batch ${o.batchSize}; writing to ${outDir}`,
   );
 
-  const testTasks = (await loadSniSplit("test", o.dataDir ? resolve(o.dataDir) : undefined, { warn: false })).tasks;
+  const testTasks = await evaluationTasks(o);
   const progress = makeProgress(o.progress);
   let result: SniResult;
   try {
@@ -235,6 +249,7 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
       ...(o.maxInstancesPerTask !== undefined ? { maxInstancesPerTask: o.maxInstancesPerTask } : {}),
       ...(o.tasks ? { tasks: o.tasks } : {}),
       ...(o.dataDir ? { dataDir: resolve(o.dataDir) } : {}),
+      taskSet: o.split,
       onProgress: progress.update,
     };
     result = tagi
@@ -243,7 +258,7 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
           testTasks,
           ...(o.instructions !== "own" ? { instructions: probeInstructions(testTasks, o.format, o.instructions, o.seed) } : {}),
         })
-      : await evaluateSni(model, tokenizer, { ...common, input: o.input, runOptions: adapterOptions(o, model) });
+      : await evaluateSni(model, tokenizer, { ...common, ...(o.split === "dev" ? { testTasks } : {}), input: o.input, runOptions: adapterOptions(o, model) });
   } finally {
     progress.stop();
   }

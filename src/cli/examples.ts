@@ -2,6 +2,7 @@
 export const COMMAND_EXAMPLES: Record<string, string[]> = {
   evaluate: [
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --format def+2pos --max-instances-per-task 5",
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --split dev --max-instances-per-task 8   # choices on held-out train tasks",
     "npm run tagi -- evaluate --tagi runs/tiny/finetune/model --benchmark sni --format def+2pos --max-input-tokens 128",
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark p3 --max-examples-per-template 10",
   ],

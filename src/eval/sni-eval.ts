@@ -54,6 +54,8 @@ export interface SniEvalOptions {
    * train tasks (the dev split) where a choice is made on them rather than on the test tasks.
    */
   testTasks?: readonly SniTask[];
+  /** What the tasks are called in the benchmark label and errors: "test" (default) or "dev" (held-out train tasks). */
+  taskSet?: "test" | "dev";
   /** "keep-instance" (default) or "collator" (Tk-Instruct's exact cut of the source). */
   truncation?: "keep-instance" | "collator";
   /** HF's clean_up_tokenization_spaces when decoding predictions. Default true (AutoTokenizer on a T5 folder). */
@@ -228,9 +230,9 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
     if (unknown.length > 0) {
       const skippedNames = new Set(skips.map((s) => s.task));
       throw new Error(
-        `evaluateSni: unknown test task(s): ${unknown
+        `evaluateSni: unknown ${opts.taskSet ?? "test"} task(s): ${unknown
           .map((n) => (skippedNames.has(n) ? `${n} (skipped by the loader)` : n))
-          .join(", ")}. Test tasks: ${allTasks.length}, e.g. ${allTasks
+          .join(", ")}. ${opts.taskSet === "dev" ? "Dev" : "Test"} tasks: ${allTasks.length}, e.g. ${allTasks
           .slice(0, 3)
           .map((t) => t.name)
           .join(", ")}`,
@@ -370,7 +372,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   const benchmark =
     full && tasks.length === 103
       ? "SNI-103"
-      : `SNI subset (${tasks.length} test task${tasks.length === 1 ? "" : "s"}${maxPerTask !== undefined ? `, <= ${maxPerTask} instances each` : ""})`;
+      : `SNI ${opts.taskSet === "dev" ? "dev split" : "subset"} (${tasks.length} ${opts.taskSet ?? "test"} task${tasks.length === 1 ? "" : "s"}${maxPerTask !== undefined ? `, <= ${maxPerTask} instances each` : ""})`;
   const tEnd = Date.now();
   return {
     benchmark,

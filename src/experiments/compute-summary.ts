@@ -7,7 +7,7 @@
  * generation limit); then methodFlops per task, summed, with Tk-Instruct's count for the same lengths as the
  * reference (the paper's relative-FLOPs column). The summary names the prompt format it was measured on.
  */
-import type { SniTestTask } from "../data/sni";
+import type { SniTask } from "../data/sni";
 import type { SniResult } from "../eval/sni-eval";
 import type { T5Config } from "../model/config";
 import { buildPrompt, type PromptFormat } from "../text/prompts";
@@ -38,7 +38,7 @@ export interface ComputeSummary {
 
 export function sniComputeSummary(
   result: SniResult,
-  tasks: readonly SniTestTask[],
+  tasks: readonly SniTask[],
   tokenizer: T5Tokenizer,
   format: PromptFormat,
   method: Method,

@@ -11,7 +11,8 @@
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource } from "../data/batching";
-import { devSplit, loadTrainTasks, type SniTrainTask } from "../data/sni";
+import { loadTrainTasks, type SniTrainTask } from "../data/sni";
+import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "./dev-split";
 import { instanceExamples } from "../data/instances";
 import { createLoraVariables, validateLoraConfig, type LoraAdapter, type LoraConfig } from "../model/lora";
 import { savePeftAdapter, saveT5Checkpoint } from "../model/weights";
@@ -24,18 +25,7 @@ import { loadStageConfig, trainDefaults } from "./run-config";
 import { checkVocab, type StageOptions, type StageResult } from "./base-model";
 import { disposeModel, loadBaseModel, makeTrainable, modelSummary, seq2seqLoss, recordStage, loopOptions } from "./seq2seq";
 
-export interface DevConfig {
-  /** Share of train tasks held out (stratified by category); null: none. */
-  fraction: number | null;
-  seed: number;
-  /** Steps between dev-loss points (src/train/dev-loss.ts), and after the last step; 0: no dev curve. */
-  every: number;
-  /** Instances of each dev task in the dev loss (a fixed sample). */
-  instancesPerTask: number;
-}
-
-/** The dev split's defaults: 5% of train tasks, no dev curve unless a config asks for one. */
-export const DEV_DEFAULTS: DevConfig = { fraction: 0.05, seed: 0, every: 0, instancesPerTask: 8 };
+export { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "./dev-split";
 
 /** What every stage that trains on SNI train-task instances is configured with. */
 export interface SniStageFields {
@@ -99,12 +89,6 @@ export function parseMetatrainConfig(source: string | Record<string, unknown> | 
     if (c.mode !== "full" && c.mode !== "lora") p.push(`config.mode must be "full" or "lora", got ${JSON.stringify(c.mode)}`);
     return p;
   });
-}
-
-/** Train tasks minus the dev split (deterministic in dev.seed), and the dev tasks. */
-export function trainAndDevTasks(tasks: SniTrainTask[], dev: DevConfig, maxTasks: number | null = null): { train: SniTrainTask[]; dev: SniTrainTask[] } {
-  const split = dev.fraction === null ? { train: tasks, dev: [] } : devSplit(tasks, { fraction: dev.fraction, seed: dev.seed, stratifyByCategory: true });
-  return maxTasks === null ? split : { train: split.train.slice(0, maxTasks), dev: split.dev };
 }
 
 export async function metatrain(config: MetatrainConfig, opts: StageOptions): Promise<StageResult> {

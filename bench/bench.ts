@@ -14,7 +14,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadNativeGemm } from "../src/backend/native-gemm";
 import { BATCH, D_FF, D_MODEL, HEADS, SEQ, blockFlops, gemmCases } from "./shapes";
-import { T5_BENCH, T5_SMALL_SHAPE } from "./t5";
+import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, T5_BENCH, T5_SMALL_SHAPE } from "./t5";
 import { t5TrainStepFlops } from "../src/compute/flops";
 
 interface WorkerResult {
@@ -32,6 +32,10 @@ interface WorkerResult {
     teacherLoraStep?: { seconds: number };
   } | null;
   t5Base?: { parameters: number; seconds: number; reps: number; peakRssBytes: number | null; tensorBytesAfter: number } | null;
+  campaignStep?: { seconds: number; gflops: number; reps: number; activationBytes: number } | null;
+  /** Peak resident memory of each workload group's process (bytes). */
+  peakRss?: { main: number | null; t5?: number | null; campaign?: number | null };
+  peakRssBytes?: number | null;
 }
 
 interface Config {
@@ -43,6 +47,8 @@ interface Config {
   t5?: boolean;
   /** Also a T5-Base-shaped training step with AdamW (backends without wasm's 4 GiB heap cap). */
   t5Base?: boolean;
+  /** Also the campaign's step: the small preset at batch 16, 512 / 64 tokens (CAMPAIGN_BENCH). */
+  campaign?: boolean;
 }
 
 function arg(name: string): string | undefined {
@@ -113,10 +119,10 @@ if (native.gemm) {
 if (hasTensorflowNode()) {
   // TensorFlow's two thread pools: intra-op (one kernel split over threads; initBackend sets it to the cores,
   // as TAGI_THREADS does for wasm) and inter-op (independent kernels at once; initBackend sets 1).
-  configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true });
+  configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true, campaign: true });
   configs.push({ name: "tensorflow-inter" + threads, what: `tfjs-node, intra-op and inter-op ${threads} threads`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) }, block: true, t5: true });
   // bf16 matrix products (src/backend/bf16-matmul.ts), compared with PyTorch's CPU autocast to bf16.
-  configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true });
+  configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true, campaign: true });
   configs.push({ name: "tensorflow-1t", what: "tfjs-node, intra-op and inter-op 1 thread", env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: "1" }, block: true });
 }
 
@@ -144,12 +150,22 @@ function spawnWorker(c: Config, extra: Record<string, string>, label: string): W
  */
 function runWorker(c: Config): WorkerResult | { error: string } {
   const main = spawnWorker(c, { TAGI_BENCH_BLOCK: c.block ? "1" : "0", TAGI_BENCH_T5: "0" }, "");
-  if ("error" in main || !(c.t5 && withT5)) return main;
-  const t5 = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "1" }, " (T5)");
-  if ("error" in t5) return { error: `T5 workloads: ${t5.error}` };
-  if (!c.t5Base || quick) return { ...main, t5: t5.t5 };
-  const base = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_T5BASE: "1" }, " (T5-Base step)");
-  return { ...main, t5: t5.t5, t5Base: "error" in base ? null : base.t5Base };
+  if ("error" in main) return main;
+  let out: WorkerResult = { ...main, peakRss: { main: main.peakRssBytes ?? null } };
+  if (c.t5 && withT5) {
+    const t5 = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "1" }, " (T5)");
+    if ("error" in t5) return { error: `T5 workloads: ${t5.error}` };
+    out = { ...out, t5: t5.t5, peakRss: { ...out.peakRss!, t5: t5.peakRssBytes ?? null } };
+  }
+  if (c.campaign && withT5) {
+    const cs = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_CAMPAIGN: "1" }, " (campaign step)");
+    out = { ...out, campaignStep: "error" in cs ? null : cs.campaignStep, peakRss: { ...out.peakRss!, campaign: "error" in cs ? null : (cs.peakRssBytes ?? null) } };
+  }
+  if (c.t5Base && !quick && withT5) {
+    const base = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_T5BASE: "1" }, " (T5-Base step)");
+    out = { ...out, t5Base: "error" in base ? null : base.t5Base };
+  }
+  return out;
 }
 
 function runTorch(): Record<string, unknown> | { error: string } {
@@ -166,6 +182,7 @@ function runTorch(): Record<string, unknown> | { error: string } {
       gemm: gemmCases(),
       block: { batch: BATCH, seq: SEQ, heads: HEADS, d_model: D_MODEL, d_ff: D_FF, layers, flops: blockFlops(layers) },
       t5: withT5 ? { config: T5_SMALL_SHAPE, ...T5_BENCH, flops: t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) } : null,
+      campaign: withT5 && configs.some((c) => c.campaign) ? { config: CAMPAIGN_SHAPE, ...CAMPAIGN_BENCH, flops: t5TrainStepFlops(CAMPAIGN_SHAPE, CAMPAIGN_BENCH) } : null,
     }),
   );
   process.stderr.write(`[bench] pytorch: same problems, ${threads} threads ...`);
@@ -174,6 +191,30 @@ function runTorch(): Record<string, unknown> | { error: string } {
   process.stderr.write(` ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   if (r.status !== 0) return { error: `bench_torch.py failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}` };
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
+}
+
+function memLine(m: WorkerResult["peakRss"]): string {
+  const g = (x: number | null | undefined) => (x === null || x === undefined ? "-" : (x / 2 ** 30).toFixed(2));
+  return m ? `main ${g(m.main)}${m.t5 !== undefined ? `, T5 ${g(m.t5)}` : ""}${m.campaign !== undefined ? `, campaign ${g(m.campaign)}` : ""}` : "-";
+}
+
+/** The campaign's step (small preset, batch 16, 512 / 64) on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps. */
+function campaignSummary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
+  const get = (n: string) => {
+    const r = results[n];
+    return r && !("error" in r) ? (r.campaignStep?.seconds ?? null) : null;
+  };
+  const t = "error" in torch ? null : ((torch as { campaign?: { stepSeconds: number; stepBf16Seconds: number } | null }).campaign ?? null);
+  const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
+  if (json.fp32 === null && json.bf16 === null) return null;
+  const f = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)} s`);
+  const r = (x: number | null, y: number | null) => (x !== null && y !== null ? `${(x / y).toFixed(2)}x` : "-");
+  return {
+    json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
+    line:
+      `Campaign step (the small preset, 24.3M parameters, all trained; batch ${CAMPAIGN_BENCH.batch}, ${CAMPAIGN_BENCH.inputLength} input / ${CAMPAIGN_BENCH.targetLength} target tokens): ` +
+      `tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
+  };
 }
 
 /**
@@ -269,6 +310,8 @@ function main() {
     ? `TAGI vs instance training (${defaultName}, T5-small shape): generateAdapter.seconds ${fmt(defOk.t5.generateAdapter.seconds, 3)} (one 256-token instruction, ${fmt(defOk.t5.generateAdapter.parameters / 1e6, 2)}M LoRA parameters) vs teacher LoRA ${fmt(defOk.t5.teacherLoraStep.seconds, 3)} s per step, ${fmt((1000 * defOk.t5.teacherLoraStep.seconds) / 60, 1)} min per 1,000 steps (the paper's teachers: 10,000 steps)`
     : null;
   if (tagiLine) console.log(`\n${tagiLine}`);
+  const campaign = campaignSummary(results, torch);
+  if (campaign) console.log(`\n${campaign.line}`);
   const bf16 = bf16Summary(results, torch);
   if (bf16) console.log(`\n${bf16.line}`);
   const baseRun = ok.find(([, r]) => r.t5Base);
@@ -325,6 +368,8 @@ function main() {
     t5ByConfig: Object.fromEntries(ok.filter(([, r]) => r.t5).map(([n, r]) => [n, r.t5])),
     t5BaseStep: baseRun ? { config: baseRun[0], ...baseRun[1].t5Base! } : null,
     bf16: bf16?.json ?? null,
+    campaignStep: campaign?.json ?? null,
+    peakRss: Object.fromEntries(ok.map(([n, r]) => [n, r.peakRss ?? null])),
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
     pytorch: torch,
@@ -355,7 +400,10 @@ function main() {
           ]
         : []),
       ...(tagiLine ? [tagiLine + ".", ""] : []),
+      ...(campaign ? [campaign.line, ""] : []),
       ...(bf16 ? [bf16.line, ""] : []),
+      `Peak resident memory per workload group (GiB; each group runs in its own process): ${ok.map(([n, r]) => `${n} ${memLine(r.peakRss)}`).join("; ")}.`,
+      "",
       ...(baseLine ? [baseLine + ".", ""] : []),
       "Configurations:",
       ...configs.map((c) => `- \`${c.name}\`: ${c.what} (${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")})`),

@@ -7,6 +7,7 @@ import { t5TrainStepFlops } from "../src/compute/flops";
 import { parseT5Config, type T5Config } from "../src/model/config";
 import { greedyDecode } from "../src/model/generate";
 import { initT5Params } from "../src/model/init";
+import { MODEL_PRESETS } from "../src/model/presets";
 import { crossEntropyLoss, forward, shiftRight, type T5Model } from "../src/model/t5";
 import { createLoraVariables } from "../src/model/lora";
 import { encodeInstruction } from "../src/tagi/instruction-encoder";
@@ -29,17 +30,24 @@ export const T5_SMALL_SHAPE: T5Config = parseT5Config({
 
 export const T5_BENCH = { batch: 8, inputLength: 128, targetLength: 32, decodeTokens: 32 };
 
+/**
+ * The step the campaign trains: the `small` preset (no dropout, as the bench's other shapes) with every
+ * parameter trained, at the meta-training lengths of configs/small (batch 16, Def + 2 Pos prompts of 512
+ * tokens, 64 target tokens). Real batches are shorter on average (bucketed by length); this is the ceiling.
+ */
+export const CAMPAIGN_SHAPE: T5Config = parseT5Config({ ...MODEL_PRESETS.small, dropout_rate: 0 });
+export const CAMPAIGN_BENCH = { batch: 16, inputLength: 512, targetLength: 64, decodeTokens: 0 };
+
 function randomIds(rows: number, cols: number, vocab: number, seed: number): number[][] {
   let x = seed >>> 0;
   const next = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
   return Array.from({ length: rows }, () => Array.from({ length: cols }, () => 2 + Math.floor(next() * (vocab - 2))));
 }
 
-export function makeT5Bench(seed = 0) {
-  const config = T5_SMALL_SHAPE;
+export function makeT5Bench(seed = 0, config: T5Config = T5_SMALL_SHAPE, dims: typeof T5_BENCH = T5_BENCH) {
   const params = initT5Params(config, seed);
   const names = [...params.keys()];
-  const { batch, inputLength, targetLength } = T5_BENCH;
+  const { batch, inputLength, targetLength } = dims;
   const labelsArr = randomIds(batch, targetLength, config.vocab_size, seed + 1);
   const inputIds = tf.tensor2d(randomIds(batch, inputLength, config.vocab_size, seed + 2), undefined, "int32");
   const labels = tf.tensor2d(labelsArr, undefined, "int32");
@@ -65,7 +73,7 @@ export function makeT5Bench(seed = 0) {
     });
 
   const decode = (): number => {
-    const out = greedyDecode(model, inputIds, undefined, { maxNewTokens: T5_BENCH.decodeTokens, ignoreEos: true });
+    const out = greedyDecode(model, inputIds, undefined, { maxNewTokens: dims.decodeTokens, ignoreEos: true });
     return out.length * (out[0]!.length - 1);
   };
 
@@ -79,7 +87,7 @@ export function makeT5Bench(seed = 0) {
     trainStep,
     decode,
     dispose,
-    flops: t5TrainStepFlops(config, T5_BENCH),
+    flops: t5TrainStepFlops(config, dims),
     activationBytes: () => activationBytes,
   };
 }

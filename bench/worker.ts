@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
-import { makeT5Bench, makeTagiBench, t5BaseTrainStep } from "./t5";
+import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, makeT5Bench, makeTagiBench, peakRssBytes, t5BaseTrainStep } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
 
 interface Timing {
@@ -92,6 +92,14 @@ async function main() {
       teacherLoraStep: { seconds: ts.seconds },
     };
   }
+  // The campaign's own step: the small preset at the meta-training lengths (batch 16, 512 / 64 tokens).
+  let campaignStep: StepTiming | null = null;
+  if (process.env.TAGI_BENCH_CAMPAIGN === "1") {
+    const cb = makeT5Bench(0, CAMPAIGN_SHAPE, CAMPAIGN_BENCH);
+    const t = time(() => cb.trainStep(), quick ? 3 : 10, quick ? 2 : 4);
+    campaignStep = { seconds: t.seconds, gflops: cb.flops / t.seconds / 1e9, reps: t.reps, activationBytes: cb.activationBytes() };
+    cb.dispose();
+  }
   // T5-Base-shaped training step (only asked of backends without wasm's 4 GiB heap cap)
   const t5Base = process.env.TAGI_BENCH_T5BASE === "1" ? t5BaseTrainStep(0) : null;
   const result = {
@@ -104,6 +112,10 @@ async function main() {
     gemm,
     blockStep: block,
     t5,
+    campaignStep,
+    precision: info.precision.inUse,
+    // this process's peak resident memory (each workload group runs in its own process)
+    peakRssBytes: peakRssBytes(),
     liveTensorsAfter: tf.memory().numTensors,
   };
   console.log(`BENCH_RESULT ${JSON.stringify(result)}`);

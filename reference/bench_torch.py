@@ -91,6 +91,7 @@ def main():
     # bf16 path is compared with.
     sec16, reps16 = timed(autocast(step), 2 if quick else 8, 2 if quick else 5)
     t5 = t5_bench(spec["t5"], quick) if spec.get("t5") else None
+    campaign = campaign_bench(spec["campaign"], quick) if spec.get("campaign") else None
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -99,6 +100,7 @@ def main():
         "blockStep": {"seconds": sec, "gflops": s["flops"] / sec / 1e9, "layers": layers, "reps": reps},
         "blockStepBf16": {"seconds": sec16, "gflops": s["flops"] / sec16 / 1e9, "layers": layers, "reps": reps16},
         "t5": t5,
+        "campaign": campaign,
     }))
 
 
@@ -151,6 +153,30 @@ def t5_bench(spec, quick):
         "decodeTokensPerSecond": b * steps / dec_sec,
         "reps": step_reps,
     }
+
+
+def campaign_bench(spec, quick):
+    """The campaign's step (bench/t5.ts CAMPAIGN_BENCH): the same training step at the small preset's shape."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = T5Config(**{"decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1, **spec["config"]})
+    model = T5ForConditionalGeneration(cfg)
+    torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5)
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["inputLength"]), generator=g)
+    labels = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["targetLength"]), generator=g)
+    model.train()
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        out = model(input_ids=input_ids, labels=labels)
+        out.loss.backward()
+        return out.loss.item()
+
+    sec, reps = timed(step, 3 if quick else 10, 2 if quick else 4)
+    sec16, _ = timed(autocast(step), 3 if quick else 10, 2 if quick else 4)
+    return {"stepSeconds": sec, "stepBf16Seconds": sec16, "reps": reps, "gflops": spec["flops"] / sec / 1e9}
 
 
 if __name__ == "__main__":

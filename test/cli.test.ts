@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildProgram, COMMAND_EXAMPLES } from "../src/cli";
+import { fmtSeconds } from "../src/cli/args";
 
 const root = join(__dirname, "..");
 const cli = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: root, encoding: "utf8" });
@@ -61,5 +62,9 @@ describe("the tagi command line", function () {
     const noOut = cli("metatrain", "--config", "configs/tiny/metatrain.json");
     assert.equal(noOut.status, 1);
     assert.match(noOut.stderr, /metatrain: required option '--out <dir>' not specified/);
+  });
+
+  it("durations: seconds below a minute, whole minutes and seconds above (rounded once: never 1m60s)", () => {
+    assert.deepEqual([12.34, 59.94, 60, 119.6, 3599.7, NaN].map(fmtSeconds), ["12.3s", "59.9s", "1m0s", "2m0s", "60m0s", "?"]);
   });
 });

@@ -13,6 +13,7 @@ export function intArg(min: number) {
 /** "1m5s", "4.2s", or "?" for a non-finite number of seconds. */
 export function fmtSeconds(s: number): string {
   if (!Number.isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const whole = Math.round(s); // round first: 119.6 s is 2m0s, not 1m60s
+  return `${Math.floor(whole / 60)}m${whole % 60}s`;
 }

@@ -12,7 +12,7 @@ import { initBackend } from "../src/backend";
 import { readSafetensors } from "../src/model/safetensors";
 import { loadPeftAdapter, loadT5Checkpoint } from "../src/model/weights";
 import { crossEntropyLoss, decode, disposeCache, encode, forward, tokenLogProbs, type T5Model } from "../src/model/t5";
-import { generateAndScore, greedyDecode, scoreTargets } from "../src/model/generate";
+import { encodeInChunks, ENCODE_CHUNK_ROWS, generateAndScore, greedyDecode, scoreTargets } from "../src/model/generate";
 import { createLoraVariables, mergeLora, toPerExample, type LoraAdapter } from "../src/model/lora";
 import { relError } from "./helpers/crosscheck";
 import { randomTinyT5 } from "../src/model/tiny";
@@ -301,5 +301,77 @@ describe("greedy decoding: finished sequences leave the batch", () => {
     assert.equal(tf.memory().numTensors, before, "generateAndScore leaked tensors");
     for (const m of lora.modules.values()) tf.dispose([m.A, m.B]);
     tf.dispose([ids, mask, fusion.instruction, fusion.instructionMask, ...base.params.values()]);
+  });
+
+  it("a batch larger than ENCODE_CHUNK_ROWS is encoded in chunks: the same encoder output and ids, nothing leaked", () => {
+    const model = randomTinyT5(6);
+    const b = 2 * ENCODE_CHUNK_ROWS + 5;
+    const lens = Array.from({ length: b }, (_, i) => 3 + ((i * 7) % 9));
+    const ids = tf.tensor2d(lens.map((n, i) => Array.from({ length: 11 }, (_, j) => (j < n ? 3 + ((i * 97 + j * 13) % 700) : 0))), [b, 11], "int32");
+    const mask = tf.tensor2d(lens.map((n) => Array.from({ length: 11 }, (_, j) => (j < n ? 1 : 0))), [b, 11], "int32");
+    const before = tf.memory().numTensors;
+    const whole = encode(model, ids, mask);
+    const chunked = encodeInChunks(model, ids, mask, {});
+    assert.deepEqual(chunked.shape, whole.shape);
+    assert.ok(relError(chunked.dataSync(), whole.dataSync()) < 1e-6);
+    tf.dispose([whole, chunked]);
+    const out = greedyDecode(model, ids, mask, { maxNewTokens: 5 });
+    // row by row in batches of at most ENCODE_CHUNK_ROWS: the same ids
+    const rows: number[][] = [];
+    for (let s = 0; s < b; s += ENCODE_CHUNK_ROWS) {
+      const n = Math.min(ENCODE_CHUNK_ROWS, b - s);
+      const part = tf.tidy(() => [tf.slice(ids, [s, 0], [n, -1]) as tf.Tensor2D, tf.slice(mask, [s, 0], [n, -1]) as tf.Tensor2D]);
+      rows.push(...greedyDecode(model, part[0]!, part[1]!, { maxNewTokens: 5 }));
+      tf.dispose(part);
+    }
+    const len = Math.max(...rows.map((r) => r.length));
+    assert.deepEqual(out, rows.map((r) => [...r, ...new Array<number>(len - r.length).fill(model.config.pad_token_id)]));
+    // reference scores, chunked the same way: equal to scoring each row alone
+    const labels = Array.from({ length: b }, (_, i) => [3 + i, 5 + ((i * 3) % 11), 1].slice(i % 2));
+    const scored = scoreTargets(model, ids, mask, labels);
+    for (const i of [0, ENCODE_CHUNK_ROWS, b - 1]) {
+      const one = tf.tidy(() => [tf.slice(ids, [i, 0], [1, -1]) as tf.Tensor2D, tf.slice(mask, [i, 0], [1, -1]) as tf.Tensor2D]);
+      const alone = scoreTargets(model, one[0]!, one[1]!, [labels[i]!]);
+      tf.dispose(one);
+      assert.ok(Math.abs(alone.sum[0]! - scored.sum[i]!) < 1e-4, `row ${i}: ${alone.sum[0]} vs ${scored.sum[i]}`);
+    }
+    // with batch-shaped options (per-example LoRA, a concatenated instruction): sliced with the rows
+    const peft = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, 2);
+    const lora = toPerExample(peft, b);
+    for (const m of peft.modules.values()) tf.dispose([m.A, m.B]);
+    for (const m of lora.modules.values()) {
+      const B = m.B;
+      m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", 4);
+      B.dispose();
+    }
+    const fusion = {
+      instruction: tf.randomNormal([b, 3, model.config.d_model], 0, 1, "float32", 5) as tf.Tensor3D,
+      instructionMask: tf.tensor2d(Array.from({ length: b }, (_, i) => [1, i % 2, i % 3 === 0 ? 1 : 0]), [b, 3], "int32"),
+      crossAttention: false,
+      concatenate: true,
+      params: new Map<string, tf.Tensor>(),
+    };
+    const opts = { lora, fusion };
+    const before2 = tf.memory().numTensors;
+    const wholeF = encode(model, ids, mask, opts);
+    const chunkedF = encodeInChunks(model, ids, mask, opts);
+    assert.ok(relError(chunkedF.dataSync(), wholeF.dataSync()) < 1e-6, "chunked encoding with per-example LoRA and fusion");
+    tf.dispose([wholeF, chunkedF]);
+    const scoredF = scoreTargets(model, ids, mask, labels, opts);
+    const i = ENCODE_CHUNK_ROWS + 3;
+    const one = (() => ({
+      ids: tf.slice(ids, [i, 0], [1, -1]) as tf.Tensor2D,
+      mask: tf.slice(mask, [i, 0], [1, -1]) as tf.Tensor2D,
+      lora: { ...lora, modules: new Map([...lora.modules].map(([k, { A, B }]) => [k, { A: tf.slice(A, i, 1), B: tf.slice(B, i, 1) }])) },
+      fusion: { ...fusion, instruction: tf.slice(fusion.instruction, i, 1) as tf.Tensor3D, instructionMask: tf.slice(fusion.instructionMask, i, 1) as tf.Tensor2D },
+    }))();
+    const aloneF = scoreTargets(model, one.ids, one.mask, [labels[i]!], { lora: one.lora, fusion: one.fusion });
+    assert.ok(Math.abs(aloneF.sum[0]! - scoredF.sum[i]!) < 1e-4, `row ${i} with options: ${aloneF.sum[0]} vs ${scoredF.sum[i]}`);
+    tf.dispose([one.ids, one.mask, one.fusion.instruction, one.fusion.instructionMask, ...[...one.lora.modules.values()].flatMap((m) => [m.A, m.B])]);
+    assert.equal(tf.memory().numTensors, before2, "leaked tensors with options");
+    for (const m of lora.modules.values()) tf.dispose([m.A, m.B]);
+    tf.dispose([fusion.instruction, fusion.instructionMask]);
+    assert.equal(tf.memory().numTensors, before, "leaked tensors");
+    tf.dispose([ids, mask, ...model.params.values()]);
   });
 });

@@ -134,6 +134,32 @@ describe("published artifacts", function () {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
+  it("records the artifacts a run read; republishing one of them makes the reader stale, and verification says so", () => {
+    const root = tmp();
+    fakeRun(path.join(root, "base-run"));
+    const base = path.join(root, "artifacts", "tiny", "base");
+    publishArtifact({ run: path.join(root, "base-run"), out: base, dtype: "bf16" });
+    // a later stage whose config names the published base (as configs/<scale>/*.json do)
+    const run = path.join(root, "meta-run");
+    fakeRun(run);
+    const rec = JSON.parse(fs.readFileSync(path.join(run, "run.json"), "utf8")) as Record<string, unknown>;
+    fs.writeFileSync(path.join(run, "run.json"), JSON.stringify({ ...rec, stage: "metatrain", config: { base: path.join(base, "model"), train: { steps: 20 } } }));
+    const meta = path.join(root, "artifacts", "tiny", "meta");
+    const m = publishArtifact({ run, out: meta, dtype: "bf16" });
+    assert.deepEqual(m.reads?.map((r) => path.resolve(r.artifact)), [base]);
+    assert.deepEqual(verifyArtifacts(path.join(root, "artifacts")).problems, []);
+    // the base retrained and published again: its artifact.json changes
+    const log = path.join(root, "base-run", "log.jsonl");
+    fs.appendFileSync(log, JSON.stringify({ step: 30, loss: 6, eval: { devLoss: 7 } }) + "\n");
+    publishArtifact({ run: path.join(root, "base-run"), out: base, dtype: "bf16" });
+    const problems = verifyArtifacts(path.join(root, "artifacts")).problems;
+    assert.equal(problems.length, 1, problems.join("\n"));
+    assert.match(problems[0]!, /tiny\/meta: trained on .*tiny\/base, which was republished since \(its artifact.json changed\): .*tiny\/meta is stale; retrain it \(tagi prepare\)/);
+    fs.rmSync(base, { recursive: true, force: true });
+    assert.match(verifyArtifacts(path.join(root, "artifacts")).problems[0]!, /trained on .*tiny\/base, which is not there any more/);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
   it("refuses to publish past the artifacts budget, leaving nothing half-published", () => {
     const root = tmp();
     fakeRun(path.join(root, "run"));

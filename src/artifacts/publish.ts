@@ -50,6 +50,12 @@ export interface ArtifactManifest {
   /** The dev-split curve (teacher-forced loss of held-out dev tasks) of the run; per teacher for teachers. */
   devCurve: { step: number; loss: number }[] | Record<string, DevEnds | null>;
   trainLoss: { first: number; last: number } | null;
+  /**
+   * The published artifacts its run read (the base it sat on, a logit teacher, stage 1), each with the sha256
+   * of its artifact.json when this one was published: republishing one of them makes this one stale, and
+   * verifyArtifact says so.
+   */
+  reads?: { artifact: string; sha256: string }[];
   /** The earlier runs this one continued, by name: how each was trained and its dev curve. */
   earlier?: Record<string, { stage: string; command: string | null; commit: string | null; steps: number | null; wallSeconds: number | null; devCurve: { step: number; loss: number }[]; trainLoss: { first: number; last: number } | null }>;
 }
@@ -58,6 +64,7 @@ export interface ArtifactManifest {
 type DevEnds = { first: number; last: number; firstStep: number; lastStep: number };
 
 interface RunRecord {
+  config?: unknown;
   stage?: string;
   command?: string | null;
   commit?: string | null;
@@ -67,6 +74,28 @@ interface RunRecord {
   startedAt?: string;
   wallSeconds?: number;
   training?: { steps?: number };
+}
+
+/**
+ * The published artifacts a run's config names (any string value that is a path inside artifacts/<scale>/<name>
+ * holding an artifact.json), with the sha256 of each artifact.json now.
+ */
+export function artifactReads(config: unknown, root = path.join(PROJECT_DIR, "artifacts")): { artifact: string; sha256: string }[] {
+  const found = new Map<string, string>();
+  const visit = (v: unknown): void => {
+    if (typeof v === "string") {
+      const abs = path.resolve(PROJECT_DIR, v);
+      const rel = path.relative(root, abs);
+      if (rel.startsWith("..") || path.isAbsolute(rel)) return;
+      const [scale, name] = rel.split(path.sep);
+      if (!scale || !name) return;
+      const file = path.join(root, scale, name, ARTIFACT_FILE);
+      if (fs.existsSync(file)) found.set(path.relative(PROJECT_DIR, path.dirname(file)), sha256File(file));
+    } else if (Array.isArray(v)) v.forEach(visit);
+    else if (v && typeof v === "object") Object.values(v as Record<string, unknown>).forEach(visit);
+  };
+  visit(config);
+  return [...found].sort().map(([artifact, sha256]) => ({ artifact, sha256 }));
 }
 
 function sha256File(file: string): string {
@@ -215,6 +244,7 @@ export function publishArtifact(o: PublishOptions): ArtifactManifest {
     publishedBy: { command: o.command ? o.command.join(" ") : null, commit: env.commit, at: new Date().toISOString() },
     devCurve,
     trainLoss: log.trainLoss,
+    reads: artifactReads(record.config, path.dirname(path.dirname(out))).filter((r) => path.resolve(PROJECT_DIR, r.artifact) !== out),
     ...(o.earlier?.length
       ? {
           earlier: Object.fromEntries(
@@ -305,6 +335,11 @@ export function verifyArtifact(dir: string, manifest: ArtifactManifest = readJso
   }
   const walk = (d: string, rel: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name), path.join(rel, e.name)) : [path.join(rel, e.name)]));
   for (const f of walk(dir, "")) if (f !== ARTIFACT_FILE && !want.has(f)) problems.push(`${name}/${f}: not listed in artifact.json`);
+  for (const r of manifest.reads ?? []) {
+    const file = path.resolve(PROJECT_DIR, r.artifact, ARTIFACT_FILE);
+    if (!fs.existsSync(file)) problems.push(`${name}: trained on ${r.artifact}, which is not there any more (restore it, or retrain ${name} with tagi prepare)`);
+    else if (sha256File(file) !== r.sha256) problems.push(`${name}: trained on ${r.artifact}, which was republished since (its artifact.json changed): ${name} is stale; retrain it (tagi prepare) or restore ${r.artifact}`);
+  }
   return { bytes, problems };
 }
 

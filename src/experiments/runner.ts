@@ -515,7 +515,10 @@ export function preparedConfigChanges(p: PrepareStage, scale: string): string[] 
   if (recorded === undefined) return [];
   const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale, p.config), "utf8")) as Record<string, unknown>;
   const current = parse(applySets(raw, setStrings(p.set ?? {})));
-  return configDifferences(recorded, JSON.parse(JSON.stringify(current)) as unknown).map((d) => `${d.key}: ${d.from} -> ${d.to}`);
+  // train.precision is how a run computes, not what it is (TrainConfig.precision): not a change of config
+  return configDifferences(recorded, JSON.parse(JSON.stringify(current)) as unknown)
+    .filter((d) => !/(^|\.)train\.precision$/.test(d.key))
+    .map((d) => `${d.key}: ${d.from} -> ${d.to}`);
 }
 
 /**

@@ -30,6 +30,26 @@ describe("wasm Sum override vs cpu", () => {
     });
   });
 
+  it("a sum over an empty axis is zeros even where the heap held garbage; empty outputs stay empty", async () => {
+    for (const [shape, axis, keepDims, want] of [
+      [[0, 3], 0, false, [3]],
+      [[2, 0, 3], [0, 1], true, [1, 1, 3]],
+      [[3, 0], 1, false, [3]],
+      [[0, 3], 1, false, [0]],
+      [[4, 0, 2], 0, false, [0, 2]],
+    ] as const) {
+      // fill the heap with non-zeros, free it, then reduce: the output must not be that memory
+      tf.dispose(Array.from({ length: 8 }, () => tf.fill([4096], 7.5)));
+      const got = tf.tidy(() => {
+        const y = tf.sum(tf.zeros([...shape]), axis as number | number[], keepDims);
+        return { shape: y.shape, values: Array.from(y.dataSync()) };
+      });
+      assert.deepEqual(got.shape, want, `sum of [${shape}] over ${JSON.stringify(axis)}`);
+      assert.ok(got.values.every((v) => v === 0), `sum of [${shape}] over ${JSON.stringify(axis)}: ${got.values}`);
+      await crossCheck(() => [tf.sum(tf.zeros([...shape]), axis as number | number[], keepDims)], { label: `empty sum ${shape}`, tol: 0 });
+    }
+  });
+
   it("int32 input goes to the stock kernel and stays int32", async () => {
     const v = Int32Array.from({ length: 24 }, (_, i) => i - 7);
     await crossCheck(() => [tf.sum(tf.tensor(v, [4, 6], "int32"), 0)], { label: "int32 sum", tol: 0 });

@@ -28,7 +28,7 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
   prepare: ["npm run tagi -- prepare --scale small --through artifacts/small/teachers"],
   results: ["npm run results"],
   adapters: ["npm run tagi -- adapters --tagi runs/tiny/finetune/model --teachers runs/tiny/teachers --format def+2pos --out adapters.json"],
-  publish: ["npm run tagi -- publish --run runs/small/base --out artifacts/small/base --dtype bf16"],
+  publish: ["npm run tagi -- publish --run runs/small/base --out artifacts/small/base --dtype bf16 --earlier span=runs/small/base-span"],
   artifacts: ["npm run tagi -- artifacts"],
   "training-report": ["npm run tagi -- training-report --runs runs/tiny --out results/training/tiny"],
 };

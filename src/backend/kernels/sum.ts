@@ -28,10 +28,19 @@ export const sumConfig: tf.KernelConfig = {
   kernelFunc: (args) => {
     const x = (args.inputs as { x: tf.TensorInfo }).x;
     const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-    const p = x.dtype === "float32" ? leadingAxes(axis, x.shape.length) : null;
-    if (p === null || x.shape.some((d) => d === 0)) {
-      return runStock(stockSum, "Sum", args);
+    if (x.dtype === "float32" && x.shape.some((d) => d === 0)) {
+      // A sum over nothing is 0. The stock kernel leaves such an output unwritten, so it held whatever the
+      // heap held there (seen as a wrong gradient of a batch-0 product); write the zeros here.
+      const rank = x.shape.length;
+      const axes = new Set((Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)));
+      const outShape = x.shape.flatMap((d, i) => (axes.has(i) ? (keepDims ? [1] : []) : [d]));
+      const backend = internals(args.backend);
+      const out = backend.makeOutput(outShape, "float32");
+      (viewOf(backend, out) as Float32Array).fill(0);
+      return out;
     }
+    const p = x.dtype === "float32" ? leadingAxes(axis, x.shape.length) : null;
+    if (p === null) return runStock(stockSum, "Sum", args);
     const backend = internals(args.backend);
     const rows = x.shape.slice(0, p).reduce((a, b) => a * b, 1);
     const inner = x.shape.slice(p);

@@ -114,8 +114,9 @@ def autocast(fn):
     return run
 
 
-def t5_bench(spec, quick):
-    """The same T5-small-shaped training step and greedy decoding as bench/t5.ts, with transformers."""
+def t5_training_step(spec):
+    """A randomly initialised T5 of spec["config"] and one full training step on random ids of the spec's shape
+    (the same model and data as bench/t5.ts makeT5Bench)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
@@ -124,11 +125,9 @@ def t5_bench(spec, quick):
     # Same deliberate init difference as src/model/init.ts: lm_head N(0, d_model^-0.5), not N(0, 1), so the
     # output softmax does not underflow to subnormals (which would time subnormal arithmetic, not the model).
     torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5)
-    b, tin, tout, steps = spec["batch"], spec["inputLength"], spec["targetLength"], spec["decodeTokens"]
     g = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(2, cfg.vocab_size, (b, tin), generator=g)
-    labels = torch.randint(2, cfg.vocab_size, (b, tout), generator=g)
-
+    input_ids = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["inputLength"]), generator=g)
+    labels = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["targetLength"]), generator=g)
     model.train()
 
     def step():
@@ -137,9 +136,16 @@ def t5_bench(spec, quick):
         out.loss.backward()
         return out.loss.item()
 
+    return model, input_ids, step
+
+
+def t5_bench(spec, quick):
+    """The same T5-small-shaped training step and greedy decoding as bench/t5.ts, with transformers."""
+    model, input_ids, step = t5_training_step(spec)
     step_sec, step_reps = timed(step, 2 if quick else 6, 2 if quick else 4)
     step16_sec, _ = timed(autocast(step), 2 if quick else 6, 2 if quick else 4)
     model.eval()
+    b, steps = spec["batch"], spec["decodeTokens"]
 
     def decode():
         with torch.no_grad():
@@ -157,23 +163,7 @@ def t5_bench(spec, quick):
 
 def campaign_bench(spec, quick):
     """The campaign's step (bench/t5.ts CAMPAIGN_BENCH): the same training step at the small preset's shape."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    cfg = T5Config(**{"decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1, **spec["config"]})
-    model = T5ForConditionalGeneration(cfg)
-    torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5)
-    g = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["inputLength"]), generator=g)
-    labels = torch.randint(2, cfg.vocab_size, (spec["batch"], spec["targetLength"]), generator=g)
-    model.train()
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        out = model(input_ids=input_ids, labels=labels)
-        out.loss.backward()
-        return out.loss.item()
-
+    _, _, step = t5_training_step(spec)
     sec, reps = timed(step, 3 if quick else 10, 2 if quick else 4)
     sec16, _ = timed(autocast(step), 3 if quick else 10, 2 if quick else 4)
     return {"stepSeconds": sec, "stepBf16Seconds": sec16, "reps": reps, "gflops": spec["flops"] / sec / 1e9}

@@ -259,6 +259,19 @@ describe("LoRA vs PEFT (v1_1 with a q,v adapter)", () => {
   });
 });
 
+/** A rank-4 LoRA on q and v, one adapter per example, with non-zero B (so it changes the output); seeded. */
+function randomPerExampleLora(model: T5Model, batch: number, seed: number): LoraAdapter {
+  const peft = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, seed);
+  const lora = toPerExample(peft, batch);
+  for (const m of peft.modules.values()) tf.dispose([m.A, m.B]);
+  for (const m of lora.modules.values()) {
+    const B = m.B;
+    m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", seed * 2);
+    B.dispose();
+  }
+  return lora;
+}
+
 describe("greedy decoding: finished sequences leave the batch", () => {
   before(async () => {
     await initBackend({ log: false });
@@ -270,14 +283,7 @@ describe("greedy decoding: finished sequences leave the batch", () => {
     const lens = [9, 7, 9, 4, 8, 6];
     const ids = tf.tensor2d(lens.map((n, i) => Array.from({ length: 9 }, (_, j) => (j < n ? 3 + ((i * 131 + j * 17) % 500) : 0))), [b, 9], "int32");
     const mask = tf.tensor2d(lens.map((n) => Array.from({ length: 9 }, (_, j) => (j < n ? 1 : 0))), [b, 9], "int32");
-    const peft = createLoraVariables(base.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, 1);
-    const lora = toPerExample(peft, b);
-    for (const m of peft.modules.values()) tf.dispose([m.A, m.B]);
-    for (const m of lora.modules.values()) {
-      const B = m.B;
-      m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", 2);
-      B.dispose();
-    }
+    const lora = randomPerExampleLora(base, b, 1);
     const fusion = { instruction: tf.randomNormal([b, 3, base.config.d_model], 0, 1, "float32", 3) as tf.Tensor3D, instructionMask: tf.tensor2d([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1]], [b, 3], "int32"), crossAttention: false, concatenate: true, params: new Map<string, tf.Tensor>() };
     // An end-of-sequence id that the rows reach at different steps: the most common first-seen token of a run that ignores EOS.
     const free = greedyDecode(base, ids, mask, { maxNewTokens: 12, ignoreEos: true, lora, fusion });
@@ -336,14 +342,7 @@ describe("greedy decoding: finished sequences leave the batch", () => {
       assert.ok(Math.abs(alone.sum[0]! - scored.sum[i]!) < 1e-4, `row ${i}: ${alone.sum[0]} vs ${scored.sum[i]}`);
     }
     // with batch-shaped options (per-example LoRA, a concatenated instruction): sliced with the rows
-    const peft = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, 2);
-    const lora = toPerExample(peft, b);
-    for (const m of peft.modules.values()) tf.dispose([m.A, m.B]);
-    for (const m of lora.modules.values()) {
-      const B = m.B;
-      m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", 4);
-      B.dispose();
-    }
+    const lora = randomPerExampleLora(model, b, 2);
     const fusion = {
       instruction: tf.randomNormal([b, 3, model.config.d_model], 0, 1, "float32", 5) as tf.Tensor3D,
       instructionMask: tf.tensor2d(Array.from({ length: b }, (_, i) => [1, i % 2, i % 3 === 0 ? 1 : 0]), [b, 3], "int32"),

@@ -74,10 +74,14 @@ export function buildProgram(): Command {
     .option("--batch-size <n>", "SNI: instances per decoding batch; P3: (example, choice) pairs per pass (evaluateP3's default unless given)", intArg(1), 8)
     .option("--max-instances-per-task <n>", "evaluate a seeded sample of at most n instances per task", intArg(1))
     .addOption(
-      new Option("--split <split>", "SNI: the 103 test tasks, or the dev split (the 5% of train tasks every stage holds out, stratified by category, seed 0) for choices made before testing")
-        .choices(["test", "dev"])
+      new Option(
+        "--split <split>",
+        "SNI: the 103 test tasks; the dev split (the 5% of train tasks every stage holds out, stratified by category, seed 0) for choices made before testing; or seen: the training tasks themselves (the dev split left out)",
+      )
+        .choices(["test", "dev", "seen"])
         .default("test"),
     )
+    .option("--exclude-train-sample <n>", "--split seen: leave out each task's training sample of n instances (seed 0), keeping only instances training never read (where tasks have more than n)", intArg(1))
     .option("--tasks <names>", "comma-separated task names of the split (default: all)", (v: string) =>
       v
         .split(",")

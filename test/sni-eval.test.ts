@@ -201,6 +201,33 @@ describe("tagi evaluate (CLI)", function () {
     assert.match(wrong.stderr, new RegExp(`unknown dev task\\(s\\): ${TASKS[0]}\\. Dev tasks: ${dev.length}`));
   });
 
+  it("--split seen evaluates the training tasks, with --exclude-train-sample only the instances outside their training sample", async function () {
+    const dest = join(out, "seen");
+    const all = (await loadSniSplit("train", undefined, { warn: false })).tasks;
+    const { train, dev } = trainAndDevTasks(all, DEV_DEFAULTS);
+    const task = train.find((t) => t.instances.length >= 6 && t.instances.length <= 200)!;
+    const n = task.instances.length - 3; // three instances outside the sample
+    const args = ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--benchmark", "sni", "--split", "seen", "--tasks", task.name];
+    const common = ["--format", "def", "--max-new-tokens", "2", "--max-input-tokens", "64", "--batch-size", "8", "--no-progress"];
+    const r = spawnSync(process.execPath, [...args, "--exclude-train-sample", String(n), ...common, "--out", dest], { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    const used = new Set(sampleInstances(task, n, 0).map((i) => i.id));
+    const ids = readFileSync(join(dest, "predictions.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { id: string }).id);
+    assert.equal(ids.length, 3);
+    assert.ok(ids.every((id) => !used.has(id) && task.instances.some((i) => i.id === id)), `ids ${ids.join(", ")}`);
+    const s = JSON.parse(readFileSync(join(dest, "summary.json"), "utf8")) as { benchmark: string };
+    assert.equal(s.benchmark, "SNI seen tasks (1 seen task)");
+    // without the exclusion every instance of the task is evaluated
+    const allOut = join(out, "seen-all");
+    const every = spawnSync(process.execPath, [...args, ...common, "--out", allOut], { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.equal(every.status, 0, `exit ${every.status}\n${every.stderr}`);
+    assert.equal(readFileSync(join(allOut, "predictions.jsonl"), "utf8").trim().split("\n").length, task.instances.length);
+    // a dev task is not a seen task
+    const wrong = spawnSync(process.execPath, [...args.slice(0, -1), dev[0]!.name, ...common, "--out", join(out, "seen-wrong")], { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.notEqual(wrong.status, 0);
+    assert.match(wrong.stderr, new RegExp(`unknown seen task\\(s\\): ${dev[0]!.name}\\. Seen tasks: `));
+  });
+
   it("refuses --model with --random-tiny; --benchmark p3 runs the P3 held-out evaluation", function () {
     const both = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "evaluate", "--random-tiny", "--model", "x", "--benchmark", "sni"], { cwd: root, encoding: "utf8" });
     assert.notEqual(both.status, 0);

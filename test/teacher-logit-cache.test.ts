@@ -88,7 +88,7 @@ describe("teacher logit cache", function () {
     tf.dispose([teacher, got.ids, got.logp, got.logRest]);
   });
 
-  it("stage 2 reading the cache (whole vocabulary kept) matches stage 2 with the live teacher, step for step; the cache is refused for another teacher", async () => {
+  it("stage 2 reading the cache (whole vocabulary kept) matches stage 2 with the live teacher, step for step; every training seed reads the same cache (sampleSeed); the cache is refused for another teacher or another sample", async () => {
     await ensurePrepared(loadScale("tiny"), () => {});
     const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "tiny", "finetune.json"), "utf8")) as Record<string, unknown>;
     const base = { ...raw, maxTasks: 6, instancesPerTask: 3, losses: { ce: 1, kl: 1, ins: 0, temperature: 2, alignment: "factors" }, teachers: null, dev: { fraction: 0.05, seed: 0, every: 0, instancesPerTask: 2 }, train: { ...(raw["train"] as object), steps: 3, batchSize: 4, checkpointEvery: 0, logEvery: 1 } };
@@ -109,6 +109,16 @@ describe("teacher logit cache", function () {
         const q = fromCache.result.log[i]!;
         for (const term of ["ce", "kl"]) assert.ok(Math.abs(r.terms[term]! - q.terms[term]!) <= 2e-4 * Math.max(1, Math.abs(r.terms[term]!)), `step ${r.step} ${term}: live ${r.terms[term]} vs cached ${q.terms[term]}`);
       });
+      // another training seed trains on the same instance sample (config sampleSeed), so one cache serves every seed ...
+      const seed1 = { ...base, teacherLogits: cacheDir, train: { ...base.train, seed: 1 } };
+      const other = await finetuneTagi(parseFinetuneConfig(seed1), { out: path.join(tmp, "seed-1"), progress: false });
+      assert.equal(other.result.log.length, live.result.log.length);
+      // ... while a sample drawn with the training seed (sampleSeed null) is refused by name before training
+      await assert.rejects(
+        finetuneTagi(parseFinetuneConfig({ ...seed1, sampleSeed: null }), { out: path.join(tmp, "seed-1-own-sample"), progress: false }),
+        /training examples are not in the teacher logit cache/,
+      );
+      assert.throws(() => parseFinetuneConfig({ ...base, sampleSeed: -1 }), /config\.sampleSeed must be an integer >= 0 or null/);
       // a cache of another teacher is refused before training
       await assert.rejects(
         finetuneTagi(parseFinetuneConfig({ ...base, teacherLogits: cacheDir, teacher: c.base }), { out: path.join(tmp, "wrong"), progress: false }),

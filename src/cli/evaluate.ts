@@ -20,7 +20,7 @@ import { loadBaseModel, modelFolderFingerprint, trainedFormat } from "../train/s
 import { sniComputeSummary } from "../experiments/compute-summary";
 import type { Method } from "../compute/method-flops";
 import { loadSniSplit, type SniTask } from "../data/sni";
-import { DEV_DEFAULTS, trainAndDevTasks } from "../train/dev-split";
+import { DEV_DEFAULTS, seenTasks, trainAndDevTasks } from "../train/dev-split";
 import { freshRunFolder, lockFolder } from "../train/folder-lock";
 import { randomTinyT5 } from "../model/tiny";
 import type { T5Model } from "../model/t5";
@@ -58,7 +58,9 @@ export interface EvaluateOpts {
   batchSize: number;
   maxInstancesPerTask?: number;
   tasks?: string[];
-  split: "test" | "dev";
+  split: "test" | "dev" | "seen";
+  /** --split seen: the per-task training sample (seed 0) whose instances are left out; absent: keep all. */
+  excludeTrainSample?: number;
   dataDir?: string;
   tokenizer?: string;
   out?: string;
@@ -185,15 +187,25 @@ function provenance(o: EvaluateOpts, description: Record<string, unknown>, model
 }
 
 /**
- * The tasks evaluated: SNI's test tasks, or the dev split, the same held-out train tasks as every training
+ * The tasks evaluated: SNI's test tasks; the dev split, the same held-out train tasks as every training
  * stage's dev curve (DEV_DEFAULTS: 5%, stratified by category, seed 0), for choices that must not look at
- * test tasks.
+ * test tasks; or "seen": the training tasks themselves on the instances outside their training sample, which
+ * tells a model that has not learned its tasks from one that has learned them but does not generalise.
  */
 async function evaluationTasks(o: EvaluateOpts): Promise<SniTask[]> {
   const dir = o.dataDir ? resolve(o.dataDir) : undefined;
-  if (o.split !== "dev") return (await loadSniSplit("test", dir, { warn: false })).tasks;
+  if (o.split === "test") return (await loadSniSplit("test", dir, { warn: false })).tasks;
   const train = (await loadSniSplit("train", dir, { warn: false })).tasks;
-  return trainAndDevTasks(train, DEV_DEFAULTS).dev;
+  if (o.split === "dev") return trainAndDevTasks(train, DEV_DEFAULTS).dev;
+  const n = o.excludeTrainSample;
+  const seen = seenTasks(train, n === undefined ? null : { instancesPerTask: n, seed: 0 });
+  console.error(
+    n === undefined
+      ? `[tagi] seen tasks: the ${seen.tasks.length} training tasks, every instance (training may have read them)`
+      : `[tagi] seen tasks: ${seen.tasks.length} training tasks on the instances outside their training sample (${n} per task, seed 0); ` +
+          `${seen.fullyTrained.length} task(s) with every instance in the sample left out${seen.fullyTrained.length ? ` (e.g. ${seen.fullyTrained.slice(0, 3).join(", ")})` : ""}`,
+  );
+  return seen.tasks;
 }
 
 export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
@@ -258,7 +270,7 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
           testTasks,
           ...(o.instructions !== "own" ? { instructions: probeInstructions(testTasks, o.format, o.instructions, o.seed) } : {}),
         })
-      : await evaluateSni(model, tokenizer, { ...common, ...(o.split === "dev" ? { testTasks } : {}), input: o.input, runOptions: adapterOptions(o, model) });
+      : await evaluateSni(model, tokenizer, { ...common, ...(o.split !== "test" ? { testTasks } : {}), input: o.input, runOptions: adapterOptions(o, model) });
   } finally {
     progress.stop();
   }

@@ -3,6 +3,8 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
   evaluate: [
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --format def+2pos --max-instances-per-task 5",
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --split dev --max-instances-per-task 8   # choices on held-out train tasks",
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --split seen --max-instances-per-task 2   # the training tasks themselves",
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --split seen --exclude-train-sample 10 --max-instances-per-task 2   # training tasks, instances outside the training sample",
     "npm run tagi -- evaluate --tagi runs/tiny/finetune/model --benchmark sni --format def+2pos --max-input-tokens 128",
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark p3 --max-examples-per-template 10",
   ],

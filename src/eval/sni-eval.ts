@@ -55,7 +55,7 @@ export interface SniEvalOptions {
    */
   testTasks?: readonly SniTask[];
   /** What the tasks are called in the benchmark label and errors: "test" (default) or "dev" (held-out train tasks). */
-  taskSet?: "test" | "dev";
+  taskSet?: "test" | "dev" | "seen";
   /** "keep-instance" (default) or "collator" (Tk-Instruct's exact cut of the source). */
   truncation?: "keep-instance" | "collator";
   /** HF's clean_up_tokenization_spaces when decoding predictions. Default true (AutoTokenizer on a T5 folder). */
@@ -232,7 +232,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       throw new Error(
         `evaluateSni: unknown ${opts.taskSet ?? "test"} task(s): ${unknown
           .map((n) => (skippedNames.has(n) ? `${n} (skipped by the loader)` : n))
-          .join(", ")}. ${opts.taskSet === "dev" ? "Dev" : "Test"} tasks: ${allTasks.length}, e.g. ${allTasks
+          .join(", ")}. ${{ test: "Test", dev: "Dev", seen: "Seen" }[opts.taskSet ?? "test"]} tasks: ${allTasks.length}, e.g. ${allTasks
           .slice(0, 3)
           .map((t) => t.name)
           .join(", ")}`,
@@ -372,7 +372,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   const benchmark =
     full && tasks.length === 103
       ? "SNI-103"
-      : `SNI ${opts.taskSet === "dev" ? "dev split" : "subset"} (${tasks.length} ${opts.taskSet ?? "test"} task${tasks.length === 1 ? "" : "s"}${maxPerTask !== undefined ? `, <= ${maxPerTask} instances each` : ""})`;
+      : `SNI ${{ test: "subset", dev: "dev split", seen: "seen tasks" }[opts.taskSet ?? "test"]} (${tasks.length} ${opts.taskSet ?? "test"} task${tasks.length === 1 ? "" : "s"}${maxPerTask !== undefined ? `, <= ${maxPerTask} instances each` : ""})`;
   const tEnd = Date.now();
   return {
     benchmark,

@@ -77,6 +77,12 @@ export interface FinetuneConfig {
   dev: DevConfig;
   trainBase: TrainBaseParts;
   initSeed: number;
+  /**
+   * Seed of the per-task instance sample (sampleInstances). null: train.seed. A fixed value keeps the training
+   * examples the same across seeds, so that seeds measure training variance (order, dropout, generator init)
+   * and one teacher logit cache serves every seed; 0 is the sample the parameter teachers were trained on.
+   */
+  sampleSeed: number | null;
   dataDir: string | null;
   tokenizer: string | null;
   train: TrainConfig;
@@ -101,6 +107,7 @@ export const FINETUNE_DEFAULTS: FinetuneConfig = {
   dev: DEV_DEFAULTS,
   trainBase: { layerNorms: false, feedForward: false },
   initSeed: 0,
+  sampleSeed: null,
   dataDir: null,
   tokenizer: null,
   // The paper: AdamW, warmup 2%, then constant, lr 1e-4 (Base).
@@ -145,6 +152,7 @@ export function parseFinetuneConfig(source: string | Record<string, unknown> | u
     if (c.teacherLogits !== null && l.variant === "official") p.push("config.teacherLogits: the official KL variant also counts padded positions, which the cache does not hold; use the live teacher (teacherLogits null)");
     if (l.ins > 0 && !c.teachers) p.push("config.teachers is required when losses.ins > 0 (the parameter teachers' folder with manifest.json)");
     if (c.format !== "def" && c.format !== "def+2pos") p.push(`config.format must be "def" or "def+2pos", got ${JSON.stringify(c.format)}`);
+    if (c.sampleSeed !== null && (!Number.isInteger(c.sampleSeed) || c.sampleSeed < 0)) p.push(`config.sampleSeed must be an integer >= 0 or null (train.seed), got ${JSON.stringify(c.sampleSeed)}`);
     if (c.teacherPlacement !== "student-base" && c.teacherPlacement !== "official") p.push(`config.teacherPlacement must be "student-base" or "official", got ${JSON.stringify(c.teacherPlacement)}`);
     for (const [k, min] of [["maxInputTokens", 2], ["maxTeacherInputTokens", 8], ["maxTargetTokens", 2]] as const) {
       if (!Number.isInteger(c[k]) || c[k] < min) p.push(`config.${k} must be an integer >= ${min}, got ${JSON.stringify(c[k])}`);

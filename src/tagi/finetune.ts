@@ -146,7 +146,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       const missing = [...new Set(split.train.map(taskCategory))].filter((cat) => !teachers.byGroup.has(cat));
       if (missing.length) throw new Error(`finetune: no parameter teacher for categor${missing.length > 1 ? "ies" : "y"} ${missing.join(", ")} in ${c.teachers} (train teachers for them, or restrict the tasks)`);
     }
-    const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), c.losses.kl > 0);
+    const { examples, counts } = tagiExamples(split.train, tokenizer, c, c.sampleSeed ?? c.train.seed, (t) => teachers?.byGroup.get(taskCategory(t)), c.losses.kl > 0);
     if (logitCache) {
       const missing = logitCache.missing(examples.map((e) => exampleKey(e.teacherInput!, e.target)));
       if (missing.length) throw new Error(`finetune: ${missing.length} of ${examples.length} training examples are not in the teacher logit cache ${c.teacherLogits} (made for other examples, lengths or format); rebuild it with \`tagi teacher-logits\` for this config`);

@@ -39,7 +39,7 @@ export async function buildTeacherLogits(
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
   const keep = c.categories ? new Set(c.categories) : null;
   const train = keep ? split.train.filter((t) => keep.has(taskCategory(t))) : split.train;
-  const { examples } = tagiExamples(train, tokenizer, c, c.train.seed, () => undefined, true);
+  const { examples } = tagiExamples(train, tokenizer, c, c.sampleSeed ?? c.train.seed, () => undefined, true);
   // One entry per distinct (teacher input, target); longest prompts first so batches pad little.
   const byKey = new Map(examples.map((e) => [exampleKey(e.teacherInput!, e.target), e]));
   const todo = [...byKey.entries()].sort((a, b) => b[1].teacherInput!.length - a[1].teacherInput!.length);
@@ -98,7 +98,7 @@ export async function buildTeacherLogits(
     maxTeacherInputTokens: c.maxTeacherInputTokens,
     maxTargetTokens: c.maxTargetTokens,
     instancesPerTask: c.instancesPerTask,
-    seed: c.train.seed,
+    seed: c.sampleSeed ?? c.train.seed,
     examples: todo.length,
     positions,
     restMass,

@@ -6,6 +6,7 @@
 import { strict as assert } from "node:assert";
 import type { SniTestTask } from "../src/data/sni";
 import { floorPredictions, sanityFloors } from "../src/eval/floors";
+import { rougeFlopsSpec, type ExperimentSummary } from "../src/experiments/results-report";
 
 const task = (name: string, outputs: string[], instances: { id: string; input: string; outputs: string[] }[]): SniTestTask =>
   ({
@@ -56,5 +57,34 @@ describe("sanity floors", () => {
     const ci = by.get("copy first demonstration output")!.rougeLCi;
     assert.ok(ci.lo <= 40 && 40 <= ci.hi && ci.n === 5);
     assert.throws(() => sanityFloors([labels], [{ task: "t1_labels", id: "zz" }]), /no instance zz of task t1_labels/);
+  });
+});
+
+describe("the ROUGE-L-versus-FLOPs figure", () => {
+  const row = (name: string, label: string, mean: number, std: number | null, flops: number): ExperimentSummary => ({
+    name, row: label, seeds: [0], def: null, def2pos: { mean, std, n: std === null ? 1 : 3, values: [mean] }, nllDef: null,
+    p3: null, p3Majority: null, p3Chance: null, p3Sample: null, flopsAt100: null, flopsAt100Def2pos: flops, trainSeconds: null, evalSeconds: { mean: 1, std: null, n: 1, values: [1] },
+  });
+  type Layer = { data?: { values: Record<string, unknown>[] }; mark: { type: string; dy?: number } };
+  const layersOf = (spec: Record<string, unknown>) => ((spec["hconcat"] as Record<string, unknown>[])[0]!["layer"] as Layer[]);
+
+  it("draws each floor with a label, the lower of two close floors labelled under its line; error bars are std over seeds unless intervals are given", () => {
+    const floors = [{ name: "copy instance input", rougeL: 15 }, { name: "copy first demonstration output", rougeL: 27.5 }, { name: "most frequent demonstration output", rougeL: 27.0 }];
+    const rows = [row("tk-instruct", "Tk-Instruct (full)", 9.5, 1, 1), row("tagi", "TAGI", 9.4, 2, 0.4)];
+    const spec = rougeFlopsSpec(rows, "t", { "def+2pos": floors });
+    const texts = layersOf(spec).filter((l) => l.mark.type === "text");
+    const label = (dy: number) => texts.filter((l) => l.mark.dy === dy).flatMap((l) => l.data!.values.map((v) => v["floor"]));
+    assert.deepEqual(label(8), ["most frequent demonstration output"]);
+    assert.deepEqual(label(-6).sort(), ["copy first demonstration output", "copy instance input"]);
+    const bars = layersOf(spec).find((l) => l.mark.type === "rule" && l.data!.values.some((v) => v["method"] === "TAGI"))!.data!.values;
+    assert.deepEqual([bars[1]!["lo"], bars[1]!["hi"]], [7.4, 11.4]);
+    assert.match(JSON.stringify(spec["title"]), /mean ± std over seeds/);
+    // one model per row (the demo): the bars are the given intervals, and the subtitle says so
+    const ci = rougeFlopsSpec(rows, "t", {}, { intervals: { TAGI: [6.5, 12.5] }, intervalLabel: "one model each, 95% CI over instances" });
+    const ciBars = layersOf(ci).find((l) => l.mark.type === "rule")!.data!.values;
+    assert.deepEqual([ciBars[1]!["lo"], ciBars[1]!["hi"]], [6.5, 12.5]);
+    assert.deepEqual([ciBars[0]!["lo"], ciBars[0]!["hi"]], [8.5, 10.5]);
+    assert.match(JSON.stringify(ci["title"]), /95% CI over instances/);
+    assert.ok(!layersOf(ci).some((l) => l.mark.type === "text"), "no floors, no labels");
   });
 });

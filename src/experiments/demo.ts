@@ -180,7 +180,12 @@ async function writeDemoReport(r: DemoResult, settings: DemoSettings, out: strin
     return { name: x.name, row: x.row, seeds: [0], def: r.format === "def" ? one : null, def2pos: r.format === "def+2pos" ? one : null, nllDef: null, p3: null, p3Majority: null, p3Chance: null, p3Sample: null, flopsAt100: r.format === "def" ? x.flopsAt100 : null, flopsAt100Def2pos: r.format === "def+2pos" ? x.flopsAt100 : null, trainSeconds: null, evalSeconds: stat([x.seconds]) };
   });
   const floorPoints: FloorPoint[] = r.floors.map((f) => ({ name: f.name, rougeL: f.rougeL }));
-  await writeFigure(rougeFlopsSpec(summaries, `SNI-103 (${label}), ${r.instancesPerTask} instances per task: ROUGE-L against inference compute (${r.scale})`, { [r.format]: floorPoints }), path.join(out, "rouge-vs-flops"));
+  // One model per row: its bar is the 95% CI over instances (there is no spread over seeds to show).
+  const intervals = Object.fromEntries(r.rows.filter((x) => x.ci !== null).map((x) => [x.row, x.ci!]));
+  await writeFigure(
+    rougeFlopsSpec(summaries, `SNI-103 (${label}), ${r.instancesPerTask} instances per task: ROUGE-L against inference compute (${r.scale})`, { [r.format]: floorPoints }, { intervals, intervalLabel: "one model each, 95% CI over instances" }),
+    path.join(out, "rouge-vs-flops"),
+  );
   const lines = [
     `# Demo: TAGI on unseen SNI tasks (${r.scale})`,
     "",

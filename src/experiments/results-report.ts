@@ -119,14 +119,40 @@ const FORMAT_LABEL = { def: "Def", "def+2pos": "Def + 2 Pos" } as const;
  * 250M model pretrained on C4, so on another level: the shape is what compares), and the sanity floors as
  * dashed lines (a method under them has learnt nothing usable).
  */
-export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: string, floors: Partial<Record<"def" | "def+2pos", readonly FloorPoint[]>> = {}): Spec {
+/**
+ * A floor closer than this (ROUGE-L points) to the next one up gets its label under its line instead of
+ * above it, so that two near-equal floors (copying the first demonstration and the most frequent one) stay
+ * readable.
+ */
+const FLOOR_LABEL_GAP = 3;
+
+export interface RougeFlopsOptions {
+  /**
+   * Each row's error bar (by row label): e.g. a single model's 95% CI over instances. Absent: mean ± std over
+   * seeds from the summaries.
+   */
+  intervals?: Record<string, [number, number]>;
+  /** What the error bars are, for the subtitle (default "mean ± std over seeds"). */
+  intervalLabel?: string;
+}
+
+export function rougeFlopsSpec(
+  summaries: readonly ExperimentSummary[],
+  title: string,
+  floors: Partial<Record<"def" | "def+2pos", readonly FloorPoint[]>> = {},
+  opts: RougeFlopsOptions = {},
+): Spec {
   const paperFlops = (f: string | undefined) => (f && /^x[0-9.]+$/.test(f) ? Number(f.slice(1)) : null);
   const panel = (format: "def" | "def+2pos"): Spec | null => {
     const pick = (x: ExperimentSummary) => (format === "def" ? x.def : x.def2pos);
     const flopsOf = (x: ExperimentSummary) => (format === "def" ? x.flopsAt100 : x.flopsAt100Def2pos);
     const ours = summaries
       .filter((x) => pick(x) !== null && flopsOf(x) !== null)
-      .map((x) => ({ method: x.row, source: "this project", flops: flopsOf(x)!, rougeL: pick(x)!.mean, lo: pick(x)!.mean - (pick(x)!.std ?? 0), hi: pick(x)!.mean + (pick(x)!.std ?? 0) }));
+      .map((x) => {
+        const m = pick(x)!.mean;
+        const [lo, hi] = opts.intervals?.[x.row] ?? [m - (pick(x)!.std ?? 0), m + (pick(x)!.std ?? 0)];
+        return { method: x.row, source: "this project", flops: flopsOf(x)!, rougeL: m, lo, hi };
+      });
     if (!ours.length) return null;
     const paper = summaries.flatMap((x) => {
       const p = PAPER_SNI[x.name];
@@ -134,8 +160,14 @@ export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: s
       const f = paperFlops(p?.flops);
       return v === null || v === undefined || f === null ? [] : [{ method: x.row, source: `paper (${p!.model})`, flops: f, rougeL: v, lo: v, hi: v }];
     });
-    const floorRows = (floors[format] ?? []).map((f) => ({ floor: f.name, rougeL: f.rougeL }));
     const y = { field: "rougeL", type: "quantitative", title: `ROUGE-L (${FORMAT_LABEL[format]}, x100)` };
+    const floorRows = [...(floors[format] ?? [])].sort((a, b) => a.rougeL - b.rougeL).map((f) => ({ floor: f.name, rougeL: f.rougeL, below: false }));
+    // of two close floors, the lower takes its label under its line
+    for (let i = 0; i + 1 < floorRows.length; i++) if (floorRows[i + 1]!.rougeL - floorRows[i]!.rougeL < FLOOR_LABEL_GAP) floorRows[i]!.below = true;
+    const floorText = (below: boolean) => {
+      const values = floorRows.filter((f) => f.below === below);
+      return values.length ? [{ data: { values }, mark: { type: "text", align: "left", dx: 4, dy: below ? 8 : -6, color: "#666", fontSize: 10 }, encoding: { y, x: { datum: 0 }, text: { field: "floor" } } }] : [];
+    };
     return {
       title: { text: FORMAT_LABEL[format] },
       width: 360,
@@ -144,7 +176,8 @@ export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: s
         ...(floorRows.length
           ? [
               { data: { values: floorRows }, mark: { type: "rule", strokeDash: [5, 4], color: "#888" }, encoding: { y } },
-              { data: { values: floorRows }, mark: { type: "text", align: "left", dx: 4, dy: -6, color: "#666", fontSize: 10 }, encoding: { y, x: { datum: 0 }, text: { field: "floor" } } },
+              ...floorText(false),
+              ...floorText(true),
             ]
           : []),
         { data: { values: ours }, mark: { type: "rule", strokeWidth: 1.5 }, encoding: { x: { field: "flops", type: "quantitative" }, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color: { field: "method", type: "nominal" } } },
@@ -164,7 +197,10 @@ export function rougeFlopsSpec(summaries: readonly ExperimentSummary[], title: s
   };
   const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
   return {
-    title: { text: title, subtitle: "filled circles: this project, mean ± std over seeds; hollow diamonds: the paper; dashed: sanity floors on the same instances; FLOPs for a task of 100 instances" },
+    title: {
+      text: title,
+      subtitle: [`filled circles: this project, ${opts.intervalLabel ?? "mean ± std over seeds"}; hollow diamonds: the paper`, "dashed: sanity floors on the same instances; FLOPs for a task of 100 instances"],
+    },
     hconcat: panels,
     resolve: { scale: { color: "shared", shape: "shared" } },
   };

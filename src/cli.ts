@@ -11,7 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { describeBackend, initBackend } from "./backend";
 import { parsePretrainBaseConfig, pretrainBase } from "./train/base-model";
 import { metatrain, parseMetatrainConfig } from "./train/metatrain";
@@ -20,7 +20,7 @@ import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig } from "./tagi/model";
 import { defaultScale, ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
-import { runDemo } from "./experiments/demo";
+import { demoSettingsWith, loadDemoSettings, runDemo } from "./experiments/demo";
 import { runGridLocal } from "./experiments/grid";
 import { arrayTaskCell, formatStatus, gridStatus, loadSlurmProfile, submitGrid } from "./experiments/slurm";
 import { adapterSimilarity, formatPrecondition, similarityPrecondition, generationVersusTeacherTime, taskInstruction, INSTRUCTION_PROBES } from "./tagi/probes";
@@ -236,8 +236,18 @@ export function buildProgram(): Command {
     .command("demo")
     .description("the method in minutes from trained models: TAGI, Tk-Instruct and No FT on a seeded sample of the SNI test tasks with CIs, floors, paired differences and the ROUGE-L-vs-FLOPs figure (configs/<scale>/demo.json); writes results/demo/<scale>/")
     .option("--scale <scale>", "configs/<scale>/demo.json (default $TAGI_SCALE, else tiny)")
-    .action(async (o: { scale?: string }) => {
-      await runDemo({ scale: o.scale ?? defaultScale(), log: (l) => console.error(l) });
+    .option("--instances-per-task <n>", "instances of each test task: a number, or 'all' (every instance: the full protocol's 10,210 per format)", (v: string) => {
+      if (v === "all") return null;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer or 'all', got '${v}'`);
+      return n;
+    })
+    .option("--rows <names>", "only these rows of demo.json, e.g. tk-instruct,tagi (TAGI is always one)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
+    .option("--out <dir>", "where to write (default results/demo/<scale>/)")
+    .action(async (o: { scale?: string; instancesPerTask?: number | null; rows?: string[]; out?: string }) => {
+      const scale = o.scale ?? defaultScale();
+      const settings = demoSettingsWith(loadDemoSettings(scale), { instancesPerTask: o.instancesPerTask, rows: o.rows }, `configs/${scale}/demo.json`);
+      await runDemo({ scale, settings, ...(o.out ? { out: resolve(o.out) } : {}), command: `npm run demo -- ${process.argv.slice(3).join(" ")}`.trim(), log: (l) => console.error(l) });
     });
   program
     .command("results")

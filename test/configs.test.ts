@@ -11,7 +11,7 @@ import { parseTeachersConfig } from "../src/train/teachers";
 import { parseFinetuneConfig, parsePretrainHyperConfig, splitSegment } from "../src/tagi/train";
 import { mulberry32 } from "../src/data/sni";
 import { loadScale, parseScaleSettings, tokenBudgetProblems } from "../src/experiments/runner";
-import { parseDemoSettings } from "../src/experiments/demo";
+import { demoSettingsWith, loadDemoSettings, parseDemoSettings } from "../src/experiments/demo";
 import { parseSlurmProfile } from "../src/experiments/slurm";
 
 const CONFIGS = path.join(__dirname, "..", "configs");
@@ -68,5 +68,15 @@ describe("committed configs", () => {
       assert.ok(a.length >= 16 && a.length <= 32 && c.length >= 2 && b.length >= 1, `${a.length} ${b.length} ${c.length}`);
       assert.equal(e.instruction!.at(-1), 1);
     }
+  });
+
+  it("the demo's command-line changes: every instance (null), a subset of rows that always keeps TAGI, an unknown row named", () => {
+    const small = loadDemoSettings("small");
+    assert.equal(small.instancesPerTask, 3);
+    const full = demoSettingsWith(small, { instancesPerTask: null, rows: ["tk-instruct"] });
+    assert.equal(full.instancesPerTask, null);
+    assert.deepEqual(full.rows.map((r) => r.name), ["tk-instruct", "tagi"]);
+    assert.deepEqual(demoSettingsWith(small, {}), small);
+    assert.throws(() => demoSettingsWith(small, { rows: ["tk-instruct", "hint"] }, "configs/small/demo.json"), /demo --rows: hint is not a row of configs\/small\/demo\.json \(rows: no-ft, tk-instruct, tagi\)/);
   });
 });

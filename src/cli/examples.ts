@@ -26,7 +26,11 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
     "npm run experiment -- status --scale small",
   ],
   "experiment-cell": ["npm run tagi -- experiment-cell --cells runs/small/slurm/GRID/layer-0.json --scale small   # run by sbatch, not by hand"],
-  demo: ["npm run demo -- --scale small", "npm run demo -- --scale tiny"],
+  demo: [
+    "npm run demo -- --scale small",
+    "npm run demo -- --scale small --instances-per-task all --rows tk-instruct,tagi --out results/demo/small-full   # every test instance",
+    "npm run demo -- --scale tiny",
+  ],
   prepare: ["npm run tagi -- prepare --scale small --through artifacts/small/teachers"],
   results: ["npm run results"],
   adapters: ["npm run tagi -- adapters --tagi runs/tiny/finetune/model --teachers runs/tiny/teachers --format def+2pos --out adapters.json"],

@@ -32,7 +32,8 @@ export interface DemoRow {
 export interface DemoSettings {
   description: string;
   format: PromptFormat;
-  instancesPerTask: number;
+  /** Instances of each test task (a seeded sample); null: every instance (the full protocol). */
+  instancesPerTask: number | null;
   rows: DemoRow[];
 }
 
@@ -56,6 +57,22 @@ export function parseDemoSettings(raw: Record<string, unknown>, where = "demo.js
   else if (!(rows as DemoRow[]).some((r) => r.name === "tagi")) p.push("rows must include the TAGI row (name \"tagi\")");
   if (p.length) throw new Error(`${where}:\n  - ${p.join("\n  - ")}`);
   return { description: String(raw["description"] ?? ""), format: raw["format"] as PromptFormat, instancesPerTask: n as number, rows: rows as DemoRow[] };
+}
+
+/**
+ * demo.json's settings with the command line's changes: another sample size (null: every instance) and a
+ * subset of the rows by name (the TAGI row is kept, since every other row is compared with it).
+ */
+export function demoSettingsWith(settings: DemoSettings, change: { instancesPerTask?: number | null; rows?: string[] }, where = "demo.json"): DemoSettings {
+  let rows = settings.rows;
+  if (change.rows) {
+    const known = new Set(settings.rows.map((r) => r.name));
+    const unknown = change.rows.filter((n) => !known.has(n));
+    if (unknown.length) throw new Error(`demo --rows: ${unknown.join(", ")} ${unknown.length > 1 ? "are" : "is"} not a row of ${where} (rows: ${[...known].join(", ")})`);
+    const keep = new Set([...change.rows, "tagi"]);
+    rows = settings.rows.filter((r) => keep.has(r.name));
+  }
+  return { ...settings, rows, instancesPerTask: change.instancesPerTask === undefined ? settings.instancesPerTask : change.instancesPerTask };
 }
 
 /** The artifact folder (holding artifact.json) a model path lies in, or null for an unpublished run folder. */
@@ -95,7 +112,7 @@ interface EvalSummary {
 export interface DemoResult {
   scale: string;
   format: PromptFormat;
-  instancesPerTask: number;
+  instancesPerTask: number | null;
   rows: { name: string; row: string; model: string; rougeL: number; ci: [number, number] | null; referenceNll: number | null; flopsAt100: number; instances: number; tasks: number; seconds: number }[];
   floors: { name: string; rougeL: number; ci: [number, number] }[];
   /** TAGI minus each other row, paired over instances. */
@@ -110,7 +127,7 @@ export interface DemoResult {
 }
 
 /** Runs the demo of `scale` (see the module comment) and writes its report; returns the result record. */
-export async function runDemo(opts: { scale: string; out?: string; log?: (line: string) => void; settings?: DemoSettings }): Promise<DemoResult> {
+export async function runDemo(opts: { scale: string; out?: string; log?: (line: string) => void; settings?: DemoSettings; command?: string }): Promise<DemoResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const settings = opts.settings ?? loadDemoSettings(opts.scale);
   const scale = loadScale(opts.scale);
@@ -132,7 +149,7 @@ export async function runDemo(opts: { scale: string; out?: string; log?: (line: 
       "--benchmark", "sni", "--format", settings.format,
       "--max-input-tokens", String(tagi ? e.maxInstanceTokens : e.maxInputTokens[settings.format]),
       "--max-new-tokens", String(e.maxNewTokens), "--batch-size", String(e.batchSize),
-      "--seed", String(e.sampleSeed), "--max-instances-per-task", String(settings.instancesPerTask),
+      "--seed", String(e.sampleSeed), ...(settings.instancesPerTask === null ? [] : ["--max-instances-per-task", String(settings.instancesPerTask)]),
       "--no-progress", "--out", rel(dir),
     ];
     log(`[demo] ${r.row}: tagi ${args.join(" ")}`);
@@ -162,7 +179,7 @@ export async function runDemo(opts: { scale: string; out?: string; log?: (line: 
   }
   const result: DemoResult = {
     scale: opts.scale, format: settings.format, instancesPerTask: settings.instancesPerTask, rows, floors, paired,
-    command: `npm run demo -- --scale ${opts.scale}`, commit: environmentReport().commit, uncommitted: environmentReport().uncommitted, backend,
+    command: opts.command ?? `npm run demo -- --scale ${opts.scale}`, commit: environmentReport().commit, uncommitted: environmentReport().uncommitted, backend,
     startedAt: started.toISOString(), wallSeconds: (performance.now() - t0) / 1000,
   };
   writeJsonAtomic(path.join(out, "demo.json"), result);
@@ -183,7 +200,7 @@ async function writeDemoReport(r: DemoResult, settings: DemoSettings, out: strin
   // One model per row: its bar is the 95% CI over instances (there is no spread over seeds to show).
   const intervals = Object.fromEntries(r.rows.filter((x) => x.ci !== null).map((x) => [x.row, x.ci!]));
   await writeFigure(
-    rougeFlopsSpec(summaries, `SNI-103 (${label}), ${r.instancesPerTask} instances per task: ROUGE-L against inference compute (${r.scale})`, { [r.format]: floorPoints }, { intervals, intervalLabel: "one model each, 95% CI over instances" }),
+    rougeFlopsSpec(summaries, `SNI-103 (${label}), ${r.instancesPerTask === null ? "every instance" : `${r.instancesPerTask} instances per task`}: ROUGE-L against inference compute (${r.scale})`, { [r.format]: floorPoints }, { intervals, intervalLabel: "one model each, 95% CI over instances" }),
     path.join(out, "rouge-vs-flops"),
   );
   const lines = [
@@ -191,7 +208,8 @@ async function writeDemoReport(r: DemoResult, settings: DemoSettings, out: strin
     "",
     `Generated by \`${r.command}\` (commit ${r.commit?.slice(0, 7) ?? "unknown"}, ${r.wallSeconds.toFixed(0)} s); do not edit by hand. ${settings.description}`,
     "",
-    `${r.rows[0]?.instances ?? 0} instances (${r.instancesPerTask} per task, seeded) of the ${r.rows[0]?.tasks ?? 0} SNI test tasks, ${label} prompts. ROUGE-L x100 with its 95% bootstrap CI over instances; FLOPs for a task of 100 instances relative to Tk-Instruct. Floors (italics) are what copying scores on the same instances. This is a sample: the full-protocol tables are in results/README.md.`,
+    `${r.rows[0]?.instances ?? 0} instances (${r.instancesPerTask === null ? "every instance" : `${r.instancesPerTask} per task, seeded`}) of the ${r.rows[0]?.tasks ?? 0} SNI test tasks, ${label} prompts. ROUGE-L x100 with its 95% bootstrap CI over instances; FLOPs for a task of 100 instances relative to Tk-Instruct. Floors (italics) are what copying scores on the same instances. ` +
+      (r.instancesPerTask === null ? "One trained model per row (seed 0 for TAGI): the grid's tables over seeds are in results/README.md." : "This is a sample: the full-protocol tables are in results/README.md."),
     "",
     "| Method | model | ROUGE-L [95% CI] | reference NLL ↓ | FLOPs (x Tk-Instruct) | TAGI minus it, paired over instances [95% CI], p |",
     "|---|---|---|---|---|---|",

@@ -20,6 +20,7 @@ import { trainingReport } from "./experiments/training-report";
 import { loadTagiParams, readTagiConfig } from "./tagi/model";
 import { defaultScale, ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, runExperiment } from "./experiments/runner";
 import { writeResultsReport } from "./experiments/results-report";
+import { environmentReport } from "./environment";
 import { demoSettingsWith, loadDemoSettings, runDemo } from "./experiments/demo";
 import { runGridLocal } from "./experiments/grid";
 import { arrayTaskCell, formatStatus, gridStatus, loadSlurmProfile, submitGrid } from "./experiments/slurm";
@@ -236,17 +237,19 @@ export function buildProgram(): Command {
     .command("demo")
     .description("the method in minutes from trained models: TAGI, Tk-Instruct and No FT on a seeded sample of the SNI test tasks with CIs, floors, paired differences and the ROUGE-L-vs-FLOPs figure (configs/<scale>/demo.json); writes results/demo/<scale>/")
     .option("--scale <scale>", "configs/<scale>/demo.json (default $TAGI_SCALE, else tiny)")
-    .option("--instances-per-task <n>", "instances of each test task: a number, or 'all' (every instance: the full protocol's 10,210 per format)", (v: string) => {
-      if (v === "all") return null;
+    // "all" stays a string here: commander turns a parser's null into "".
+    .option("--instances-per-task <n>", "instances of each test task: a number, or 'all' (every instance: the full protocol's 10,210 per format)", (v: string): number | "all" => {
+      if (v === "all") return v;
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer or 'all', got '${v}'`);
       return n;
     })
     .option("--rows <names>", "only these rows of demo.json, e.g. tk-instruct,tagi (TAGI is always one)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
     .option("--out <dir>", "where to write (default results/demo/<scale>/)")
-    .action(async (o: { scale?: string; instancesPerTask?: number | null; rows?: string[]; out?: string }) => {
+    .action(async (o: { scale?: string; instancesPerTask?: number | "all"; rows?: string[]; out?: string }) => {
       const scale = o.scale ?? defaultScale();
-      const settings = demoSettingsWith(loadDemoSettings(scale), { instancesPerTask: o.instancesPerTask, rows: o.rows }, `configs/${scale}/demo.json`);
+      const n = o.instancesPerTask === "all" ? null : o.instancesPerTask;
+      const settings = demoSettingsWith(loadDemoSettings(scale), { instancesPerTask: n, rows: o.rows }, `configs/${scale}/demo.json`);
       await runDemo({ scale, settings, ...(o.out ? { out: resolve(o.out) } : {}), command: `npm run demo -- ${process.argv.slice(3).join(" ")}`.trim(), log: (l) => console.error(l) });
     });
   program
@@ -268,6 +271,7 @@ export function buildProgram(): Command {
     .option("--data-dir <dir>", "data folder (default: $TAGI_DATA_DIR, else ../shared/data)")
     .requiredOption("--out <file>", "JSON file to write")
     .action(async (o: { tagi: string; teachers: string; format: "def" | "def+2pos"; maxTasksPerCategory: number; dataDir?: string; out: string }) => {
+      const started = new Date();
       const backend = await initBackend({ log: false });
       console.error(describeBackend(backend));
       const dir = resolve(o.tagi);
@@ -282,7 +286,20 @@ export function buildProgram(): Command {
       const own = similarity.reduce((s, r) => s + r.cosineOwn, 0) / similarity.length;
       const others = similarity.reduce((s, r) => s + r.cosineOthers, 0) / similarity.length;
       const precondition = similarityPrecondition(similarity);
-      writeJsonAtomic(resolve(o.out), { command: ["tagi", ...process.argv.slice(2)].join(" "), similarity, precondition, ...timing });
+      const env = environmentReport();
+      writeJsonAtomic(resolve(o.out), {
+        command: ["tagi", ...process.argv.slice(2)].join(" "),
+        commit: env.commit,
+        ...(env.uncommitted?.length ? { uncommitted: env.uncommitted } : {}),
+        backend: describeBackend(backend),
+        format: o.format,
+        maxTasksPerCategory: o.maxTasksPerCategory,
+        startedAt: started.toISOString(),
+        wallSeconds: (Date.now() - started.getTime()) / 1000,
+        similarity,
+        precondition,
+        ...timing,
+      });
       console.log(
         `adapters: mean cosine to own teacher ${own.toFixed(4)}, to other teachers ${others.toFixed(4)} (${similarity.length} categories); ${formatPrecondition(precondition)}; ` +
           `generating one adapter ${timing.generateSeconds.toFixed(3)} s, training one teacher ${timing.teacherSeconds.toFixed(1)} s (${timing.teacherSteps} steps)`,

@@ -47,6 +47,13 @@ describe("the tagi command line", function () {
     assert.match(cli("generate", "--checkpoint", "no-such-dir", "--instruction", "x", "--out", "y", "--backend", "cpu").stderr, /no-such-dir/);
   });
 
+  it("demo --instances-per-task takes a positive number or 'all'; --rows names an unknown row before anything runs", () => {
+    assert.match(cli("demo", "--scale", "small", "--instances-per-task", "0").stderr, /expected a positive integer or 'all', got '0'/);
+    const r = cli("demo", "--scale", "small", "--instances-per-task", "all", "--rows", "hint");
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /demo --rows: hint is not a row of configs\/small\/demo\.json/);
+  });
+
   it("--print-config prints the merged, checked config and runs nothing; a bad --set is an error", () => {
     const r = cli("finetune", "--config", "configs/tiny/finetune.json", "--set", "losses.ins=0.5", "--print-config");
     assert.equal(r.status, 0, r.stderr);

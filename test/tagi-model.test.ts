@@ -19,6 +19,7 @@ import { T5Tokenizer } from "../src/text/tokenizer";
 import { relError } from "./helpers/crosscheck";
 import { createTagiModel, encodeInstructions, TAGI_DEFAULTS } from "../src/tagi/model";
 import { instructionCacheFor } from "../src/tagi/instruction-cache";
+import { cosineMatrix } from "../src/tagi/probes";
 
 /** relError (test/helpers/crosscheck.ts) of two tensors. */
 const rel = (a: tf.Tensor, b: tf.Tensor) => relError(a.dataSync(), b.dataSync());
@@ -201,5 +202,43 @@ describe("TAGI model parts", () => {
     })(names.map((n) => params.get(n)!));
     assert.ok(tf.max(tf.abs(ins[names.indexOf("hyper.decoder.self.0.fc2.bias")]!)).dataSync()[0]! > 0);
     assert.throws(() => generateAdapter(new Map(), CONFIG, H, enc.pooled), /checkpoint without a hypernetwork/);
+  });
+});
+
+describe("adapter similarity: every generated-versus-teacher cosine at once", () => {
+  before(async () => {
+    await initBackend({ log: false });
+  });
+  it("cosineMatrix equals the mean over shared modules of each pair's cosine (float64 reference); a zero update scores 0; nothing leaks", () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    const shapes: Record<string, [number, number]> = { "q.0": [5, 7], "v.0": [3, 9] };
+    const update = (zero = false, drop?: string) =>
+      new Map(Object.entries(shapes).filter(([k]) => k !== drop).map(([k, [r, c]]) => [k, tf.tensor2d(Array.from({ length: r * c }, () => (zero ? 0 : rnd())), [r, c])] as [string, tf.Tensor]));
+    const gen = [update(), update(), update(true)];
+    // a teacher lacking a module: that module is left out of every pair
+    const teach = [update(), update(), update(), update(false, "v.0")];
+    const before = tf.memory().numTensors;
+    const got = cosineMatrix(gen, teach);
+    assert.equal(tf.memory().numTensors, before);
+    const cos64 = (a: tf.Tensor, b: tf.Tensor) => {
+      const x = Array.from(a.dataSync()), y = Array.from(b.dataSync());
+      const dot = x.reduce((s, v, i) => s + v * y[i]!, 0);
+      const n = Math.sqrt(x.reduce((s, v) => s + v * v, 0)) * Math.sqrt(y.reduce((s, v) => s + v * v, 0));
+      return dot / Math.max(n, 1e-30);
+    };
+    gen.forEach((g, i) =>
+      teach.forEach((t, j) => {
+        const want = cos64(g.get("q.0")!, t.get("q.0")!);
+        assert.ok(Math.abs(got[i]![j]! - want) < 1e-5, `[${i}][${j}]: ${got[i]![j]} vs ${want}`);
+      }),
+    );
+    assert.deepEqual(got[2], [0, 0, 0, 0]);
+    // with every module shared, the mean over both
+    const full = cosineMatrix(gen.slice(0, 2), teach.slice(0, 3));
+    const want = (cos64(gen[1]!.get("q.0")!, teach[2]!.get("q.0")!) + cos64(gen[1]!.get("v.0")!, teach[2]!.get("v.0")!)) / 2;
+    assert.ok(Math.abs(full[1]![2]! - want) < 1e-5);
+    assert.throws(() => cosineMatrix([new Map([["k.0", tf.zeros([2, 2])]])], teach), /share no module/);
+    tf.dispose([...gen, ...teach].flatMap((u) => [...u.values()]));
   });
 });

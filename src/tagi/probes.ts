@@ -167,14 +167,6 @@ export function formatPrecondition(p: SimilarityPrecondition): string {
   );
 }
 
-const cosine = (a: tf.Tensor, b: tf.Tensor): number =>
-  tf.tidy(() => {
-    const x = tf.reshape(a, [-1]);
-    const y = tf.reshape(b, [-1]);
-    const den = tf.mul(tf.norm(x), tf.norm(y));
-    return tf.div(tf.sum(tf.mul(x, y)), tf.maximum(den, 1e-30)).dataSync()[0]!;
-  });
-
 /**
  * Generated-versus-teacher update similarity per teacher category. `tasksByCategory`: SNI train tasks per
  * category (the tasks the teacher was trained on); at most `maxTasksPerCategory` instructions are used.
@@ -207,29 +199,52 @@ export function adapterSimilarity(
     generated.set(t.group, { deltas, tasks: tasks.length });
   }
   const teacherUpdates = new Map(teachers.map((t) => [t.group, teacherDeltas(teachersDir, t.adapter, m.base.config)]));
-  const meanCos = (g: Map<string, tf.Tensor2D>, te: Map<string, tf.Tensor2D>): number => {
-    const mods = [...g.keys()].filter((k) => te.has(k));
-    if (!mods.length) throw new Error("adapterSimilarity: the generated and teacher adapters share no module");
-    return mods.reduce((acc, k) => acc + cosine(g.get(k)!, te.get(k)!), 0) / mods.length;
-  };
   try {
-    return teachers.map((t) => {
-      const g = generated.get(t.group)!;
-      const others = teachers.filter((o) => o.group !== t.group);
+    const cos = cosineMatrix(
+      teachers.map((t) => generated.get(t.group)!.deltas),
+      teachers.map((t) => teacherUpdates.get(t.group)!),
+    );
+    return teachers.map((t, i) => {
+      const others = cos[i]!.filter((_, j) => j !== i);
       return {
         category: t.group,
-        tasks: g.tasks,
-        cosineOwn: meanCos(g.deltas, teacherUpdates.get(t.group)!),
-        ...((): { cosineOthers: number; cosineMaxOther: number } => {
-          const cos = others.map((o) => meanCos(g.deltas, teacherUpdates.get(o.group)!));
-          return { cosineOthers: cos.length ? cos.reduce((a, b) => a + b, 0) / cos.length : NaN, cosineMaxOther: cos.length ? Math.max(...cos) : NaN };
-        })(),
+        tasks: generated.get(t.group)!.tasks,
+        cosineOwn: cos[i]![i]!,
+        cosineOthers: others.length ? others.reduce((a, b) => a + b, 0) / others.length : NaN,
+        cosineMaxOther: others.length ? Math.max(...others) : NaN,
       };
     });
   } finally {
     for (const { deltas } of generated.values()) for (const d of deltas.values()) d.dispose();
     for (const u of teacherUpdates.values()) for (const d of u.values()) d.dispose();
   }
+}
+
+/**
+ * cos[i][j]: the mean over modules of the cosine between generated update i and teacher update j (each module's
+ * matrix flattened), for every pair at once: per module, one product of the row-normalised stacks instead of
+ * n² separate cosines (60 categories x 24 modules was 86,400 host round trips, minutes; now 24 products).
+ * Modules are those every update has; a zero update's cosine is 0, as cos = x·y / max(|x||y|, 1e-30) gives.
+ */
+export function cosineMatrix(generated: readonly Map<string, tf.Tensor>[], teachers: readonly Map<string, tf.Tensor>[]): number[][] {
+  const all = [...generated, ...teachers];
+  if (!generated.length || !teachers.length) throw new Error("cosineMatrix: no updates to compare");
+  const mods = [...generated[0]!.keys()].filter((k) => all.every((u) => u.has(k)));
+  if (!mods.length) throw new Error("adapterSimilarity: the generated and teacher adapters share no module");
+  const sum = tf.tidy(() => {
+    let acc = tf.zeros([generated.length, teachers.length]) as tf.Tensor2D;
+    for (const k of mods) {
+      const g = tf.stack(generated.map((u) => tf.reshape(u.get(k)!, [-1]))) as tf.Tensor2D;
+      const t = tf.stack(teachers.map((u) => tf.reshape(u.get(k)!, [-1]))) as tf.Tensor2D;
+      const dots = tf.matMul(g, t, false, true);
+      const norms = tf.outerProduct(tf.norm(g, "euclidean", 1) as tf.Tensor1D, tf.norm(t, "euclidean", 1) as tf.Tensor1D);
+      acc = tf.add(acc, tf.div(dots, tf.maximum(norms, 1e-30)));
+    }
+    return tf.div(acc, mods.length) as tf.Tensor2D;
+  });
+  const out = sum.arraySync() as number[][];
+  sum.dispose();
+  return out;
 }
 
 /**

@@ -222,6 +222,10 @@ describe("tagi evaluate (CLI)", function () {
     const every = spawnSync(process.execPath, [...args, ...common, "--out", allOut], { cwd: root, encoding: "utf8", timeout: 300_000 });
     assert.equal(every.status, 0, `exit ${every.status}\n${every.stderr}`);
     assert.equal(readFileSync(join(allOut, "predictions.jsonl"), "utf8").trim().split("\n").length, task.instances.length);
+    // the exclusion belongs to --split seen
+    const misplaced = spawnSync(process.execPath, [...args.slice(0, 8), "dev", "--exclude-train-sample", "3", ...common, "--out", join(out, "seen-misplaced")], { cwd: root, encoding: "utf8", timeout: 300_000 });
+    assert.notEqual(misplaced.status, 0);
+    assert.match(misplaced.stderr, /--exclude-train-sample applies to --split seen/);
     // a dev task is not a seen task
     const wrong = spawnSync(process.execPath, [...args.slice(0, -1), dev[0]!.name, ...common, "--out", join(out, "seen-wrong")], { cwd: root, encoding: "utf8", timeout: 300_000 });
     assert.notEqual(wrong.status, 0);

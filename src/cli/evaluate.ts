@@ -189,8 +189,9 @@ function provenance(o: EvaluateOpts, description: Record<string, unknown>, model
 /**
  * The tasks evaluated: SNI's test tasks; the dev split, the same held-out train tasks as every training
  * stage's dev curve (DEV_DEFAULTS: 5%, stratified by category, seed 0), for choices that must not look at
- * test tasks; or "seen": the training tasks themselves on the instances outside their training sample, which
- * tells a model that has not learned its tasks from one that has learned them but does not generalise.
+ * test tasks; or "seen": the training tasks themselves (with --exclude-train-sample, only the instances outside
+ * their training sample), which tells a model that has not learned its tasks from one that has learned them
+ * but does not carry them to new ones.
  */
 async function evaluationTasks(o: EvaluateOpts): Promise<SniTask[]> {
   const dir = o.dataDir ? resolve(o.dataDir) : undefined;
@@ -214,6 +215,7 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
     if (o.randomTiny) cmd.error("error: --tagi takes its base model from the checkpoint (or --model), not --random-tiny", { exitCode: 2 });
     if (o.benchmark !== "sni") cmd.error("error: --tagi is evaluated on --benchmark sni", { exitCode: 2 });
   } else if (o.instructions !== "own") cmd.error("error: --instructions (a probe) applies to --tagi models", { exitCode: 2 });
+  if (o.excludeTrainSample !== undefined && o.split !== "seen") cmd.error("error: --exclude-train-sample applies to --split seen", { exitCode: 2 });
   else if (o.randomTiny ? Boolean(o.model || o.meanAdapter) : !o.model && !o.meanAdapter) {
     cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>, or --mean-adapter <teachers> alone)", { exitCode: 2 });
   }

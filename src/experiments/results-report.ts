@@ -114,12 +114,6 @@ export interface FloorPoint {
 const FORMAT_LABEL = { def: "Def", "def+2pos": "Def + 2 Pos" } as const;
 
 /**
- * ROUGE-L against inference FLOPs (a task of 100 instances, relative to Tk-Instruct), one panel per prompt
- * format: each method's mean ± std over seeds (filled), the paper's T5-LM-Base points (hollow; 119 tasks, a
- * 250M model pretrained on C4, so on another level: the shape is what compares), and the sanity floors as
- * dashed lines (a method under them has learnt nothing usable).
- */
-/**
  * A floor closer than this (ROUGE-L points) to the next one up gets its label under its line instead of
  * above it, so that two near-equal floors (copying the first demonstration and the most frequent one) stay
  * readable.
@@ -136,6 +130,12 @@ export interface RougeFlopsOptions {
   intervalLabel?: string;
 }
 
+/**
+ * ROUGE-L against inference FLOPs (a task of 100 instances, relative to Tk-Instruct), one panel per prompt
+ * format: each method's mean ± std over seeds, or opts.intervals (filled), the paper's T5-LM-Base points (hollow; 119 tasks, a
+ * 250M model pretrained on C4, so on another level: the shape is what compares), and the sanity floors as
+ * dashed lines (a method under them has learnt nothing usable).
+ */
 export function rougeFlopsSpec(
   summaries: readonly ExperimentSummary[],
   title: string,

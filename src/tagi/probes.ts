@@ -222,8 +222,8 @@ export function adapterSimilarity(
 
 /**
  * cos[i][j]: the mean over modules of the cosine between generated update i and teacher update j (each module's
- * matrix flattened), for every pair at once: per module, one product of the row-normalised stacks instead of
- * n² separate cosines (60 categories x 24 modules was 86,400 host round trips, minutes; now 24 products).
+ * matrix flattened), for every pair at once: per module, one product of the stacked updates divided by the
+ * outer product of their norms, instead of n² separate cosines (60 categories x 24 modules was 86,400 host round trips, minutes; now 24 products).
  * Modules are those every update has; a zero update's cosine is 0, as cos = x·y / max(|x||y|, 1e-30) gives.
  */
 export function cosineMatrix(generated: readonly Map<string, tf.Tensor>[], teachers: readonly Map<string, tf.Tensor>[]): number[][] {

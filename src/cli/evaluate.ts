@@ -211,11 +211,11 @@ async function evaluationTasks(o: EvaluateOpts): Promise<SniTask[]> {
 
 export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<void> {
   const started = new Date();
+  if (o.excludeTrainSample !== undefined && o.split !== "seen") cmd.error("error: --exclude-train-sample applies to --split seen", { exitCode: 2 });
   if (o.tagi) {
     if (o.randomTiny) cmd.error("error: --tagi takes its base model from the checkpoint (or --model), not --random-tiny", { exitCode: 2 });
     if (o.benchmark !== "sni") cmd.error("error: --tagi is evaluated on --benchmark sni", { exitCode: 2 });
   } else if (o.instructions !== "own") cmd.error("error: --instructions (a probe) applies to --tagi models", { exitCode: 2 });
-  if (o.excludeTrainSample !== undefined && o.split !== "seen") cmd.error("error: --exclude-train-sample applies to --split seen", { exitCode: 2 });
   else if (o.randomTiny ? Boolean(o.model || o.meanAdapter) : !o.model && !o.meanAdapter) {
     cmd.error("error: give exactly one of --model <dir> and --random-tiny (or --tagi <dir>, or --mean-adapter <teachers> alone)", { exitCode: 2 });
   }

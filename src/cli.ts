@@ -32,7 +32,8 @@ import { groupByCategory, loadSniSplit } from "./data/sni";
 import { writeJsonAtomic } from "./train/checkpoint";
 import { readUtf8File } from "./data/utf8";
 import { T5Tokenizer } from "./text/tokenizer";
-import { intArg } from "./cli/args";
+import { intArg, parseFormatList } from "./cli/args";
+import type { PromptFormat } from "./text/prompts";
 import { evaluateCommand, type EvaluateOpts } from "./cli/evaluate";
 import { addTrainingCommand } from "./cli/training";
 import { addArtifactCommands } from "./cli/artifacts";
@@ -192,7 +193,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--executor <executor>", "local: one cell after another here; slurm: job arrays through sbatch (needs --profile)").choices(["local", "slurm"]).default("local"))
     .option("--profile <file>", "Slurm resources for --executor slurm (configs/slurm/cpu.json, configs/slurm/gpu.json)")
     .option("--parallel <n>", "local executor: cells at a time, each with cores/n threads (2 on 2 cores: ~1.4x the cells per hour)", intArg(1), 1)
-    .action(async (names: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | true; executor: "local" | "slurm"; profile?: string; parallel: number }) => {
+    .option("--formats <list>", "only these prompt formats (def, def+2pos) of those each experiment evaluates, and only their shared stages; a later run with more formats completes the records", parseFormatList)
+    .action(async (names: string, o: { seed: number; seeds?: number[]; scale?: string; force?: boolean; reevaluate?: string | true; executor: "local" | "slurm"; profile?: string; parallel: number; formats?: PromptFormat[] }) => {
       const scale = o.scale ?? defaultScale();
       if (names === "status") {
         console.log(formatStatus(gridStatus(scale)));
@@ -204,16 +206,17 @@ export function buildProgram(): Command {
       if (o.executor === "slurm") {
         if (!o.profile) throw new Error("--executor slurm needs --profile FILE (its partition, CPUs, memory, time, gres, backend; see configs/slurm/)");
         if (o.force || o.reevaluate !== undefined) throw new Error("--executor slurm submits the cells without a record; --force and --reevaluate run here (--executor local)");
+        if (o.formats) throw new Error("--formats runs here (--executor local); a Slurm grid evaluates every format of its scale");
         submitGrid({ scale, names: list, seeds, profile: loadSlurmProfile(o.profile) });
         return;
       }
       if (o.force || o.reevaluate !== undefined) {
         if (o.parallel !== 1) throw new Error("--parallel runs a grid's missing cells; --force and --reevaluate run one cell after another");
         const reevaluate = o.reevaluate === undefined ? false : parseEvaluationParts(o.reevaluate);
-        for (const name of list) for (const seed of seeds) await runExperiment(name, { seed, scale, force: o.force ?? false, reevaluate });
+        for (const name of list) for (const seed of seeds) await runExperiment(name, { seed, scale, force: o.force ?? false, reevaluate, formats: o.formats ?? null });
         return;
       }
-      const r = await runGridLocal({ scale, names: list, seeds, parallel: o.parallel });
+      const r = await runGridLocal({ scale, names: list, seeds, parallel: o.parallel, formats: o.formats ?? null });
       if (r.failed.length) throw new Error(`${r.failed.length} cell(s) failed:\n  - ${r.failed.map((f) => `${f.name} seed ${f.seed}: ${f.error.split("\n")[0]}`).join("\n  - ")}`);
     });
   program

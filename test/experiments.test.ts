@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
 import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
 import { runGridLocal } from "../src/experiments/grid";
@@ -141,12 +141,12 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const md = fs.readFileSync(out, "utf8");
     const hint = recs.get("hint")!.map((r) => r.metrics["def"]!.rougeL);
     const s = stat(hint);
-    assert.match(md, new RegExp(`\\| HINT-style \\| 1, 2 \\| ${s.mean.toFixed(2)} ± ${s.std!.toFixed(2)} \\|`));
+    assert.match(md, new RegExp(`\\| HINT-style \\| 1, 2 / – \\| ${s.mean.toFixed(2)} ± ${s.std!.toFixed(2)} \\|`));
     // sanity floors as rows of the SNI table, with their CI; the paper's HINT number is not beside HINT-style
     assert.match(md, /\| \*floor: copy instance input\* \| – \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|/);
     assert.match(md, /\| \*floor: copy first demonstration output\* \|/);
     assert.doesNotMatch(md, /33\.3/);
-    assert.match(md, /\| No FT \| 0 \| [0-9.]+ \(1 seed\) \| .* \| 8\.8 \|/);
+    assert.match(md, /\| No FT \| 0 \/ – \| [0-9.]+ \(1 seed\) \| .* \| 8\.8 \|/);
     assert.match(md, /P3 held-out/);
     const png = path.join(tmp, "figures", "tiny", "rouge-vs-flops.png");
     assert.ok(fs.statSync(png).size > 5000, "figure written");
@@ -244,6 +244,42 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     // Bad input: a model that is not there names its path and what makes it; a bad settings file names its keys.
     assert.throws(() => checkDemoModels({ ...settings, rows: [...settings.rows.slice(0, 2), { name: "tagi", row: "TAGI", model: "artifacts/tiny/nothing/model" }] }, "tiny"), /TAGI: artifacts\/tiny\/nothing\/model is not here .*scripts\/train-tiny\.sh/);
     assert.throws(() => parseDemoSettings({ format: "def3", instancesPerTask: 0, rows: [{ name: "no-ft", row: "No FT", model: "m" }], extra: 1 }, "x/demo.json"), (e: Error) => /^x\/demo\.json:/.test(e.message) && /unknown key 'extra'/.test(e.message) && /format must be/.test(e.message) && /instancesPerTask must be/.test(e.message) && /must include the TAGI row/.test(e.message));
+  });
+
+  it("--formats: only those formats' shared stages are prepared, and a record made with fewer formats is completed, not redone", async () => {
+    const small = loadScale("small");
+    const tagi = loadExperiment("tagi");
+    assert.deepEqual(experimentFormats(tagi, small, null), ["def", "def+2pos"]);
+    assert.deepEqual(experimentFormats(tagi, small, ["def+2pos"]), ["def+2pos"]);
+    assert.deepEqual(experimentFormats(loadExperiment("tagi-no-kl"), small, null), ["def", "def+2pos"], "ablations have both columns");
+    assert.deepEqual(experimentFormats(tagi, loadScale("tiny"), ["def+2pos"]), [], "the scale's own limit still applies");
+    // A stage of another format is not run (its command does not exist: running it fails at once).
+    const tiny = loadScale("tiny");
+    const absent = { command: "no-such-command", config: "metatrain.json", out: "runs/tiny/zz-absent", done: "runs/tiny/zz-absent/model/config.json", set: { format: "def+2pos" } };
+    const lines: string[] = [];
+    await ensurePrepared({ ...tiny, prepare: [...tiny.prepare, absent] }, (l) => lines.push(l), { formats: ["def"] });
+    assert.ok(lines.some((l) => l.includes("runs/tiny/zz-absent: not prepared now (a def+2pos stage; this run evaluates def)")), lines.join("\n"));
+    await assert.rejects(ensurePrepared({ ...tiny, prepare: [...tiny.prepare, absent] }, quiet, { formats: ["def+2pos"] }), /zz-absent/);
+    // A record holding another format only (as a --formats def+2pos run leaves it): the missing format is added.
+    const first = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: quiet });
+    const file = path.join(tmp, "no-ft", "tiny", "seed-3", "experiment.json");
+    const partial = JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord;
+    partial.metrics = { "def+2pos": { ...first.metrics.def!, rougeL: 12.5 } };
+    partial.compute = { "def+2pos": first.compute.def! };
+    partial.steps = [{ label: "eval-def2pos", command: "tagi evaluate (kept)", seconds: 1, log: "eval-def2pos.log" }];
+    partial.startedAt = "2026-01-01T00:00:00.000Z";
+    fs.writeFileSync(file, JSON.stringify(partial));
+    const lines2: string[] = [];
+    const done = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: (l) => lines2.push(l) });
+    assert.ok(lines2.some((l) => /has def\+2pos; adding def/.test(l)), lines2.join("\n"));
+    assert.deepEqual(Object.keys(done.metrics).sort(), ["def", "def+2pos"]);
+    assert.equal(done.metrics["def+2pos"]!.rougeL, 12.5, "the format it had is kept, not re-evaluated");
+    assert.equal(done.metrics.def!.rougeL, first.metrics.def!.rougeL, "the added format is evaluated as before");
+    assert.deepEqual(done.steps.map((x) => x.label), ["eval-def2pos", "eval-def"], "only the missing format ran (P3 too is kept)");
+    assert.equal(done.startedAt, partial.startedAt);
+    assert.deepEqual(done.p3, first.p3, "the parts it had are kept");
+    const again = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: quiet });
+    assert.equal(again.wallSeconds, done.wallSeconds, "complete now: read, not rerun");
   });
 
   it("a local grid runs cells two at a time with a thread each, and restores the thread setting", async () => {

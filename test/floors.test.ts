@@ -6,7 +6,11 @@
 import { strict as assert } from "node:assert";
 import type { SniTestTask } from "../src/data/sni";
 import { floorPredictions, sanityFloors } from "../src/eval/floors";
-import { rougeFlopsSpec, type ExperimentSummary } from "../src/experiments/results-report";
+import { ablationDeltaSpec, rougeFlopsSpec, type ExperimentSummary } from "../src/experiments/results-report";
+import { writeFigure } from "../src/plots/render";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 
 const task = (name: string, outputs: string[], instances: { id: string; input: string; outputs: string[] }[]): SniTestTask =>
   ({
@@ -62,7 +66,7 @@ describe("sanity floors", () => {
 
 describe("the ROUGE-L-versus-FLOPs figure", () => {
   const row = (name: string, label: string, mean: number, std: number | null, flops: number): ExperimentSummary => ({
-    name, row: label, seeds: [0], def: null, def2pos: { mean, std, n: std === null ? 1 : 3, values: [mean] }, nllDef: null,
+    name, row: label, seeds: [0], def: null, def2pos: { mean, std, n: std === null ? 1 : 3, values: [mean] }, nllDef: null, nllDef2pos: null,
     p3: null, p3Majority: null, p3Chance: null, p3Sample: null, flopsAt100: null, flopsAt100Def2pos: flops, trainSeconds: null, evalSeconds: { mean: 1, std: null, n: 1, values: [1] },
   });
   type Layer = { data?: { values: Record<string, unknown>[] }; mark: { type: string; dy?: number } };
@@ -86,5 +90,31 @@ describe("the ROUGE-L-versus-FLOPs figure", () => {
     assert.deepEqual([ciBars[0]!["lo"], ciBars[0]!["hi"]], [8.5, 10.5]);
     assert.match(JSON.stringify(ci["title"]), /95% CI over instances/);
     assert.ok(!layersOf(ci).some((l) => l.mark.type === "text"), "no floors, no labels");
+  });
+});
+
+describe("the ablation-delta figure", () => {
+  it("one panel per format, each variant's paired Δ with its CI and the paper's Δ beside it; nothing to draw is null", async () => {
+    const deltas = [
+      { row: "w/o L_kl", format: "def+2pos" as const, mean: -1.2, lo: -1.8, hi: -0.6, seeds: 1, paper: -2.4 },
+      { row: "w/o L_ins", format: "def+2pos" as const, mean: 0.3, lo: -0.2, hi: 0.8, seeds: 1, paper: -1.1 },
+      { row: "w/o L_kl", format: "def" as const, mean: -0.5, lo: -1, hi: 0, seeds: 3, paper: null },
+    ];
+    const spec = ablationDeltaSpec(deltas, "t")!;
+    const panels = spec["hconcat"] as { title: { text: string }; data: { values: Record<string, unknown>[] } }[];
+    assert.deepEqual(panels.map((p) => p.title.text), ["Def", "Def + 2 Pos"]);
+    assert.deepEqual(panels[1]!.data.values.map((v) => [v["row"], v["lo"], v["hi"], v["paper"]]), [["w/o L_kl", -1.8, -0.6, -2.4], ["w/o L_ins", -0.2, 0.8, -1.1]]);
+    assert.equal(panels[0]!.data.values[0]!["seeds"], "3 seeds");
+    assert.match(JSON.stringify(spec["title"]), /instance sampling only/);
+    assert.equal(ablationDeltaSpec([], "t"), null);
+    assert.deepEqual((ablationDeltaSpec(deltas.slice(0, 2), "t")!["hconcat"] as unknown[]).length, 1, "a format without deltas has no panel");
+    // it renders (vega-lite compiles it; a spec error would throw here)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-fig-"));
+    try {
+      await writeFigure(spec, path.join(dir, "deltas"));
+      assert.ok(fs.statSync(path.join(dir, "deltas.png")).size > 5000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -22,6 +22,7 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
     "npm run experiment -- tagi --seeds 0,1,2 --scale tiny",
     "npm run experiment -- no-ft --seed 0 --reevaluate p3",
     "npm run experiment -- tagi,hint,hypter --seeds 0,1,2 --scale small --parallel 2",
+    "npm run experiment -- tagi,tagi-no-kl --seed 0 --scale small --formats def+2pos --parallel 2",
     "npm run experiment -- tagi,hint --seeds 0,1,2 --scale small --executor slurm --profile configs/slurm/cpu.json",
     "npm run experiment -- status --scale small",
   ],

@@ -194,7 +194,7 @@ async function writeDemoReport(r: DemoResult, settings: DemoSettings, out: strin
   const label = r.format === "def" ? "Def" : "Def + 2 Pos";
   const summaries: ExperimentSummary[] = r.rows.map((x) => {
     const one = stat([x.rougeL]);
-    return { name: x.name, row: x.row, seeds: [0], def: r.format === "def" ? one : null, def2pos: r.format === "def+2pos" ? one : null, nllDef: null, p3: null, p3Majority: null, p3Chance: null, p3Sample: null, flopsAt100: r.format === "def" ? x.flopsAt100 : null, flopsAt100Def2pos: r.format === "def+2pos" ? x.flopsAt100 : null, trainSeconds: null, evalSeconds: stat([x.seconds]) };
+    return { name: x.name, row: x.row, seeds: [0], def: r.format === "def" ? one : null, def2pos: r.format === "def+2pos" ? one : null, nllDef: null, nllDef2pos: null, p3: null, p3Majority: null, p3Chance: null, p3Sample: null, flopsAt100: r.format === "def" ? x.flopsAt100 : null, flopsAt100Def2pos: r.format === "def+2pos" ? x.flopsAt100 : null, trainSeconds: null, evalSeconds: stat([x.seconds]) };
   });
   const floorPoints: FloorPoint[] = r.floors.map((f) => ({ name: f.name, rougeL: f.rougeL }));
   // One model per row: its bar is the 95% CI over instances (there is no spread over seeds to show).

@@ -10,6 +10,7 @@
  * and probes (which read another experiment's model) run after the cells they read, as under Slurm.
  */
 import { availableParallelism } from "node:os";
+import type { PromptFormat } from "../text/prompts";
 import { ensurePrepared, loadScale, runExperiment, type ExperimentRecord } from "./runner";
 import { gridCells } from "./slurm";
 
@@ -19,7 +20,7 @@ export interface GridRunResult {
 }
 
 /** Runs every cell (see the module comment); a failed cell is reported and the others go on. */
-export async function runGridLocal(o: { scale: string; names: readonly string[]; seeds: readonly number[]; parallel?: number; log?: (line: string) => void }): Promise<GridRunResult> {
+export async function runGridLocal(o: { scale: string; names: readonly string[]; seeds: readonly number[]; parallel?: number; formats?: readonly PromptFormat[] | null; log?: (line: string) => void }): Promise<GridRunResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const parallel = o.parallel ?? 1;
   if (!Number.isInteger(parallel) || parallel < 1) throw new Error(`--parallel must be an integer >= 1, got ${parallel}`);
@@ -32,13 +33,13 @@ export async function runGridLocal(o: { scale: string; names: readonly string[];
     log(`[grid] ${cells.length} cells, ${parallel} at a time, ${threads} thread${threads > 1 ? "s" : ""} each`);
   }
   try {
-    await ensurePrepared(loadScale(o.scale), log);
+    await ensurePrepared(loadScale(o.scale), log, { formats: o.formats ?? null });
     for (const layer of [0, 1] as const) {
       const queue = cells.filter((c) => c.layer === layer);
       const worker = async () => {
         for (let c = queue.shift(); c; c = queue.shift()) {
           try {
-            result.done.push(await runExperiment(c.name, { scale: o.scale, seed: c.seed, log }));
+            result.done.push(await runExperiment(c.name, { scale: o.scale, seed: c.seed, formats: o.formats ?? null, log }));
           } catch (e) {
             const error = (e as Error).message;
             result.failed.push({ name: c.name, seed: c.seed, error });

@@ -47,6 +47,8 @@ export interface ExperimentSummary {
   def2pos: Stat | null;
   /** Teacher-forced NLL of the references (Def), nats per token. */
   nllDef: Stat | null;
+  /** The same with Def + 2 Pos models and prompts. */
+  nllDef2pos: Stat | null;
   p3: Stat | null;
   /** Majority-class accuracy of the same P3 examples (an upper bound for always giving one answer). */
   p3Majority: Stat | null;
@@ -68,7 +70,9 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     const v = recs.filter((r) => r.metrics[f]).map((r) => r.metrics[f]!.rougeL);
     return v.length ? stat(v) : null;
   };
-  const nll = recs.map((r) => r.metrics["def"]?.referenceNll).filter((v): v is number => typeof v === "number");
+  const nllOf = (f: string) => recs.map((r) => r.metrics[f]?.referenceNll).filter((v): v is number => typeof v === "number");
+  const nll = nllOf("def");
+  const nll2 = nllOf("def+2pos");
   const p3 = recs.filter((r) => r.p3).map((r) => r.p3!.accuracy);
   const p3Majority = recs.map((r) => r.p3?.majorityAccuracy).filter((v): v is number => typeof v === "number");
   const p3Chance = recs.map((r) => r.p3?.chanceAccuracy).filter((v): v is number => typeof v === "number");
@@ -86,6 +90,7 @@ export function summarize(name: string, recs: readonly ExperimentRecord[]): Expe
     def: metric("def"),
     def2pos: metric("def+2pos"),
     nllDef: nll.length ? stat(nll) : null,
+    nllDef2pos: nll2.length ? stat(nll2) : null,
     p3: p3.length ? stat(p3) : null,
     p3Majority: p3Majority.length ? stat(p3Majority) : null,
     p3Chance: p3Chance.length ? stat(p3Chance) : null,
@@ -203,6 +208,50 @@ export function rougeFlopsSpec(
     },
     hconcat: panels,
     resolve: { scale: { color: "shared", shape: "shared" } },
+  };
+}
+
+/** One ablation's paired difference against TAGI in one format (a point of the ablation-delta figure). */
+export interface AblationDelta {
+  row: string;
+  format: "def" | "def+2pos";
+  /** Variant minus TAGI, paired over instances (and seeds): mean and 95% bootstrap CI. */
+  mean: number;
+  lo: number;
+  hi: number;
+  seeds: number;
+  /** The paper's Δ (T5-LM-XL), null when it reports none. */
+  paper: number | null;
+}
+
+/**
+ * The ablation deltas with their CIs, one panel per format: a variant left of 0 lost points when its part was
+ * removed (so the part helped). Hollow diamonds are the paper's deltas on the same axis.
+ */
+export function ablationDeltaSpec(deltas: readonly AblationDelta[], title: string): Spec | null {
+  if (!deltas.length) return null;
+  const panel = (format: "def" | "def+2pos"): Spec | null => {
+    const rows = deltas.filter((d) => d.format === format);
+    if (!rows.length) return null;
+    const y = { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 260 } };
+    const values = rows.map((d) => ({ row: d.row, mean: d.mean, lo: d.lo, hi: d.hi, paper: d.paper, seeds: `${d.seeds} seed${d.seeds > 1 ? "s" : ""}` }));
+    return {
+      title: { text: FORMAT_LABEL[format] },
+      width: 320,
+      height: { step: 30 },
+      data: { values },
+      layer: [
+        { mark: { type: "rule", color: "#999", strokeDash: [4, 3] }, encoding: { x: { datum: 0 } } },
+        { mark: { type: "rule", color: "#4c78a8", strokeWidth: 2 }, encoding: { y, x: { field: "lo", type: "quantitative", title: "Δ ROUGE-L vs TAGI (x100)" }, x2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 70, color: "#4c78a8" }, encoding: { y, x: { field: "mean", type: "quantitative" }, tooltip: [{ field: "mean", format: ".2f" }, { field: "seeds" }] } },
+        { transform: [{ filter: "datum.paper !== null" }], mark: { type: "point", shape: "diamond", filled: false, size: 80, color: "#e45756" }, encoding: { y, x: { field: "paper", type: "quantitative" } } },
+      ],
+    };
+  };
+  const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
+  return {
+    title: { text: title, subtitle: ["filled: this project, variant minus TAGI paired over instances, 95% CI (with one seed: instance sampling only)", "hollow diamonds: the paper's Δ (T5-LM-XL); left of 0: the removed part helped"] },
+    hconcat: panels,
   };
 }
 
@@ -348,6 +397,11 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     const settings = newest?.scale ?? loadScale(scale);
     const s = new Map([...byName].map(([n, recs]) => [n, summarize(n, recs)]));
     const seedsOf = (n: string) => s.get(n)?.seeds.join(", ") ?? "–";
+    // Seeds per format: a record made with --formats holds one column only.
+    const seedsByFormat = (n: string) => {
+      const of = (f: string) => (byName.get(n) ?? []).filter((r) => r.metrics[f]).map((r) => r.seed).sort((a, b) => a - b).join(", ") || "–";
+      return `${of("def")} / ${of("def+2pos")}`;
+    };
     // Sanity floors (copy the input, copy a demonstration): the same instances for every method at a scale.
     const floorsOf = (format: string) => [...byName.values()].flat().find((r) => r.metrics[format]?.floors)?.metrics[format]!.floors ?? null;
     const floorRows = (width: number, cols: Record<string, number>): string[][] => {
@@ -372,7 +426,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       `## Scale \`${scale}\``,
       "",
       settings.description,
-      `Evaluation: ${e.maxInstancesPerTask === null ? "all" : `${e.maxInstancesPerTask} (seeded sample)`} instances per SNI test task; prompts cut at ${e.maxInputTokens.def} (Def) / ${e.maxInputTokens["def+2pos"]} (Def + 2 Pos) tokens, instance-only inputs at ${e.maxInstanceTokens}; ${e.maxNewTokens} new tokens, greedy. Training steps per experiment: ${settings.steps ?? "the stage configs'"}. All models were trained with Def instructions; the Def + 2 Pos column evaluates the same models with the longer instructions.`,
+      `Evaluation: ${e.maxInstancesPerTask === null ? "all" : `${e.maxInstancesPerTask} (seeded sample)`} instances per SNI test task; prompts cut at ${e.maxInputTokens.def} (Def) / ${e.maxInputTokens["def+2pos"]} (Def + 2 Pos) tokens, instance-only inputs at ${e.maxInstanceTokens}; ${e.maxNewTokens} new tokens, greedy. Training steps per experiment: ${settings.steps ?? "the stage configs'"}. Each format's column is evaluated with models trained in that format (the paper's protocol): a record may hold one format only (\`npm run experiment -- ... --formats def+2pos\`), so the two columns can have different seeds.`,
       "",
       "### SNI-103, main table",
       "",
@@ -381,15 +435,16 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         floorNote,
       "",
       table(
-        ["Method", "seeds", "Def ROUGE-L", "Def: Δ vs TAGI, paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def reference NLL ↓", "FLOPs (x Tk-Instruct, Def, lengths as run)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
+        ["Method", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def: Δ vs TAGI, paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos: Δ vs TAGI, paired over instances [95% CI], p", "reference NLL ↓ (Def / Def+2Pos)", "FLOPs (x Tk-Instruct, Def / Def+2Pos, lengths as run)", "paper Def (Base)", "paper Def+2Pos (Base)", "paper FLOPs"],
         [
           ...MAIN_ORDER.filter((n) => s.has(n)).map((n) => {
             const x = s.get(n)!;
             const p = PAPER_SNI[n];
-            const vsTagi = n === "tagi" ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def"));
-            return [x.row, seedsOf(n), fmtStat(x.def), vsTagi, fmtStat(x.def2pos), fmtStat(x.nllDef, 3), x.flopsAt100 === null ? "–" : `x${x.flopsAt100.toFixed(2)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
+            const vsTagi = (f: string) => (n === "tagi" ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], f)));
+            const flops = (v: number | null) => (v === null ? "–" : `x${v.toFixed(2)}`);
+            return [x.row, seedsByFormat(n), fmtStat(x.def), vsTagi("def"), fmtStat(x.def2pos), vsTagi("def+2pos"), `${fmtStat(x.nllDef, 3)} / ${fmtStat(x.nllDef2pos, 3)}`, `${flops(x.flopsAt100)} / ${flops(x.flopsAt100Def2pos)}`, paperNum(p?.def), paperNum(p?.def2pos), p?.flops ?? "–"];
           }),
-          ...floorRows(10, { def: 2, "def+2pos": 4 }),
+          ...floorRows(11, { def: 2, "def+2pos": 4 }),
         ],
       ),
       "",
@@ -412,29 +467,33 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### Ablations (SNI-103)",
         "",
-        "Δ columns: the variant minus TAGI. '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
+        "Δ columns: the variant minus TAGI, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (T5-LM-XL) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
         "",
         table(
-          ["Variant", "seeds", "Def ROUGE-L", "Δ ROUGE-L (seeds)", "Δ ROUGE-L paired over instances [95% CI], p", "Def reference NLL ↓", "Δ NLL", "Def+2Pos ROUGE-L", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          ["Variant", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def Δ (seeds)", "Def Δ paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos Δ (seeds)", "Def+2Pos Δ paired over instances [95% CI], p", "Δ reference NLL (Def / Def+2Pos)", "paper Def (XL)", "paper Def+2Pos (XL)"],
           [
             ...abl.map((n) => {
               const x = s.get(n)!;
               const p = PAPER_ABLATION[n];
+              const ref = PAPER_ABLATION["tagi"]!;
               const isRef = n === "tagi";
+              const paperDelta = (v: number | undefined, r: number) => (v === undefined ? "–" : isRef ? v.toFixed(1) : `${v.toFixed(1)} (${v - r >= 0 ? "+" : ""}${(v - r).toFixed(1)})`);
+              const vsTagi = (f: string) => (isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], f)));
               return [
                 isRef ? "TAGI (all terms)" : x.row,
-                seedsOf(n),
+                seedsByFormat(n),
                 fmtStat(x.def),
                 isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
-                isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def")),
-                fmtStat(x.nllDef, 3),
-                isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll),
+                vsTagi("def"),
                 fmtStat(x.def2pos),
-                paperNum(p?.def),
-                paperNum(p?.def2pos),
+                isRef ? "–" : paired(x, (r) => r.metrics["def+2pos"]?.rougeL),
+                vsTagi("def+2pos"),
+                isRef ? `${fmtStat(x.nllDef, 3)} / ${fmtStat(x.nllDef2pos, 3)}` : `${paired(x, (r) => r.metrics["def"]?.referenceNll)} / ${paired(x, (r) => r.metrics["def+2pos"]?.referenceNll)}`,
+                paperDelta(p?.def, ref.def),
+                paperDelta(p?.def2pos, ref.def2pos),
               ];
             }),
-            ...floorRows(10, { def: 2, "def+2pos": 7 }),
+            ...floorRows(11, { def: 2, "def+2pos": 5 }),
           ],
         ),
         "",
@@ -539,6 +598,17 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     });
     const floorPoints = (format: string): FloorPoint[] => (floorsOf(format) ?? []).map((f) => ({ name: f.name, rougeL: f.rougeL }));
     const specs = figureSpecs(scale, s, adapters, more, { def: floorPoints("def"), "def+2pos": floorPoints("def+2pos") });
+    const deltas: AblationDelta[] = ABLATION_ORDER.filter((n) => n !== "tagi" && s.has(n)).flatMap((n) =>
+      (["def", "def+2pos"] as const).flatMap((format) => {
+        const c = pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], format);
+        const paper = PAPER_ABLATION[n];
+        const ref = PAPER_ABLATION["tagi"]!;
+        const paperDelta = paper ? (format === "def" ? paper.def - ref.def : paper.def2pos - ref.def2pos) : null;
+        return c ? [{ row: s.get(n)!.row, format, mean: c.diff.mean, lo: c.diff.lo, hi: c.diff.hi, seeds: c.seeds, paper: paperDelta }] : [];
+      }),
+    );
+    const deltaSpec = ablationDeltaSpec(deltas, `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
+    if (deltaSpec) specs["ablation-deltas"] = deltaSpec;
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");
       for (const [name, spec] of Object.entries(specs)) {

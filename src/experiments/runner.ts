@@ -404,6 +404,12 @@ export interface RunExperimentOptions {
   resultsDir?: string;
   /** Runs root (default <project>/runs). */
   runsDir?: string;
+  /**
+   * Evaluate only these formats (of those the experiment names and the scale allows); null or absent: all.
+   * A record made with fewer formats than a later run asks for is completed (the missing formats are trained
+   * and evaluated, the others kept), not redone: a Def + 2 Pos column can be filled before the Def models exist.
+   */
+  formats?: readonly PromptFormat[] | null;
 }
 
 /** Where experiment results go: $TAGI_RESULTS_DIR (the test suite points it at a temporary folder), else results/. */
@@ -526,7 +532,7 @@ export function preparedConfigChanges(p: PrepareStage, scale: string): string[] 
  * moved, e.g. where teachers sit) is rebuilt, and so is every stage after it (they read its outputs); the
  * log says why.
  */
-export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l), opts: { through?: string } = {}): Promise<void> {
+export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l), opts: { through?: string; formats?: readonly PromptFormat[] | null } = {}): Promise<void> {
   const through = opts.through === undefined ? null : path.normalize(opts.through);
   if (through !== null && !scale.prepare.some((p) => [p.out, p.publish?.to].includes(through))) {
     throw new Error(`prepare --through ${opts.through}: no stage of the ${scale.scale} scale writes it (${scale.prepare.map((p) => p.publish?.to ?? p.out).join(", ")})`);
@@ -558,6 +564,12 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
   const rebuilt: PrepareStage[] = [];
   for (const [index, p] of scale.prepare.entries()) {
     const done = isDone(p);
+    // A stage of one prompt format (its meta-trained model, its logit cache) waits until a run needs that format.
+    const stageFormat = p.set?.["format"];
+    if (opts.formats && typeof stageFormat === "string" && !opts.formats.includes(stageFormat as PromptFormat)) {
+      if (!done) log(`[experiment] ${p.publish?.to ?? p.out}: not prepared now (a ${stageFormat} stage; this run evaluates ${opts.formats.join(", ")})`);
+      continue;
+    }
     // An unpublished intermediate (the span-corruption phase the published base continued) is needed only to
     // build what reads it: when every later stage that reads it is done and unchanged, it is not rebuilt
     // (a fresh checkout with the artifacts committed lacks it, and needs nothing from it).
@@ -597,6 +609,11 @@ function scaleLogitTeacher(scale: ScaleSettings, format: PromptFormat): string {
   const t = scale.logitTeachers[format];
   if (!t) throw new Error(`configs/${scale.scale}/experiments.json has no logitTeachers.${format}, the meta-trained ${format} model`);
   return t;
+}
+
+/** The formats a run evaluates: those the experiment names, of those the scale allows and `only` (if given) lists. */
+export function experimentFormats(spec: ExperimentSpec, scale: ScaleSettings, only: readonly PromptFormat[] | null): PromptFormat[] {
+  return spec.evaluate.formats.filter((f) => (!scale.formats || scale.formats.includes(f)) && (!only || only.includes(f)));
 }
 
 /**
@@ -648,16 +665,21 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
         `(${superseded.slice(0, 4).join("; ")}${superseded.length > 4 ? "; ..." : ""}): its model is not the one configs/${scale.scale} trains now, so re-evaluating it would mix protocols; run it again without --reevaluate`,
     );
   }
-  if (!opts.force && !opts.reevaluate && previous && superseded.length === 0) {
+  const formats = experimentFormats(spec, scale, opts.formats ?? null);
+  // A record of today's protocol that lacks some of these formats (made with --formats) is completed.
+  const missing = formats.filter((f) => !spec.analysis && previous && !previous.metrics[f]);
+  const extending = !opts.force && !opts.reevaluate && previous && superseded.length === 0 && missing.length > 0 ? previous : null;
+  if (!opts.force && !opts.reevaluate && previous && superseded.length === 0 && !extending) {
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): already done, ${path.relative(PROJECT_ROOT, recordFile)}`);
     return previous;
   }
+  if (extending) log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${path.relative(PROJECT_ROOT, recordFile)} has ${Object.keys(extending.metrics).join(", ") || "no format"}; adding ${missing.join(", ")}`);
   if (!opts.reevaluate && previous && superseded.length) {
     log(`[experiment] ${name} (${scale.scale}, seed ${seed}): ${path.relative(PROJECT_ROOT, recordFile)} was made under another protocol (${superseded.slice(0, 4).join("; ")}${superseded.length > 4 ? "; ..." : ""}): running it again`);
   }
   const started = new Date();
   const t0 = performance.now();
-  const steps: ExperimentRecord["steps"] = [];
+  const steps: ExperimentRecord["steps"] = extending ? [...extending.steps] : [];
   const rel = (p: string) => path.relative(PROJECT_ROOT, p);
   const step = async (label: string, args: string[]) => {
     const logFile = path.join(resDir, `${label}.log`);
@@ -672,7 +694,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     }
     return seconds;
   };
-  await ensurePrepared(scale, log);
+  // Only the shared stages of the formats this run needs (P3 and the adapters analysis read the first one).
+  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis || spec.evaluate.p3 ? [spec.evaluate.formats[0] ?? "def"] : [])])] });
   // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, naming the
   // first; a lock left by a killed runner is taken over. The lock sits beside the folder, which is replaced.
   const lock = lockFolder(resDir, { what: `experiment ${name} (${scale.scale}, seed ${seed})`, lockFile: `${resDir}.lock`, log });
@@ -683,12 +706,12 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   }
   async function runLocked(): Promise<ExperimentRecord> {
     // A re-evaluation keeps the folder (the training curve, the evaluations not redone) and overwrites the rest.
-    if (!opts.reevaluate) fs.rmSync(resDir, { recursive: true, force: true });
+    if (!opts.reevaluate && !extending) fs.rmSync(resDir, { recursive: true, force: true });
     fs.mkdirSync(resDir, { recursive: true });
 
     // 1. Training, one model per prompt format as in the paper (Def models for the Def column, Def + 2 Pos
     //    models for the other), or the trained model of the experiment a probe uses, or a shared model.
-    const training: NonNullable<ExperimentRecord["training"]> = {};
+    const training: NonNullable<ExperimentRecord["training"]> = { ...(extending?.training ?? {}) };
     const models = new Map<PromptFormat, string[]>();
     const modelFor = async (format: PromptFormat): Promise<string[]> => {
       const known = models.get(format);
@@ -770,14 +793,14 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     }
 
     // 2. Evaluations.
-    const keep = (part: EvaluationPart): ExperimentRecord | null => (opts.reevaluate && !redo.has(part) ? previous : null);
-    const kept = keep("sni");
-    const metrics: ExperimentRecord["metrics"] = kept ? kept.metrics : {};
-    const compute: ExperimentRecord["compute"] = kept ? kept.compute : {};
-    let backend: string | null = kept ? kept.backend : null;
+    // A completed record keeps its P3 and adapter parts and its formats' SNI metrics; it adds the missing formats.
+    const keep = (part: EvaluationPart): ExperimentRecord | null => (extending ?? (opts.reevaluate && !redo.has(part) ? previous : null));
+    const kept = extending ? null : keep("sni");
+    const metrics: ExperimentRecord["metrics"] = kept ? kept.metrics : { ...(extending?.metrics ?? {}) };
+    const compute: ExperimentRecord["compute"] = kept ? kept.compute : { ...(extending?.compute ?? {}) };
+    let backend: string | null = kept ? kept.backend : (extending?.backend ?? null);
     if (kept) log(`[experiment] ${name} (${scale.scale}, seed ${seed}): SNI metrics carried over from the previous record`);
-    const formats = spec.evaluate.formats.filter((f) => !scale.formats || scale.formats.includes(f));
-    for (const format of spec.analysis || kept ? [] : formats) {
+    for (const format of spec.analysis || kept ? [] : extending ? missing : formats) {
       const dir = path.join(resDir, `eval-${formatSlug(format)}`);
       const e = scale.eval;
       const modelArgs = await modelFor(format);
@@ -869,8 +892,8 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
       steps,
       commit: gitCommit(),
       backend,
-      startedAt: started.toISOString(),
-      wallSeconds: (performance.now() - t0) / 1000,
+      startedAt: extending?.startedAt ?? started.toISOString(),
+      wallSeconds: (extending?.wallSeconds ?? 0) + (performance.now() - t0) / 1000,
       trainSeconds: Object.values(training).some((t) => t.seconds !== null) ? Object.values(training).reduce((a, t) => a + (t.seconds ?? 0), 0) : null,
       trainSteps: Object.values(training)[0]?.steps ?? null,
       training,

@@ -16,6 +16,7 @@ import { loadNativeGemm } from "../src/backend/native-gemm";
 import { BATCH, D_FF, D_MODEL, HEADS, SEQ, blockFlops, gemmCases } from "./shapes";
 import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, T5_BENCH, T5_SMALL_SHAPE } from "./t5";
 import { t5TrainStepFlops } from "../src/compute/flops";
+import { TAGI_STEP_BENCH, TAGI_STEP_CONFIG } from "./tagi-step";
 
 interface WorkerResult {
   backend: string;
@@ -33,8 +34,9 @@ interface WorkerResult {
   } | null;
   t5Base?: { parameters: number; seconds: number; reps: number; peakRssBytes: number | null; tensorBytesAfter: number } | null;
   campaignStep?: { seconds: number; gflops: number; reps: number; activationBytes: number } | null;
+  tagiStep?: { seconds: number; reps: number; activationBytes: number; trainableParameters: number } | null;
   /** Peak resident memory of each workload group's process (bytes). */
-  peakRss?: { main: number | null; t5?: number | null; campaign?: number | null };
+  peakRss?: { main: number | null; t5?: number | null; campaign?: number | null; tagi?: number | null };
   peakRssBytes?: number | null;
 }
 
@@ -49,6 +51,8 @@ interface Config {
   t5Base?: boolean;
   /** Also the campaign's step: the small preset at batch 16, 512 / 64 tokens (CAMPAIGN_BENCH). */
   campaign?: boolean;
+  /** Also TAGI's stage-2 step on the small preset (bench/tagi-step.ts). */
+  tagi?: boolean;
 }
 
 function arg(name: string): string | undefined {
@@ -119,10 +123,10 @@ if (native.gemm) {
 if (hasTensorflowNode()) {
   // TensorFlow's two thread pools: intra-op (one kernel split over threads; initBackend sets it to the cores,
   // as TAGI_THREADS does for wasm) and inter-op (independent kernels at once; initBackend sets 1).
-  configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true, campaign: true });
+  configs.push({ name: "tensorflow", what: `tfjs-node (libtensorflow 2.16.2), intra-op ${threads} threads, inter-op 1 (initBackend's default)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads) }, block: true, t5: true, t5Base: true, campaign: true, tagi: true });
   configs.push({ name: "tensorflow-inter" + threads, what: `tfjs-node, intra-op and inter-op ${threads} threads`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) }, block: true, t5: true });
   // bf16 matrix products (src/backend/bf16-matmul.ts), compared with PyTorch's CPU autocast to bf16.
-  configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true, campaign: true });
+  configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true, campaign: true, tagi: true });
   configs.push({ name: "tensorflow-1t", what: "tfjs-node, intra-op and inter-op 1 thread", env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: "1" }, block: true });
 }
 
@@ -161,6 +165,10 @@ function runWorker(c: Config): WorkerResult | { error: string } {
     const cs = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_CAMPAIGN: "1" }, " (campaign step)");
     out = { ...out, campaignStep: "error" in cs ? null : cs.campaignStep, peakRss: { ...out.peakRss!, campaign: "error" in cs ? null : (cs.peakRssBytes ?? null) } };
   }
+  if (c.tagi && withT5) {
+    const ts = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_TAGI: "1" }, " (TAGI stage-2 step)");
+    out = { ...out, tagiStep: "error" in ts ? null : ts.tagiStep, peakRss: { ...out.peakRss!, tagi: "error" in ts ? null : (ts.peakRssBytes ?? null) } };
+  }
   if (c.t5Base && !quick && withT5) {
     const base = spawnWorker(c, { TAGI_BENCH_GEMM: "0", TAGI_BENCH_BLOCK: "0", TAGI_BENCH_T5: "0", TAGI_BENCH_T5BASE: "1" }, " (T5-Base step)");
     out = { ...out, t5Base: "error" in base ? null : base.t5Base };
@@ -183,6 +191,7 @@ function runTorch(): Record<string, unknown> | { error: string } {
       block: { batch: BATCH, seq: SEQ, heads: HEADS, d_model: D_MODEL, d_ff: D_FF, layers, flops: blockFlops(layers) },
       t5: withT5 ? { config: T5_SMALL_SHAPE, ...T5_BENCH, flops: t5TrainStepFlops(T5_SMALL_SHAPE, T5_BENCH) } : null,
       campaign: withT5 && configs.some((c) => c.campaign) ? { config: CAMPAIGN_SHAPE, ...CAMPAIGN_BENCH, flops: t5TrainStepFlops(CAMPAIGN_SHAPE, CAMPAIGN_BENCH) } : null,
+      tagi: withT5 && configs.some((c) => c.tagi) ? { config: CAMPAIGN_SHAPE, ...TAGI_STEP_BENCH, ...TAGI_STEP_CONFIG.hypernetwork } : null,
     }),
   );
   process.stderr.write(`[bench] pytorch: same problems, ${threads} threads ...`);
@@ -195,7 +204,7 @@ function runTorch(): Record<string, unknown> | { error: string } {
 
 function memLine(m: WorkerResult["peakRss"]): string {
   const g = (x: number | null | undefined) => (x === null || x === undefined ? "-" : (x / 2 ** 30).toFixed(2));
-  return m ? `main ${g(m.main)}${m.t5 !== undefined ? `, T5 ${g(m.t5)}` : ""}${m.campaign !== undefined ? `, campaign ${g(m.campaign)}` : ""}` : "-";
+  return m ? `main ${g(m.main)}${m.t5 !== undefined ? `, T5 ${g(m.t5)}` : ""}${m.campaign !== undefined ? `, campaign ${g(m.campaign)}` : ""}${m.tagi !== undefined ? `, TAGI step ${g(m.tagi)}` : ""}` : "-";
 }
 
 /** The campaign's step (small preset, batch 16, 512 / 64) on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps. */
@@ -213,6 +222,26 @@ function campaignSummary(results: Record<string, WorkerResult | { error: string 
     json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
     line:
       `Campaign step (the small preset, 24.3M parameters, all trained; batch ${CAMPAIGN_BENCH.batch}, ${CAMPAIGN_BENCH.inputLength} input / ${CAMPAIGN_BENCH.targetLength} target tokens): ` +
+      `tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
+  };
+}
+
+/** TAGI's stage-2 step (bench/tagi-step.ts) on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps. */
+function tagiStepSummary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
+  const get = (n: string) => {
+    const r = results[n];
+    return r && !("error" in r) ? (r.tagiStep?.seconds ?? null) : null;
+  };
+  const t = "error" in torch ? null : ((torch as { tagi?: { stepSeconds: number; stepBf16Seconds: number } | null }).tagi ?? null);
+  const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
+  if (json.fp32 === null && json.bf16 === null) return null;
+  const f = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)} s`);
+  const r = (x: number | null, y: number | null) => (x !== null && y !== null ? `${(x / y).toFixed(2)}x` : "-");
+  const b = TAGI_STEP_BENCH;
+  return {
+    json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
+    line:
+      `TAGI stage-2 step (frozen small base; generator and fusion trained, 14.0M parameters; batch ${b.batch} of ${b.inputLength}-token instances and ${b.targetLength} target tokens, ${b.instructionLength}-token instructions encoded beforehand as in the run; L_ce + top-${b.topK} cached L_kl + L_ins): ` +
       `tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
   };
 }
@@ -312,6 +341,8 @@ function main() {
   if (tagiLine) console.log(`\n${tagiLine}`);
   const campaign = campaignSummary(results, torch);
   if (campaign) console.log(`\n${campaign.line}`);
+  const tagiStep = tagiStepSummary(results, torch);
+  if (tagiStep) console.log(`\n${tagiStep.line}`);
   const bf16 = bf16Summary(results, torch);
   if (bf16) console.log(`\n${bf16.line}`);
   const baseRun = ok.find(([, r]) => r.t5Base);
@@ -369,6 +400,7 @@ function main() {
     t5BaseStep: baseRun ? { config: baseRun[0], ...baseRun[1].t5Base! } : null,
     bf16: bf16?.json ?? null,
     campaignStep: campaign?.json ?? null,
+    tagiStep: tagiStep?.json ?? null,
     peakRss: Object.fromEntries(ok.map(([n, r]) => [n, r.peakRss ?? null])),
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
@@ -401,6 +433,7 @@ function main() {
         : []),
       ...(tagiLine ? [tagiLine + ".", ""] : []),
       ...(campaign ? [campaign.line, ""] : []),
+      ...(tagiStep ? [tagiStep.line, ""] : []),
       ...(bf16 ? [bf16.line, ""] : []),
       `Peak resident memory per workload group (GiB; each group runs in its own process): ${ok.map(([n, r]) => `${n} ${memLine(r.peakRss)}`).join("; ")}.`,
       "",

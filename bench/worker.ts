@@ -7,6 +7,7 @@ import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
 import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, makeT5Bench, makeTagiBench, peakRssBytes, t5BaseTrainStep } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
+import { makeTagiStepBench } from "./tagi-step";
 
 interface Timing {
   seconds: number;
@@ -100,6 +101,14 @@ async function main() {
     campaignStep = { seconds: t.seconds, gflops: cb.flops / t.seconds / 1e9, reps: t.reps, activationBytes: cb.activationBytes() };
     cb.dispose();
   }
+  // TAGI's stage-2 step on the small preset (bench/tagi-step.ts).
+  let tagiStep: { seconds: number; reps: number; activationBytes: number; trainableParameters: number } | null = null;
+  if (process.env.TAGI_BENCH_TAGI === "1") {
+    const tb = makeTagiStepBench(0);
+    const t = time(() => tb.trainStep(), quick ? 3 : 10, quick ? 2 : 4);
+    tagiStep = { seconds: t.seconds, reps: t.reps, activationBytes: tb.activationBytes(), trainableParameters: tb.trainableParameters };
+    tb.dispose();
+  }
   // T5-Base-shaped training step (only asked of backends without wasm's 4 GiB heap cap)
   const t5Base = process.env.TAGI_BENCH_T5BASE === "1" ? t5BaseTrainStep(0) : null;
   const result = {
@@ -113,6 +122,7 @@ async function main() {
     blockStep: block,
     t5,
     campaignStep,
+    tagiStep,
     precision: info.precision.inUse,
     // this process's peak resident memory (each workload group runs in its own process)
     peakRssBytes: peakRssBytes(),

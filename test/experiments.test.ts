@@ -8,7 +8,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, setStrings, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { applySets } from "../src/train/config-sets";
+import { parseFinetuneConfig } from "../src/tagi/train";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
 import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
 import { runGridLocal } from "../src/experiments/grid";
@@ -113,6 +115,11 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     const { teacherLogitCaches: _, ...live } = small; // a scale without caches: the teacher runs live
     assert.ok(!("teacherLogits" in stageSets(tagi, live, "def", 0)));
     assert.equal(stageSets(tagi, small, "def", 0)["teacherLogits"], small.teacherLogitCaches?.def);
+    // the official losses' row runs its teacher live (its KL counts padded positions, which no cache holds)
+    const official = stageSets(loadExperiment("tagi-official-losses"), small, "def+2pos", 0);
+    assert.equal(official["teacherLogits"], null);
+    assert.equal(official["teacher"], small.logitTeachers["def+2pos"]);
+    assert.doesNotThrow(() => parseFinetuneConfig(applySets(JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "small", "finetune.json"), "utf8")) as Record<string, unknown>, setStrings(official))));
     assert.equal(stageSets(loadExperiment("tk-instruct-lora"), small, "def+2pos", 0)["format"], "def+2pos");
     // a scale that evaluates a format without its meta-trained model is refused
     const raw = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "configs", "small", "experiments.json"), "utf8")) as Record<string, unknown>;

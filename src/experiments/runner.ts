@@ -464,7 +464,7 @@ export function runCli(args: string[], logFile: string, log: (line: string) => v
 }
 
 /** Config overrides as the CLI's --set takes them: key=value, strings bare, the rest as JSON. */
-function setStrings(sets: Record<string, unknown>): string[] {
+export function setStrings(sets: Record<string, unknown>): string[] {
   return Object.entries(sets).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
 }
 
@@ -627,7 +627,10 @@ export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: Pr
   const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings({ ...(scale.set ?? {}), ...spec.stage.set }));
   const distils = spec.stage.command === "finetune" && typeof staged["teacher"] === "string";
   const teacher = distils ? { teacher: scaleLogitTeacher(scale, format) } : {};
-  const cache = distils ? scale.teacherLogitCaches?.[format] : undefined;
+  // An experiment that sets teacherLogits to null runs its logit teacher live (the official KL variant counts
+  // padded positions, which the cache does not hold).
+  const live = spec.stage.set["teacherLogits"] === null;
+  const cache = distils && !live ? scale.teacherLogitCaches?.[format] : undefined;
   return {
     ...(scale.set ?? {}),
     ...spec.stage.set,

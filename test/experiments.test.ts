@@ -12,6 +12,7 @@ import { ensurePrepared, experimentFormats, listExperiments, loadExperiment, loa
 import { applySets } from "../src/train/config-sets";
 import { parseFinetuneConfig } from "../src/tagi/train";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
+import { missingCells } from "../src/experiments/records";
 import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
 import { runGridLocal } from "../src/experiments/grid";
 import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol } from "../src/experiments/protocol";
@@ -160,6 +161,21 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.equal(s.std, Math.sqrt(hint.reduce((acc, v) => acc + (v - s.mean) ** 2, 0) / (hint.length - 1)));
   });
 
+  it("the ablation table: each variant's Δ against TAGI paired by seed and by instance, the paper's Δ beside it, and the delta figure", async () => {
+    await runExperiment("tagi", { scale: "tiny", seed: 1, log: quiet });
+    const noKl = await runExperiment("tagi-no-kl", { scale: "tiny", seed: 1, log: quiet });
+    assert.ok(!noKl.steps[0]!.command.includes("losses.kl=1"));
+    const out = path.join(tmp, "README.md");
+    await writeResultsReport({ out, resultsDir: tmp });
+    const md = fs.readFileSync(out, "utf8");
+    const section = md.slice(md.indexOf("### Ablations (SNI-103)"));
+    assert.match(section, /\| TAGI \(all terms\) \| 1 \/ – \| [0-9.]+ \(1 seed\) \|/);
+    // Δ (seeds) with one pair, then the paired-over-instances cell with its CI and p; the paper's Δ for w/o L_kl is 45.7 - 48.4
+    assert.match(section, /\| w\/o L_kl \| 1 \/ – \| [0-9.]+ \(1 seed\) \| [+-][0-9.]+ \(1 paired\) \| [+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = [0-9.e-]+ \|.*\| 45\.7 \(-2\.7\) \| 53\.9 \(-2\.4\) \|/);
+    assert.ok(fs.statSync(path.join(tmp, "figures", "tiny", "ablation-deltas.png")).size > 5000, "the delta figure is drawn");
+    assert.doesNotMatch(md, /### Sensitivity/, "no sensitivity rows, no table");
+  });
+
   it("re-evaluating one part (P3) redoes it with the seeded row sample and carries the SNI metrics over", async () => {
     assert.deepEqual(parseEvaluationParts(true), ["sni", "p3", "adapters"]);
     assert.deepEqual(parseEvaluationParts("p3, sni"), ["p3", "sni"]);
@@ -276,6 +292,9 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     partial.steps = [{ label: "eval-def2pos", command: "tagi evaluate (kept)", seconds: 1, log: "eval-def2pos.log" }];
     partial.startedAt = "2026-01-01T00:00:00.000Z";
     fs.writeFileSync(file, JSON.stringify(partial));
+    // the report lists what such a record lacks
+    const lacking = missingCells("tiny", new Map([["no-ft", [{ ...partial, seed: 0 }]]])).filter((m) => m.name === "no-ft");
+    assert.deepEqual(lacking, [{ name: "no-ft", seeds: [0], formats: ["def"] }]);
     const lines2: string[] = [];
     const done = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: (l) => lines2.push(l) });
     assert.ok(lines2.some((l) => /has def\+2pos; adding def/.test(l)), lines2.join("\n"));

@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PROJECT_DIR } from "../project-paths";
 import { protocolDifferences, recordProtocol, scaleProtocol, type RecordProtocol } from "./protocol";
-import { listExperiments, loadExperiment, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
+import { experimentFormats, listExperiments, loadExperiment, loadScale, resultsRoot, type ExperimentRecord } from "./runner";
+import type { PromptFormat } from "../text/prompts";
 
 /** A record left out of the tables: made under another protocol than its scale's config gives now. */
 export interface SupersededRecord {
@@ -114,17 +115,27 @@ export function supersededSection(records: readonly SupersededRecord[]): string[
 /**
  * The cells a scale's tables expect that have no record under the current protocol: every seed of the scale
  * for experiments that train (or probe a trained model), the first seed for those that evaluate a fixed model
- * (No FT, Tk-Instruct, the mean adapter: another seed gives the same numbers).
+ * (No FT, Tk-Instruct, the mean adapter: another seed gives the same numbers). A record made with --formats
+ * that lacks one of the experiment's formats is listed with the formats it lacks.
  */
-export function missingCells(scale: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>): { name: string; seeds: number[] }[] {
-  const seeds = loadScale(scale).seeds;
-  const out: { name: string; seeds: number[] }[] = [];
+export function missingCells(scale: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>): { name: string; seeds: number[]; formats?: PromptFormat[] }[] {
+  const settings = loadScale(scale);
+  const seeds = settings.seeds;
+  const out: { name: string; seeds: number[]; formats?: PromptFormat[] }[] = [];
   for (const name of listExperiments()) {
     const spec = loadExperiment(name);
     const expected = spec.stage || spec.uses ? seeds : seeds.slice(0, 1);
-    const have = new Set((byName.get(name) ?? []).map((r) => r.seed));
-    const lacking = expected.filter((x) => !have.has(x));
-    if (lacking.length) out.push({ name, seeds: lacking });
+    const recs = new Map((byName.get(name) ?? []).map((r) => [r.seed, r]));
+    const absent = expected.filter((x) => !recs.has(x));
+    if (absent.length) out.push({ name, seeds: absent });
+    if (spec.analysis) continue;
+    // partial records, grouped by the formats they lack
+    const byLack = new Map<string, number[]>();
+    for (const seed of expected.filter((x) => recs.has(x))) {
+      const lack = experimentFormats(spec, settings, null).filter((f) => !recs.get(seed)!.metrics[f]);
+      if (lack.length) byLack.set(lack.join(","), [...(byLack.get(lack.join(",")) ?? []), seed]);
+    }
+    for (const [lack, s] of byLack) out.push({ name, seeds: s, formats: lack.split(",") as PromptFormat[] });
   }
   return out;
 }

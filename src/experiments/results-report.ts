@@ -33,6 +33,7 @@ export const fmtStat = (s: Stat | null, digits = 2): string =>
   s === null || s.n === 0 ? "–" : s.std === null ? `${s.mean.toFixed(digits)} (1 seed)` : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
+const SENSITIVITY_ORDER = ["tagi", "tagi-lr-1e-4", "tagi-lr-3e-4", "tagi-lr-1e-3"];
 const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn", "tagi-official-losses"];
 /** Experiments with the "adapters" analysis, in report order (the first is the paper's TAGI). */
 const ADAPTER_ANALYSES = ["adapter-similarity", "adapter-similarity-ins-relative", "adapter-similarity-ins-cosine"];
@@ -462,25 +463,27 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       // With 2+ pairs: the std of the paired differences, to judge the Δ against seed noise.
       return st.std === null ? `${sign}${st.mean.toFixed(3)} (1 paired)` : `${sign}${st.mean.toFixed(3)} ± ${st.std.toFixed(3)} (${diffs.length} paired)`;
     };
-    const abl = ABLATION_ORDER.filter((n) => s.has(n));
-    if (abl.length > 1) {
+    // The ablation and sensitivity tables: each variant against TAGI, per format, paired by seed and by instance.
+    const variantTable = (order: readonly string[], heading: string, refLabel: string, paperOf: (n: string) => { def: number; def2pos: number } | undefined, extra = "") => {
+      const rows = order.filter((n) => s.has(n));
+      if (rows.length <= 1) return;
       lines.push(
-        "### Ablations (SNI-103)",
+        heading,
         "",
-        "Δ columns: the variant minus TAGI, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (T5-LM-XL) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped.",
+        "Δ columns: the variant minus TAGI, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (T5-LM-XL) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped." + extra,
         "",
         table(
           ["Variant", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def Δ (seeds)", "Def Δ paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos Δ (seeds)", "Def+2Pos Δ paired over instances [95% CI], p", "Δ reference NLL (Def / Def+2Pos)", "paper Def (XL)", "paper Def+2Pos (XL)"],
           [
-            ...abl.map((n) => {
+            ...rows.map((n) => {
               const x = s.get(n)!;
-              const p = PAPER_ABLATION[n];
-              const ref = PAPER_ABLATION["tagi"]!;
+              const p = paperOf(n);
+              const ref = paperOf("tagi");
               const isRef = n === "tagi";
-              const paperDelta = (v: number | undefined, r: number) => (v === undefined ? "–" : isRef ? v.toFixed(1) : `${v.toFixed(1)} (${v - r >= 0 ? "+" : ""}${(v - r).toFixed(1)})`);
+              const paperDelta = (v: number | undefined, r: number | undefined) => (v === undefined ? "–" : isRef || r === undefined ? v.toFixed(1) : `${v.toFixed(1)} (${v - r >= 0 ? "+" : ""}${(v - r).toFixed(1)})`);
               const vsTagi = (f: string) => (isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], f)));
               return [
-                isRef ? "TAGI (all terms)" : x.row,
+                isRef ? refLabel : x.row,
                 seedsByFormat(n),
                 fmtStat(x.def),
                 isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
@@ -489,8 +492,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
                 isRef ? "–" : paired(x, (r) => r.metrics["def+2pos"]?.rougeL),
                 vsTagi("def+2pos"),
                 isRef ? `${fmtStat(x.nllDef, 3)} / ${fmtStat(x.nllDef2pos, 3)}` : `${paired(x, (r) => r.metrics["def"]?.referenceNll)} / ${paired(x, (r) => r.metrics["def+2pos"]?.referenceNll)}`,
-                paperDelta(p?.def, ref.def),
-                paperDelta(p?.def2pos, ref.def2pos),
+                paperDelta(p?.def, ref?.def),
+                paperDelta(p?.def2pos, ref?.def2pos),
               ];
             }),
             ...floorRows(11, { def: 2, "def+2pos": 5 }),
@@ -498,7 +501,15 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         ),
         "",
       );
-    }
+    };
+    variantTable(ABLATION_ORDER, "### Ablations (SNI-103)", "TAGI (all terms)", (n) => PAPER_ABLATION[n]);
+    variantTable(
+      SENSITIVITY_ORDER,
+      "### Sensitivity: stage-2 learning rate (SNI-103)",
+      "TAGI (lr 5e-4, the config's)",
+      () => undefined,
+      " The paper's learning rates (T5-LM-Base, Def + 2 Pos: 42.1 / 42.5 / 40.3 / 39.7 at 5e-5 / 1e-4 / 3e-4 / 1e-3) were for a pretrained 250M model; this scale's are centred on its own default.",
+    );
     const order = [...MAIN_ORDER, ...PROBE_ORDER];
     const rank = (n: string) => (order.includes(n) ? order.indexOf(n) : order.length);
     const p3Rows = [...s.values()].filter((x) => x.p3 !== null).sort((a, b) => rank(a.name) - rank(b.name));
@@ -621,7 +632,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     const missing = missingCells(scale, byName);
     lines.push(
       ...(missing.length
-        ? [`Not run yet at this scale (so not in these tables): ${missing.map((m) => `${m.name} (seed${m.seeds.length > 1 ? "s" : ""} ${m.seeds.join(", ")})`).join(", ")}; \`npm run experiment -- NAME --seeds ... --scale ${scale}\`, or \`--executor slurm\`.`, ""]
+        ? [`Not run yet at this scale (so not in these tables): ${missing.map((m) => `${m.name} (seed${m.seeds.length > 1 ? "s" : ""} ${m.seeds.join(", ")}${m.formats ? `: ${m.formats.join(", ")} not yet` : ""})`).join(", ")}; \`npm run experiment -- NAME --seeds ... --scale ${scale}\`, or \`--executor slurm\`.`, ""]
         : []),
       "Rerun one cell of these tables: `npm run experiment -- <experiment> --seed <S> --scale " + scale + " --force`, then `npm run results`.",
       "",

@@ -11,6 +11,9 @@ import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
 import { formatPaired, pairedVersusTagi } from "./paired";
 import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
+import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
+
+export { ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, type AblationDelta } from "./ablation-deltas";
 
 export { collectRecords, type SupersededRecord } from "./records";
 
@@ -34,7 +37,7 @@ export const fmtStat = (s: Stat | null, digits = 2): string =>
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
 const SENSITIVITY_ORDER = ["tagi", "tagi-lr-1e-4", "tagi-lr-3e-4", "tagi-lr-1e-3"];
-const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn", "tagi-official-losses"];
+export const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn", "tagi-official-losses"];
 /** Experiments with the "adapters" analysis, in report order (the first is the paper's TAGI). */
 const ADAPTER_ANALYSES = ["adapter-similarity", "adapter-similarity-ins-relative", "adapter-similarity-ins-cosine"];
 const PROBE_ORDER = ["tagi", "probe-other-instruction", "probe-shuffled-words", "mean-adapter"];
@@ -209,50 +212,6 @@ export function rougeFlopsSpec(
     },
     hconcat: panels,
     resolve: { scale: { color: "shared", shape: "shared" } },
-  };
-}
-
-/** One ablation's paired difference against TAGI in one format (a point of the ablation-delta figure). */
-export interface AblationDelta {
-  row: string;
-  format: "def" | "def+2pos";
-  /** Variant minus TAGI, paired over instances (and seeds): mean and 95% bootstrap CI. */
-  mean: number;
-  lo: number;
-  hi: number;
-  seeds: number;
-  /** The paper's Δ (T5-LM-XL), null when it reports none. */
-  paper: number | null;
-}
-
-/**
- * The ablation deltas with their CIs, one panel per format: a variant left of 0 lost points when its part was
- * removed (so the part helped). Hollow diamonds are the paper's deltas on the same axis.
- */
-export function ablationDeltaSpec(deltas: readonly AblationDelta[], title: string): Spec | null {
-  if (!deltas.length) return null;
-  const panel = (format: "def" | "def+2pos"): Spec | null => {
-    const rows = deltas.filter((d) => d.format === format);
-    if (!rows.length) return null;
-    const y = { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 260 } };
-    const values = rows.map((d) => ({ row: d.row, mean: d.mean, lo: d.lo, hi: d.hi, paper: d.paper, seeds: `${d.seeds} seed${d.seeds > 1 ? "s" : ""}` }));
-    return {
-      title: { text: FORMAT_LABEL[format] },
-      width: 320,
-      height: { step: 30 },
-      data: { values },
-      layer: [
-        { mark: { type: "rule", color: "#999", strokeDash: [4, 3] }, encoding: { x: { datum: 0 } } },
-        { mark: { type: "rule", color: "#4c78a8", strokeWidth: 2 }, encoding: { y, x: { field: "lo", type: "quantitative", title: "Δ ROUGE-L vs TAGI (x100)" }, x2: { field: "hi" } } },
-        { mark: { type: "point", filled: true, size: 70, color: "#4c78a8" }, encoding: { y, x: { field: "mean", type: "quantitative" }, tooltip: [{ field: "mean", format: ".2f" }, { field: "seeds" }] } },
-        { transform: [{ filter: "datum.paper !== null" }], mark: { type: "point", shape: "diamond", filled: false, size: 80, color: "#e45756" }, encoding: { y, x: { field: "paper", type: "quantitative" } } },
-      ],
-    };
-  };
-  const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
-  return {
-    title: { text: title, subtitle: ["filled: this project, variant minus TAGI paired over instances, 95% CI (with one seed: instance sampling only)", "hollow diamonds: the paper's Δ (T5-LM-XL); left of 0: the removed part helped"] },
-    hconcat: panels,
   };
 }
 
@@ -609,16 +568,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     });
     const floorPoints = (format: string): FloorPoint[] => (floorsOf(format) ?? []).map((f) => ({ name: f.name, rougeL: f.rougeL }));
     const specs = figureSpecs(scale, s, adapters, more, { def: floorPoints("def"), "def+2pos": floorPoints("def+2pos") });
-    const deltas: AblationDelta[] = ABLATION_ORDER.filter((n) => n !== "tagi" && s.has(n)).flatMap((n) =>
-      (["def", "def+2pos"] as const).flatMap((format) => {
-        const c = pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], format);
-        const paper = PAPER_ABLATION[n];
-        const ref = PAPER_ABLATION["tagi"]!;
-        const paperDelta = paper ? (format === "def" ? paper.def - ref.def : paper.def2pos - ref.def2pos) : null;
-        return c ? [{ row: s.get(n)!.row, format, mean: c.diff.mean, lo: c.diff.lo, hi: c.diff.hi, seeds: c.seeds, paper: paperDelta }] : [];
-      }),
-    );
-    const deltaSpec = ablationDeltaSpec(deltas, `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
+    const deltaSpec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, ABLATION_ORDER), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
     if (deltaSpec) specs["ablation-deltas"] = deltaSpec;
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");

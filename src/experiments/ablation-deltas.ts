@@ -1,0 +1,78 @@
+/**
+ * The ablations as differences: each variant minus TAGI, paired by seed and instance (./paired.ts), with its 95%
+ * CI, per format, beside the paper's difference (T5-LM-XL). The results report draws them; notebook 05 shows them.
+ */
+import { renderVegaLite, type RenderedFigure } from "../plots/render";
+import { PAPER_ABLATION } from "./paper";
+import { pairedVersusTagi } from "./paired";
+import { collectRecords } from "./records";
+import { defaultScale, resultsRoot, type ExperimentRecord } from "./runner";
+
+type Spec = Record<string, unknown>;
+const FORMAT_LABEL = { def: "Def", "def+2pos": "Def + 2 Pos" } as const;
+
+/** One ablation's paired difference against TAGI in one format (a point of the ablation-delta figure). */
+export interface AblationDelta {
+  row: string;
+  format: "def" | "def+2pos";
+  /** Variant minus TAGI, paired over instances (and seeds): mean and 95% bootstrap CI. */
+  mean: number;
+  lo: number;
+  hi: number;
+  seeds: number;
+  /** The paper's Δ (T5-LM-XL), null when it reports none. */
+  paper: number | null;
+}
+
+/**
+ * The ablation deltas with their CIs, one panel per format: a variant left of 0 lost points when its part was
+ * removed (so the part helped). Hollow diamonds are the paper's deltas on the same axis.
+ */
+export function ablationDeltaSpec(deltas: readonly AblationDelta[], title: string): Spec | null {
+  if (!deltas.length) return null;
+  const panel = (format: "def" | "def+2pos"): Spec | null => {
+    const rows = deltas.filter((d) => d.format === format);
+    if (!rows.length) return null;
+    const y = { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 260 } };
+    const values = rows.map((d) => ({ row: d.row, mean: d.mean, lo: d.lo, hi: d.hi, paper: d.paper, seeds: `${d.seeds} seed${d.seeds > 1 ? "s" : ""}` }));
+    return {
+      title: { text: FORMAT_LABEL[format] },
+      width: 320,
+      height: { step: 30 },
+      data: { values },
+      layer: [
+        { mark: { type: "rule", color: "#999", strokeDash: [4, 3] }, encoding: { x: { datum: 0 } } },
+        { mark: { type: "rule", color: "#4c78a8", strokeWidth: 2 }, encoding: { y, x: { field: "lo", type: "quantitative", title: "Δ ROUGE-L vs TAGI (x100)" }, x2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 70, color: "#4c78a8" }, encoding: { y, x: { field: "mean", type: "quantitative" }, tooltip: [{ field: "mean", format: ".2f" }, { field: "seeds" }] } },
+        { transform: [{ filter: "datum.paper !== null" }], mark: { type: "point", shape: "diamond", filled: false, size: 80, color: "#e45756" }, encoding: { y, x: { field: "paper", type: "quantitative" } } },
+      ],
+    };
+  };
+  const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
+  return {
+    title: { text: title, subtitle: ["filled: this project, variant minus TAGI paired over instances, 95% CI (with one seed: instance sampling only)", "hollow diamonds: the paper's Δ (T5-LM-XL); left of 0: the removed part helped"] },
+    hconcat: panels,
+  };
+}
+
+/** Each variant of `names` (TAGI itself skipped) against TAGI in each format where both have predictions. */
+export function ablationDeltas(resultsDir: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>, names: readonly string[]): AblationDelta[] {
+  return names
+    .filter((n) => n !== "tagi" && (byName.get(n) ?? []).length > 0)
+    .flatMap((n) =>
+      (["def", "def+2pos"] as const).flatMap((format) => {
+        const c = pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], format);
+        const paper = PAPER_ABLATION[n];
+        const ref = PAPER_ABLATION["tagi"]!;
+        const paperDelta = paper ? (format === "def" ? paper.def - ref.def : paper.def2pos - ref.def2pos) : null;
+        return c ? [{ row: byName.get(n)![0]!.experiment.row, format, mean: c.diff.mean, lo: c.diff.lo, hi: c.diff.hi, seeds: c.seeds, paper: paperDelta }] : [];
+      }),
+    );
+}
+
+/** Notebook 05's figure: the finished records of `names` at `scale` (the current protocol's), drawn; null when no variant pairs with TAGI. */
+export async function ablationDeltaFigure(names: readonly string[], scale = defaultScale(), resultsDir = resultsRoot()): Promise<RenderedFigure | null> {
+  const byName = collectRecords(resultsDir).get(scale) ?? new Map<string, ExperimentRecord[]>();
+  const spec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, names), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
+  return spec ? renderVegaLite(spec) : null;
+}

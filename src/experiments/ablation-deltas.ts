@@ -30,28 +30,26 @@ export interface AblationDelta {
  */
 export function ablationDeltaSpec(deltas: readonly AblationDelta[], title: string): Spec | null {
   if (!deltas.length) return null;
-  const panel = (format: "def" | "def+2pos"): Spec | null => {
-    const rows = deltas.filter((d) => d.format === format);
-    if (!rows.length) return null;
-    const y = { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 260 } };
-    const values = rows.map((d) => ({ row: d.row, mean: d.mean, lo: d.lo, hi: d.hi, paper: d.paper, seeds: `${d.seeds} seed${d.seeds > 1 ? "s" : ""}` }));
-    return {
-      title: { text: FORMAT_LABEL[format] },
-      width: 320,
-      height: { step: 30 },
-      data: { values },
-      layer: [
-        { mark: { type: "rule", color: "#999", strokeDash: [4, 3] }, encoding: { x: { datum: 0 } } },
-        { mark: { type: "rule", color: "#4c78a8", strokeWidth: 2 }, encoding: { y, x: { field: "lo", type: "quantitative", title: "Δ ROUGE-L vs TAGI (x100)" }, x2: { field: "hi" } } },
-        { mark: { type: "point", filled: true, size: 70, color: "#4c78a8" }, encoding: { y, x: { field: "mean", type: "quantitative" }, tooltip: [{ field: "mean", format: ".2f" }, { field: "seeds" }] } },
-        { transform: [{ filter: "datum.paper !== null" }], mark: { type: "point", shape: "diamond", filled: false, size: 80, color: "#e45756" }, encoding: { y, x: { field: "paper", type: "quantitative" } } },
-      ],
-    };
-  };
-  const panels = (["def", "def+2pos"] as const).map(panel).filter((x): x is Spec => x !== null);
+  // One facet per format over the same rows (a variant not run in a format leaves its line empty there).
+  const values = deltas.map((d) => ({ panel: FORMAT_LABEL[d.format], row: d.row, mean: d.mean, lo: d.lo, hi: d.hi, paper: d.paper, seeds: `${d.seeds} seed${d.seeds > 1 ? "s" : ""}` }));
+  const panels = (["def", "def+2pos"] as const).filter((f) => deltas.some((d) => d.format === f)).map((f) => FORMAT_LABEL[f]);
+  const y = { field: "row", type: "nominal", sort: null, title: null, axis: { labelLimit: 440 } };
+  const x = { type: "quantitative", title: "Δ ROUGE-L vs TAGI (x100)" };
   return {
-    title: { text: title, subtitle: ["filled: this project, variant minus TAGI paired over instances, 95% CI (with one seed: instance sampling only)", "hollow diamonds: the paper's Δ (T5-LM-XL); left of 0: the removed part helped"] },
-    hconcat: panels,
+    title: { text: title, subtitle: ["blue: this project, variant minus TAGI paired over instances, 95% CI (with one seed: instance sampling only)", "red diamonds: the paper's Δ (T5-LM-XL); left of 0: the removed part helped"] },
+    data: { values },
+    facet: { column: { field: "panel", type: "nominal", sort: panels, title: null, header: { labelFontSize: 13, labelFontWeight: "bold" } } },
+    spec: {
+      width: 300,
+      height: { step: 30 },
+      layer: [
+        { mark: { type: "rule", color: "#999", strokeDash: [4, 3] }, encoding: { x: { datum: 0, ...x } } },
+        { mark: { type: "rule", color: "#4c78a8", strokeWidth: 2 }, encoding: { y, x: { field: "lo", ...x }, x2: { field: "hi" } } },
+        { mark: { type: "point", filled: true, size: 70, color: "#4c78a8" }, encoding: { y, x: { field: "mean", ...x }, tooltip: [{ field: "mean", format: ".2f" }, { field: "seeds" }] } },
+        { transform: [{ filter: "datum.paper !== null" }], mark: { type: "point", shape: "diamond", filled: false, size: 80, color: "#e45756" }, encoding: { y, x: { field: "paper", ...x } } },
+      ],
+    },
+    resolve: { scale: { x: "independent" } },
   };
 }
 

@@ -12,6 +12,7 @@ import { formatPaired, pairedVersusTagi } from "./paired";
 import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
 import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
+import { scalingPoints, scalingSpec } from "./scaling";
 
 export { ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, type AblationDelta } from "./ablation-deltas";
 
@@ -469,6 +470,20 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       () => undefined,
       " The paper's learning rates (T5-LM-Base, Def + 2 Pos: 42.1 / 42.5 / 40.3 / 39.7 at 5e-5 / 1e-4 / 3e-4 / 1e-3) were for a pretrained 250M model; this scale's are centred on its own default.",
     );
+    const scaling = scalingPoints(s);
+    if (scaling) {
+      lines.push(
+        "### Scaling with the number of meta-training categories (SNI-103)",
+        "",
+        "Nested category subsets (6 ⊂ 15 ⊂ 30 ⊂ 60); mean ± std over seeds. TAGI runs without L_kl here, since its logit teacher saw all 60 categories; its 60-category point is the w/o L_kl ablation, Tk-Instruct's the shared meta-trained model. The paper's points (T5-LM-Base, Def + 2 Pos) are read from its figure.",
+        "",
+        table(
+          ["Method", "categories", "experiment", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def+2Pos ROUGE-L", "paper Def+2Pos (Base)"],
+          scaling.map((p) => [p.method, String(p.categories), `\`${p.experiment}\``, seedsByFormat(p.experiment), fmtStat(p.def), fmtStat(p.def2pos), paperNum(p.paper)]),
+        ),
+        "",
+      );
+    }
     const order = [...MAIN_ORDER, ...PROBE_ORDER];
     const rank = (n: string) => (order.includes(n) ? order.indexOf(n) : order.length);
     const p3Rows = [...s.values()].filter((x) => x.p3 !== null).sort((a, b) => rank(a.name) - rank(b.name));
@@ -570,6 +585,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     const specs = figureSpecs(scale, s, adapters, more, { def: floorPoints("def"), "def+2pos": floorPoints("def+2pos") });
     const deltaSpec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, ABLATION_ORDER), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
     if (deltaSpec) specs["ablation-deltas"] = deltaSpec;
+    if (scaling) specs["category-scaling"] = scalingSpec(scaling, `ROUGE-L against the number of meta-training categories (${scale})`);
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");
       for (const [name, spec] of Object.entries(specs)) {

@@ -52,7 +52,7 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 const EXPERIMENTS_DIR = path.join(PROJECT_ROOT, "experiments");
 
 export type ExperimentMethod = "no-ft" | "tk-instruct" | "tk-instruct-lora" | "hypter" | "hint" | "tagi" | "mean-adapter";
-export type ExperimentTable = "main" | "ablation" | "probe" | "sensitivity";
+export type ExperimentTable = "main" | "ablation" | "probe" | "sensitivity" | "scaling";
 
 export interface ExperimentSpec {
   name: string;
@@ -168,7 +168,7 @@ export function loadExperiment(name: string): ExperimentSpec {
   const method = raw["method"] as ExperimentMethod;
   if (!METHODS.includes(method)) problems.push(`method must be one of ${METHODS.join(", ")}, got ${JSON.stringify(method)}`);
   const table = raw["table"] as ExperimentTable;
-  if (!["main", "ablation", "probe", "sensitivity"].includes(table)) problems.push(`table must be main, ablation, probe or sensitivity, got ${JSON.stringify(table)}`);
+  if (!["main", "ablation", "probe", "sensitivity", "scaling"].includes(table)) problems.push(`table must be main, ablation, probe, sensitivity or scaling, got ${JSON.stringify(table)}`);
   const stage = (raw["stage"] ?? null) as ExperimentSpec["stage"] | null;
   if (stage !== null && (!["metatrain", "finetune"].includes(stage.command) || typeof stage.config !== "string")) {
     problems.push(`stage must be {command: metatrain|finetune, config: FILE, set?: {...}}, got ${JSON.stringify(stage)}`);

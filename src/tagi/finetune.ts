@@ -18,7 +18,7 @@ import { crossEntropyLoss, forward } from "../model/t5";
 import type { LoraAdapter } from "../model/lora";
 import { train } from "../train/loop";
 import { checkVocab, type StageOptions, type StageResult } from "../train/base-model";
-import { trainAndDevTasks } from "../train/metatrain";
+import { onlyCategories, trainAndDevTasks } from "../train/metatrain";
 import { devLossHook } from "../train/dev-loss";
 import { disposeModel, loadBaseModel, modelFolderFingerprint, modelSummary, recordStage, loopOptions } from "../train/seq2seq";
 import { writeJsonAtomic } from "../train/checkpoint";
@@ -97,13 +97,7 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
   const { tasks: all, file: dataFile } = await loadTrainTasks(c.dataDir, "finetune");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
-  if (c.categories) {
-    const known = new Set(split.train.map(taskCategory));
-    const unknown = c.categories.filter((x) => !known.has(x));
-    if (unknown.length) throw new Error(`finetune: config.categories names categories with no training task: ${unknown.join(", ")}`);
-    const keep = new Set(c.categories);
-    split.train = split.train.filter((t) => keep.has(taskCategory(t)));
-  }
+  if (c.categories) split.train = onlyCategories(split.train, c.categories, "finetune");
   const base = loadBaseModel(c.base!);
   checkVocab(base, tokenizer);
   let m: TagiModel;

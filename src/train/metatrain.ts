@@ -11,7 +11,7 @@
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { arraySource } from "../data/batching";
-import { loadTrainTasks, type SniTrainTask } from "../data/sni";
+import { loadTrainTasks, taskCategory, type SniTrainTask } from "../data/sni";
 import { DEV_DEFAULTS, trainAndDevTasks, type DevConfig } from "./dev-split";
 import { instanceExamples } from "../data/instances";
 import { createLoraVariables, validateLoraConfig, type LoraAdapter, type LoraConfig } from "../model/lora";
@@ -47,6 +47,11 @@ export interface SniStageFields {
 
 export interface MetatrainConfig extends SniStageFields {
   mode: "full" | "lora";
+  /**
+   * Only the training tasks of these categories (the scaling experiment: meta-training on 6, 15, 30 of the 60
+   * categories); null: all. The dev split is made first, so it stays the same tasks.
+   */
+  categories: string[] | null;
 }
 
 /** Defaults shared by the SNI stages: Def + 2 Pos, rank-32 LoRA on q and v (the paper's), 512 / 64 tokens, a 5% dev split. */
@@ -66,6 +71,7 @@ export const SNI_STAGE_DEFAULTS: Omit<SniStageFields, "train"> = {
 export const METATRAIN_DEFAULTS: MetatrainConfig = {
   ...SNI_STAGE_DEFAULTS,
   mode: "full",
+  categories: null,
   train: trainDefaults({ steps: 200, batchSize: 8, optimizer: ADAMW_DEFAULTS, schedule: { kind: "constant", lr: 5e-4, warmupSteps: 10 } }),
 };
 
@@ -87,8 +93,20 @@ export function parseMetatrainConfig(source: string | Record<string, unknown> | 
   return loadStageConfig(source, METATRAIN_DEFAULTS, "metatrain", [], (c) => {
     const p = checkSniStageFields(c);
     if (c.mode !== "full" && c.mode !== "lora") p.push(`config.mode must be "full" or "lora", got ${JSON.stringify(c.mode)}`);
+    if (c.categories !== null && (!Array.isArray(c.categories) || c.categories.length === 0 || !c.categories.every((x) => typeof x === "string" && x !== ""))) {
+      p.push(`config.categories must be null or a non-empty list of category names, got ${JSON.stringify(c.categories)}`);
+    }
     return p;
   });
+}
+
+/** The tasks of `categories` (by taskCategory); a category no task has is an error naming it. */
+export function onlyCategories<T extends Parameters<typeof taskCategory>[0]>(tasks: readonly T[], categories: readonly string[], stage: string): T[] {
+  const known = new Set(tasks.map(taskCategory));
+  const unknown = categories.filter((x) => !known.has(x));
+  if (unknown.length) throw new Error(`${stage}: config.categories names categor${unknown.length > 1 ? "ies" : "y"} with no training task: ${unknown.join(", ")} (known: ${[...known].sort().join(", ")})`);
+  const keep = new Set(categories);
+  return tasks.filter((t) => keep.has(taskCategory(t)));
 }
 
 export async function metatrain(config: MetatrainConfig, opts: StageOptions): Promise<StageResult> {
@@ -97,6 +115,7 @@ export async function metatrain(config: MetatrainConfig, opts: StageOptions): Pr
   const tokenizer = T5Tokenizer.fromFile(c.tokenizer ?? undefined);
   const { tasks: all, skipped, file: dataFile } = await loadTrainTasks(c.dataDir, "metatrain");
   const split = trainAndDevTasks(all, c.dev, c.maxTasks);
+  if (c.categories) split.train = onlyCategories(split.train, c.categories, "metatrain");
   const { examples, counts } = instanceExamples(split.train, tokenizer, {
     format: c.format,
     input: "full",

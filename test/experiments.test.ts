@@ -306,6 +306,8 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.deepEqual(done.p3, first.p3, "the parts it had are kept");
     const again = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: quiet });
     assert.equal(again.wallSeconds, done.wallSeconds, "complete now: read, not rerun");
+    // nothing left to evaluate is an error, not an empty record
+    await assert.rejects(runExperiment("no-ft", { scale: "tiny", seed: 5, log: quiet, formats: ["def+2pos"] }), /experiment no-ft: no format to evaluate: it names def, def\+2pos, the tiny scale evaluates def, --formats asks for def\+2pos/);
   });
 
   it("a local grid runs cells two at a time with a thread each, and restores the thread setting", async () => {

@@ -12,6 +12,7 @@ import { arraySource } from "../src/data/batching";
 import { clipScaleFor, globalNorm, NonFiniteLossError, train, validateTrainConfig } from "../src/train/loop";
 import { ADAFACTOR_DEFAULTS } from "../src/train/optimizer";
 import { loadCheckpoint, findCheckpoint } from "../src/train/checkpoint";
+import { configDifferences } from "../src/train/resume";
 import { makeTrainable, seq2seqLoss } from "../src/train/seq2seq";
 import { loadT5Checkpoint, saveT5Checkpoint } from "../src/model/weights";
 import { relError } from "./helpers/crosscheck";
@@ -68,6 +69,14 @@ describe("training loop", function () {
     await run(out, cfg({ steps: 4 }), { stopAtStep: 2 });
     await assert.rejects(run(out, cfg({ steps: 4 })), /already holds a checkpoint .* pass --resume/);
     await assert.rejects(run(out, cfg({ steps: 4, seed: 9 }), { resume: true }), /different configuration/);
+  });
+
+  it("config differences: a changed value counts, a key present on one side only as null does not (a newer optional key)", () => {
+    assert.deepEqual(configDifferences({ a: 1, b: { c: 2 } }, { a: 1, b: { c: 3 } }), [{ key: "b.c", from: "2", to: "3" }]);
+    assert.deepEqual(configDifferences({ a: 1 }, { a: 1, categories: null }), []);
+    assert.deepEqual(configDifferences({ a: 1, sampleSeed: null }, { a: 1 }), []);
+    assert.deepEqual(configDifferences({ a: 1 }, { a: 1, categories: ["Translation"] }), [{ key: "categories", from: "(absent)", to: '["Translation"]' }]);
+    assert.deepEqual(configDifferences({ a: 1, b: 0 }, { a: 1 }), [{ key: "b", from: "0", to: "(absent)" }]);
   });
 
   it("gradient accumulation 2 x batch 2 takes the same step as batch 4 (equal-length examples, no dropout)", async () => {

@@ -669,6 +669,9 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     );
   }
   const formats = experimentFormats(spec, scale, opts.formats ?? null);
+  if (!formats.length && !spec.analysis) {
+    throw new Error(`experiment ${name}: no format to evaluate: it names ${spec.evaluate.formats.join(", ")}, the ${scale.scale} scale evaluates ${scale.formats?.join(", ") ?? "every format"}${opts.formats ? `, --formats asks for ${opts.formats.join(", ")}` : ""}`);
+  }
   // A record of today's protocol that lacks some of these formats (made with --formats) is completed.
   const missing = formats.filter((f) => !spec.analysis && previous && !previous.metrics[f]);
   const extending = !opts.force && !opts.reevaluate && previous && superseded.length === 0 && missing.length > 0 ? previous : null;
@@ -697,8 +700,12 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     }
     return seconds;
   };
-  // Only the shared stages of the formats this run needs (P3 and the adapters analysis read the first one).
-  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis || spec.evaluate.p3 ? [spec.evaluate.formats[0] ?? "def"] : [])])] });
+  // P3 is answered by the model of the experiment's first format; a run whose --formats leave that format out
+  // leaves P3 to the run that completes the record with it.
+  const p3Format: PromptFormat = spec.evaluate.formats[0] ?? "def";
+  const p3Now = spec.evaluate.p3 && formats.includes(p3Format);
+  // Only the shared stages of the formats this run needs (the adapters analysis reads the first one).
+  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis ? [p3Format] : [])])] });
   // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, naming the
   // first; a lock left by a killed runner is taken over. The lock sits beside the folder, which is replaced.
   const lock = lockFolder(resDir, { what: `experiment ${name} (${scale.scale}, seed ${seed})`, lockFile: `${resDir}.lock`, log });
@@ -862,11 +869,12 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     }
     let p3: ExperimentRecord["p3"] = null;
     if (spec.evaluate.p3 && keep("p3")?.p3) p3 = keep("p3")!.p3;
+    else if (spec.evaluate.p3 && !p3Now) log(`[experiment] ${name} (${scale.scale}, seed ${seed}): P3 not evaluated now: it is answered by the ${p3Format} model, which this run's formats leave out`);
     else if (spec.evaluate.p3) {
       const dir = path.join(resDir, "eval-p3");
       const sampleArgs = ["--max-examples-per-template", String(scale.eval.p3MaxExamplesPerTemplate), "--seed", String(scale.eval.sampleSeed)];
       // P3's prompts are promptsource templates, neither SNI format: the first format's model answers them.
-      const modelArgs = await modelFor(formats[0] ?? spec.evaluate.formats[0] ?? "def");
+      const modelArgs = await modelFor(p3Format);
       await step("eval-p3", ["evaluate", ...modelArgs, "--benchmark", "p3", ...sampleArgs, "--out", rel(dir)]);
       const s = readJson<{
         overall: { accuracy: number; majorityAccuracy: number; chanceAccuracy: number };

@@ -43,7 +43,13 @@ export function configDifferences(before: unknown, after: unknown): { key: strin
   const a = flatten(before);
   const b = flatten(after);
   const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
-  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => ({ key: k, from: a.get(k) ?? "(absent)", to: b.get(k) ?? "(absent)" }));
+  // A key on one side only whose value is null is not a change: a config key added later with a null default
+  // (e.g. metatrain's `categories`, null = every category) keeps the earlier runs' behaviour, so their records,
+  // checkpoints and published artifacts stay valid.
+  const absentOrNull = (v: string | undefined) => v === undefined || v === "null";
+  return keys
+    .filter((k) => a.get(k) !== b.get(k) && !(absentOrNull(a.get(k)) && absentOrNull(b.get(k))))
+    .map((k) => ({ key: k, from: a.get(k) ?? "(absent)", to: b.get(k) ?? "(absent)" }));
 }
 
 /** Sha256 and size of each data file, task names, and a hash of the examples (lengths + a seeded sample). */

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import type { SniTestTask } from "../src/data/sni";
 import { floorPredictions, sanityFloors } from "../src/eval/floors";
-import { ablationDeltaSpec, rougeFlopsSpec, type ExperimentSummary } from "../src/experiments/results-report";
+import { ablationBarRows, ablationDeltaSpec, rougeFlopsSpec, type ExperimentSummary } from "../src/experiments/results-report";
 import { writeFigure } from "../src/plots/render";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -107,6 +107,18 @@ describe("the ablation-delta figure", () => {
     assert.equal(values.find((v) => v["panel"] === "Def")!["seeds"], "3 seeds");
     assert.match(JSON.stringify(spec["title"]), /instance sampling only/);
     assert.equal(ablationDeltaSpec([], "t"), null);
+    // notebook 05's bars: one per format a variant has, TAGI labelled as the reference, std only with seeds
+    assert.deepEqual(
+      ablationBarRows([
+        { name: "tagi", row: "TAGI", def: null, def2pos: { mean: 8.1, std: null } },
+        { name: "tagi-no-kl", row: "w/o L_kl", def: { mean: 7, std: 0.5 }, def2pos: { mean: 8.2, std: null } },
+      ]),
+      [
+        { label: "TAGI (all terms)", value: 8.1, group: "Def + 2 Pos" },
+        { label: "w/o L_kl", value: 7, group: "Def", error: 0.5 },
+        { label: "w/o L_kl", value: 8.2, group: "Def + 2 Pos" },
+      ],
+    );
     assert.deepEqual((ablationDeltaSpec(deltas.slice(0, 2), "t")!["facet"] as { column: { sort: string[] } }).column.sort, ["Def + 2 Pos"], "a format without deltas has no panel");
     // it renders (vega-lite compiles it; a spec error would throw here)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-fig-"));

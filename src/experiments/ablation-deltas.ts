@@ -74,3 +74,15 @@ export async function ablationDeltaFigure(names: readonly string[], scale = defa
   const spec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, names), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
   return spec ? renderVegaLite(spec) : null;
 }
+
+/** Notebook 05's bar chart rows: each variant's ROUGE-L in each format it has (mean ± std over seeds), grouped by format. */
+export function ablationBarRows(summaries: readonly { name: string; row: string; def: { mean: number; std: number | null } | null; def2pos: { mean: number; std: number | null } | null }[]): { label: string; value: number; group: string; error?: number }[] {
+  return summaries.flatMap((s) =>
+    (
+      [
+        ["Def", s.def],
+        ["Def + 2 Pos", s.def2pos],
+      ] as const
+    ).flatMap(([group, st]) => (st ? [{ label: s.name === "tagi" ? "TAGI (all terms)" : s.row, value: st.mean, group, ...(st.std !== null ? { error: st.std } : {}) }] : [])),
+  );
+}

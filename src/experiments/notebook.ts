@@ -16,7 +16,7 @@ import type { T5Tokenizer } from "../text/tokenizer";
 import type { TeachersManifest } from "../train/teachers";
 import type { LogRecord } from "../train/loop";
 import { defaultScale, ensurePrepared, loadScale, PROJECT_ROOT, resultDir, runExperiment, trainingLogFile, type ExperimentRecord, type ScaleSettings } from "./runner";
-import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary, type FloorPoint } from "./results-report";
+import { collectRecords, summarize, stat, fmtStat, rougeFlopsSpec, type ExperimentSummary, type FloorPoint, type Stat } from "./results-report";
 import { PAPER_ABLATION } from "./paper";
 import { finetuneTagi, parseFinetuneConfig, pretrainHyper, parsePretrainHyperConfig, validateLossWeights, type LossWeights } from "../tagi/train";
 
@@ -307,7 +307,8 @@ export function summaryRows(summaries: readonly ExperimentSummary[]): Record<str
     "Def ROUGE-L": fmtStat(s.def),
     "Def+2Pos ROUGE-L": fmtStat(s.def2pos),
     "Def ref. NLL": fmtStat(s.nllDef, 3),
-    "FLOPs (x Tk)": s.flopsAt100 === null ? "–" : `x${s.flopsAt100.toFixed(2)}`,
+    "Def+2Pos ref. NLL": fmtStat(s.nllDef2pos, 3),
+    "FLOPs (x Tk, Def / Def+2Pos)": `${s.flopsAt100 === null ? "–" : `x${s.flopsAt100.toFixed(2)}`} / ${s.flopsAt100Def2pos === null ? "–" : `x${s.flopsAt100Def2pos.toFixed(2)}`}`,
     P3: fmtStat(s.p3),
   }));
 }
@@ -396,13 +397,16 @@ export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale
  */
 export function ablationLines(summaries: readonly ExperimentSummary[]): string[] {
   const full = summaries.find((s) => s.name === "tagi");
-  const paperFull = PAPER_ABLATION["tagi"]!.def;
+  const ref = PAPER_ABLATION["tagi"]!;
   const signed = (v: number, digits: number) => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
+  const delta = (a: Stat | null | undefined, b: Stat | null | undefined, digits: number) => (a && b ? signed(a.mean - b.mean, digits) : "–");
   return summaries.map((s) => {
     const paper = PAPER_ABLATION[s.name];
-    const delta = full?.def && s.def ? signed(s.def.mean - full.def.mean, 2) : "–";
-    const dNll = full?.nllDef && s.nllDef ? signed(s.nllDef.mean - full.nllDef.mean, 3) : "–";
-    return `${s.row}\n    Def ${fmtStat(s.def).padEnd(14)} Δ ${delta.padEnd(6)} | NLL ${fmtStat(s.nllDef, 3).padEnd(16)} Δ ${dNll.padEnd(7)} | paper (XL) ${paper ? `${paper.def} (Δ ${(paper.def - paperFull).toFixed(1)})` : "–"}`;
+    const paperText = paper ? `${paper.def} / ${paper.def2pos} (Δ ${(paper.def - ref.def).toFixed(1)} / ${(paper.def2pos - ref.def2pos).toFixed(1)})` : "–";
+    return (
+      `${s.row}\n    Def ${fmtStat(s.def).padEnd(14)} Δ ${delta(s.def, full?.def, 2).padEnd(6)} | Def+2Pos ${fmtStat(s.def2pos).padEnd(14)} Δ ${delta(s.def2pos, full?.def2pos, 2).padEnd(6)}` +
+      ` | NLL Δ ${delta(s.nllDef, full?.nllDef, 3)} / ${delta(s.nllDef2pos, full?.nllDef2pos, 3)} | paper (XL) ${paperText}`
+    );
   });
 }
 
@@ -426,8 +430,8 @@ export function p3PerTaskRows(names: readonly string[], scale = defaultScale(), 
  */
 export function lossTermRows(names: readonly string[], scale = defaultScale(), window = 10): Record<string, string | number>[] {
   const runs = names.flatMap((name) => {
-    // the first format's model (Def): one curve per seed
-    const logOf = (r: ExperimentRecord) => trainingLogFile(resultDir(name, scale, r.seed), r.experiment.evaluate.formats[0] ?? "def");
+    // the first format's model the record has (Def, else Def + 2 Pos): one curve per seed
+    const logOf = (r: ExperimentRecord) => r.experiment.evaluate.formats.map((f) => trainingLogFile(resultDir(name, scale, r.seed), f)).find((f) => f !== null) ?? null;
     const recs = finishedRecords(name, scale).filter((r) => logOf(r) !== null);
     return recs.length ? [{ recs, logs: recs.map((r) => readTrainingLog(logOf(r)!)) }] : [];
   });

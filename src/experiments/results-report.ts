@@ -14,7 +14,7 @@ import { collectRecords, missingCells, supersededSection, type SupersededRecord 
 import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
 import { scalingPoints, scalingSpec } from "./scaling";
 
-export { ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, type AblationDelta } from "./ablation-deltas";
+export { ablationBarRows, ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, type AblationDelta } from "./ablation-deltas";
 
 export { collectRecords, type SupersededRecord } from "./records";
 

@@ -382,13 +382,18 @@ export function plotlyHtml(data: readonly Record<string, unknown>[], layout: Rec
 }
 
 /** Per-category ROUGE-L (Def, mean over seeds) of finished experiments, as plotly bar traces. */
-export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale = defaultScale()): Record<string, unknown>[] {
+export function perCategoryTraces(summaries: readonly ExperimentSummary[], scale = defaultScale(), format: PromptFormat = perCategoryFormat(summaries, scale)): Record<string, unknown>[] {
   return summaries.map((s) => {
-    const recs = finishedRecords(s.name, scale).filter((r) => r.metrics["def"]);
-    const cats = [...new Set(recs.flatMap((r) => Object.keys(r.metrics["def"]!.perCategory)))].sort();
-    const y = cats.map((c) => stat(recs.map((r) => r.metrics["def"]!.perCategory[c]?.rougeL ?? NaN).filter((v) => !Number.isNaN(v))).mean);
+    const recs = finishedRecords(s.name, scale).filter((r) => r.metrics[format]);
+    const cats = [...new Set(recs.flatMap((r) => Object.keys(r.metrics[format]!.perCategory)))].sort();
+    const y = cats.map((c) => stat(recs.map((r) => r.metrics[format]!.perCategory[c]?.rougeL ?? NaN).filter((v) => !Number.isNaN(v))).mean);
     return { type: "bar", name: s.row, x: cats, y };
   });
+}
+
+/** The format the per-category chart shows: Def where any of these experiments has it, else Def + 2 Pos. */
+export function perCategoryFormat(summaries: readonly ExperimentSummary[], scale = defaultScale()): PromptFormat {
+  return summaries.some((s) => finishedRecords(s.name, scale).some((r) => r.metrics["def"])) ? "def" : "def+2pos";
 }
 
 /**

@@ -207,13 +207,23 @@ function memLine(m: WorkerResult["peakRss"]): string {
   return m ? `main ${g(m.main)}${m.t5 !== undefined ? `, T5 ${g(m.t5)}` : ""}${m.campaign !== undefined ? `, campaign ${g(m.campaign)}` : ""}${m.tagi !== undefined ? `, TAGI step ${g(m.tagi)}` : ""}` : "-";
 }
 
-/** The campaign's step (small preset, batch 16, 512 / 64) on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps. */
-function campaignSummary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
+/**
+ * A training step measured on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps on
+ * the same shapes: seconds and ratios (null where a side did not run). `ours` picks the step from a worker's
+ * result, `theirs` the key of bench_torch.py's output.
+ */
+function stepSummary(
+  results: Record<string, WorkerResult | { error: string }>,
+  torch: Record<string, unknown> | { error: string },
+  ours: (r: WorkerResult) => number | null | undefined,
+  theirs: "campaign" | "tagi",
+  title: string,
+) {
   const get = (n: string) => {
     const r = results[n];
-    return r && !("error" in r) ? (r.campaignStep?.seconds ?? null) : null;
+    return r && !("error" in r) ? (ours(r) ?? null) : null;
   };
-  const t = "error" in torch ? null : ((torch as { campaign?: { stepSeconds: number; stepBf16Seconds: number } | null }).campaign ?? null);
+  const t = "error" in torch ? null : ((torch as Record<string, { stepSeconds: number; stepBf16Seconds: number } | null | undefined>)[theirs] ?? null);
   const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
   if (json.fp32 === null && json.bf16 === null) return null;
   const f = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)} s`);
@@ -221,29 +231,27 @@ function campaignSummary(results: Record<string, WorkerResult | { error: string 
   return {
     json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
     line:
-      `Campaign step (the small preset, 24.3M parameters, all trained; batch ${CAMPAIGN_BENCH.batch}, ${CAMPAIGN_BENCH.inputLength} input / ${CAMPAIGN_BENCH.targetLength} target tokens): ` +
-      `tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
+      `${title}: tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); ` +
+      `bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
   };
 }
 
-/** TAGI's stage-2 step (bench/tagi-step.ts) on tensorflow in fp32 and bf16 against PyTorch's fp32 and autocast-bf16 steps. */
+/** The campaign's step (small preset, batch 16, 512 / 64). */
+function campaignSummary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
+  const b = CAMPAIGN_BENCH;
+  return stepSummary(results, torch, (r) => r.campaignStep?.seconds, "campaign", `Campaign step (the small preset, 24.3M parameters, all trained; batch ${b.batch}, ${b.inputLength} input / ${b.targetLength} target tokens)`);
+}
+
+/** TAGI's stage-2 step (bench/tagi-step.ts). */
 function tagiStepSummary(results: Record<string, WorkerResult | { error: string }>, torch: Record<string, unknown> | { error: string }) {
-  const get = (n: string) => {
-    const r = results[n];
-    return r && !("error" in r) ? (r.tagiStep?.seconds ?? null) : null;
-  };
-  const t = "error" in torch ? null : ((torch as { tagi?: { stepSeconds: number; stepBf16Seconds: number } | null }).tagi ?? null);
-  const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
-  if (json.fp32 === null && json.bf16 === null) return null;
-  const f = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)} s`);
-  const r = (x: number | null, y: number | null) => (x !== null && y !== null ? `${(x / y).toFixed(2)}x` : "-");
   const b = TAGI_STEP_BENCH;
-  return {
-    json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
-    line:
-      `TAGI stage-2 step (frozen small base; generator and fusion trained, 14.0M parameters; batch ${b.batch} of ${b.inputLength}-token instances and ${b.targetLength} target tokens, ${b.instructionLength}-token instructions encoded beforehand as in the run; L_ce + top-${b.topK} cached L_kl + L_ins): ` +
-      `tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
-  };
+  return stepSummary(
+    results,
+    torch,
+    (r) => r.tagiStep?.seconds,
+    "tagi",
+    `TAGI stage-2 step (frozen small base; generator and fusion trained, 14.0M parameters; batch ${b.batch} of ${b.inputLength}-token instances and ${b.targetLength} target tokens, ${b.instructionLength}-token instructions encoded beforehand as in the run; L_ce + top-${b.topK} cached L_kl + L_ins)`,
+  );
 }
 
 /**

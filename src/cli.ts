@@ -74,6 +74,11 @@ export function buildProgram(): Command {
     .option("--max-input-tokens <n>", "source length limit, </s> included (P3: evaluateP3's default unless given)", intArg(1), 1024)
     .option("--max-new-tokens <n>", "generation length limit", intArg(0), 128)
     .option("--batch-size <n>", "SNI: instances per decoding batch; P3: (example, choice) pairs per pass (evaluateP3's default unless given)", intArg(1), 8)
+    .addOption(
+      new Option("--decoding <mode>", "SNI: continuous (a finished row's place in the batch is refilled) or batched (fixed batches, each until its last row finishes)")
+        .choices(["continuous", "batched"])
+        .default("continuous"),
+    )
     .option("--max-instances-per-task <n>", "evaluate a seeded sample of at most n instances per task", intArg(1))
     .addOption(
       new Option(

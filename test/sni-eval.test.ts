@@ -12,6 +12,8 @@ import { loadSniSplit, sampleInstances, type SniTestTask } from "../src/data/sni
 import { evaluateSni, type SniResult } from "../src/eval/sni-eval";
 import { parseCsv } from "../src/eval/report";
 import { randomTinyT5 } from "../src/model/tiny";
+import * as tf from "@tensorflow/tfjs-core";
+import { createLoraVariables, toPerExample, type LoraAdapter } from "../src/model/lora";
 import type { T5Model } from "../src/model/t5";
 import { T5Tokenizer } from "../src/text/tokenizer";
 import { DEV_DEFAULTS, trainAndDevTasks } from "../src/train/dev-split";
@@ -97,6 +99,37 @@ describe("evaluateSni (random tiny T5)", function () {
     }
     // Untrained, 4 new tokens: some text comes out.
     assert.ok(result.predictions.some((p) => p.prediction.length > 0));
+  });
+
+  it("continuous decoding (the default) gives batched decoding's predictions and reference NLL, with shared and per-task run options", async function () {
+    const common = { format: "def+2pos" as const, tasks: TASKS, maxInstancesPerTask: 5, maxNewTokens: 6, batchSize: 3, testTasks: tasks };
+    const peft = createLoraVariables(model.config, { r: 4, alpha: 8, dropout: 0, targetModules: ["q", "v"] }, 5);
+    for (const m of peft.modules.values()) {
+      const B = m.B;
+      m.B = tf.randomNormal(B.shape, 0, 0.5, "float32", 9);
+      B.dispose();
+    }
+    const made: LoraAdapter[] = [];
+    // per task: one adapter per task (here the same one scaled by the task's index), repeated per row
+    const perTask = (task: string, n: number) => {
+      const scaled = { ...peft, modules: new Map([...peft.modules].map(([k, { A, B }]) => [k, { A, B: tf.mul(B, 1 + TASKS.indexOf(task)) }])) };
+      const lora = toPerExample(scaled, n);
+      for (const { B } of scaled.modules.values()) B.dispose();
+      made.push(lora);
+      return { lora };
+    };
+    for (const runOptions of [{ lora: peft }, perTask]) {
+      const a = await evaluateSni(model, tok, { ...common, runOptions });
+      const b = await evaluateSni(model, tok, { ...common, runOptions, decoding: "batched" });
+      assert.equal(a.options.decoding, "continuous");
+      assert.equal(b.options.decoding, "batched");
+      assert.deepEqual(a.predictions.map((p) => p.prediction), b.predictions.map((p) => p.prediction));
+      assert.ok(Math.abs(a.referenceNll!.overall - b.referenceNll!.overall) < 1e-4, `${a.referenceNll!.overall} vs ${b.referenceNll!.overall}`);
+      assert.ok(a.timing.meanRowsPerStep <= 3 && a.timing.decoderSteps > 0);
+    }
+    for (const l of made) for (const { A, B } of l.modules.values()) tf.dispose([A, B]);
+    for (const { A, B } of peft.modules.values()) tf.dispose([A, B]);
+    await assert.rejects(evaluateSni(model, tok, { ...common, compactDecoding: false, decoding: "continuous" }), /compactDecoding: false needs decoding: "batched"/);
   });
 
   it("counts truncation with a short source limit; the instance-only input; unknown tasks are errors", async function () {

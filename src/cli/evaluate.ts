@@ -56,6 +56,7 @@ export interface EvaluateOpts {
   maxInputTokens: number;
   maxNewTokens: number;
   batchSize: number;
+  decoding: "continuous" | "batched";
   maxInstancesPerTask?: number;
   tasks?: string[];
   split: "test" | "dev" | "seen";
@@ -259,6 +260,7 @@ export async function evaluateCommand(o: EvaluateOpts, cmd: Command): Promise<vo
       maxInputTokens: o.maxInputTokens,
       maxNewTokens: o.maxNewTokens,
       batchSize: o.batchSize,
+      decoding: o.decoding,
       seed: o.seed,
       ...(o.maxInstancesPerTask !== undefined ? { maxInstancesPerTask: o.maxInstancesPerTask } : {}),
       ...(o.tasks ? { tasks: o.tasks } : {}),

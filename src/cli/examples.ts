@@ -7,6 +7,7 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --split seen --exclude-train-sample 10 --max-instances-per-task 2   # training tasks, instances outside the training sample",
     "npm run tagi -- evaluate --tagi runs/tiny/finetune/model --benchmark sni --format def+2pos --max-input-tokens 128",
     "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark p3 --max-examples-per-template 10",
+    "npm run tagi -- evaluate --model runs/tiny/metatrain/model --benchmark sni --batch-size 64 --decoding batched --max-instances-per-task 5   # fixed batches (the default refills finished rows)",
   ],
   "pretrain-base": ["npm run tagi -- pretrain-base --config configs/tiny/pretrain-base.json --out runs/tiny/base-span --set train.steps=100"],
   metatrain: ["npm run tagi -- metatrain --config configs/tiny/metatrain.json --out runs/tiny/metatrain-def --set format=def"],

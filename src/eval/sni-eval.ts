@@ -13,6 +13,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { loadSniSplit, sampleInstances, taskCategory, type SniSkip, type SniTask } from "../data/sni";
 import { generateAndScore, greedyDecode, newGenerationTiming } from "../model/generate";
+import { streamGreedy } from "../model/stream-decode";
 import type { RunOptions, T5Model } from "../model/t5";
 import { buildPrompt, truncatePrompt, type PromptFormat } from "../text/prompts";
 import { padBatch, type T5Tokenizer } from "../text/tokenizer";
@@ -64,9 +65,16 @@ export interface SniEvalOptions {
   runOptions?: RunOptions | ((task: string, batchSize: number) => RunOptions);
   /** Also score the first reference under teacher forcing (SniResult.referenceNll). Default true. */
   referenceNll?: boolean;
-  /** Finished sequences leave the decoding batch (default true; false: the reference path, for measurements). */
+  /**
+   * "continuous" (default): batchSize rows decode at once and a finished row's place is refilled from the
+   * queue (src/model/stream-decode.ts), over all instances, or one task at a time when run options are per task.
+   * "batched": fixed batches of similar length, each decoded until its last row finishes (finished rows leave
+   * it unless compactDecoding is false). Both give each row the tokens it would get alone, up to float rounding.
+   */
+  decoding?: "continuous" | "batched";
+  /** With batched decoding: finished sequences leave the batch (default true; false: the reference path, for measurements). */
   compactDecoding?: boolean;
-  /** Each decoding batch's padded input ids and mask, as run (for side-by-side measurements). */
+  /** With batched decoding: each batch's padded input ids and mask, as run (for side-by-side measurements). */
   onBatch?: (inputIds: number[][], attentionMask: number[][]) => void;
   onProgress?: (p: SniProgress) => void;
 }
@@ -126,6 +134,7 @@ export interface SniResult {
     tasks: string[] | null;
     truncation: "keep-instance" | "collator";
     cleanUpTokenizationSpaces: boolean;
+    decoding: "continuous" | "batched";
   };
   metrics: { name: "rougeL" | "exactMatch"; description: string }[];
   /** One row per task (x 100), in test-file order. */
@@ -288,42 +297,38 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
   }
   const tPrep = Date.now();
 
-  // Batches of similar length (longest first), never mixing tasks when run options are per task.
+  // Longest first, never mixing tasks in a group when run options are per task: groups of at most maxRows.
   const perTask = typeof opts.runOptions === "function";
   const order = [...items].sort((a, b) => (perTask && a.task !== b.task ? (a.task < b.task ? -1 : 1) : 0) || b.ids.length - a.ids.length || a.index - b.index);
-  const batches: Item[][] = [];
-  for (const it of order) {
-    const last = batches[batches.length - 1];
-    if (last && last.length < batchSize && (!perTask || last[0]?.task === it.task)) last.push(it);
-    else batches.push([it]);
-  }
+  const groups = (maxRows: number): Item[][] => {
+    const out: Item[][] = [];
+    for (const it of order) {
+      const last = out[out.length - 1];
+      if (last && last.length < maxRows && (!perTask || last[0]?.task === it.task)) last.push(it);
+      else out.push([it]);
+    }
+    return out;
+  };
   const predictions = new Array<string>(items.length);
   const nll = new Array<number>(items.length);
   const wantNll = opts.referenceNll ?? true;
+  const decoding = opts.decoding ?? (opts.compactDecoding === false ? "batched" : "continuous");
+  if (decoding !== "continuous" && decoding !== "batched") throw new Error(`evaluateSni: decoding must be "continuous" or "batched", got ${String(decoding)}`);
+  if (decoding === "continuous" && opts.compactDecoding === false) throw new Error("evaluateSni: compactDecoding: false needs decoding: \"batched\" (continuous decoding always lets finished rows leave)");
   let done = 0;
   let outOfVocab = 0;
   const gen = newGenerationTiming();
-  for (const batch of batches) {
-    const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
-    opts.onBatch?.(inputIds, attentionMask);
-    const ids = tf.tensor2d(inputIds, undefined, "int32");
-    const mask = tf.tensor2d(attentionMask, undefined, "int32");
-    const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task, batch.length) : (opts.runOptions ?? {});
-    let out: number[][];
-    try {
-      if (wantNll) {
-        // one encoder pass for both the generated text and the reference's NLL
-        const labels = batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
-        const r = generateAndScore(model, ids, mask, labels, { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
-        out = r.ids;
-        batch.forEach((b, i) => (nll[b.index] = -r.scores.mean[i]!));
-      } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
-    } finally {
-      tf.dispose([ids, mask]);
-    }
+  const labelsOf = (batch: readonly Item[]) => batch.map((b) => tokenizer.encode(b.references[0] ?? "").slice(0, Math.max(1, maxNewTokens)));
+  const progress = (finished: number) => {
+    if (!opts.onProgress) return;
+    const elapsedMs = Date.now() - tPrep;
+    const rate = elapsedMs > 0 ? (finished * 1000) / elapsedMs : 0;
+    opts.onProgress({ done: finished, total: items.length, elapsedMs, instancesPerSec: rate, etaMs: rate > 0 ? ((items.length - finished) / rate) * 1000 : undefined });
+  };
+  /** Generated ids to text. Drops decoder_start_token_id, and ids past the tokenizer's vocabulary (a 32,128-row
+   * head has 28 unused rows over the 32,100 pieces; HF's fast tokenizer decodes them to nothing): counted. */
+  const record = (batch: readonly Item[], out: number[][]) =>
     batch.forEach((b, i) => {
-      // Drop decoder_start_token_id, and ids past the tokenizer's vocabulary (a 32,128-row head has 28 unused
-      // rows over the 32,100 pieces; HF's fast tokenizer decodes them to nothing): counted.
       const row = (out[i] ?? []).slice(1).filter((id) => {
         if (id < tokenizer.vocabSize) return true;
         outOfVocab++;
@@ -331,13 +336,44 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       });
       predictions[b.index] = tokenizer.decode(row, { skipSpecialTokens: true, cleanUpTokenizationSpaces: cleanUp }).trim();
     });
-    done += batch.length;
-    if (opts.onProgress) {
-      const elapsedMs = Date.now() - tPrep;
-      const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : 0;
-      opts.onProgress({ done, total: items.length, elapsedMs, instancesPerSec: rate, etaMs: rate > 0 ? ((items.length - done) / rate) * 1000 : undefined });
+  if (decoding === "continuous") {
+    // One queue (or one per task when run options are per task).
+    for (const queue of groups(Infinity)) {
+      const rows = Math.min(batchSize, queue.length);
+      const ro = typeof opts.runOptions === "function" ? opts.runOptions((queue[0] as Item).task, rows) : (opts.runOptions ?? {});
+      const before = done;
+      const r = await streamGreedy(
+        model,
+        queue.map((it) => it.ids),
+        { maxNewTokens, batchSize: rows, runOptions: ro, ...(wantNll ? { labels: labelsOf(queue) } : {}), timing: gen, onProgress: (k) => progress(before + k) },
+      );
+      if (r.scores) queue.forEach((b, i) => (nll[b.index] = -r.scores!.mean[i]!));
+      record(queue, r.ids);
+      done += queue.length;
     }
-    await new Promise<void>((r) => setImmediate(r)); // let the progress bar draw
+  } else {
+    for (const batch of groups(batchSize)) {
+      const { inputIds, attentionMask } = padBatch(batch.map((b) => b.ids), tokenizer.padId);
+      opts.onBatch?.(inputIds, attentionMask);
+      const ids = tf.tensor2d(inputIds, undefined, "int32");
+      const mask = tf.tensor2d(attentionMask, undefined, "int32");
+      const ro = typeof opts.runOptions === "function" ? opts.runOptions((batch[0] as Item).task, batch.length) : (opts.runOptions ?? {});
+      let out: number[][];
+      try {
+        if (wantNll) {
+          // one encoder pass for both the generated text and the reference's NLL
+          const r = generateAndScore(model, ids, mask, labelsOf(batch), { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
+          out = r.ids;
+          batch.forEach((b, i) => (nll[b.index] = -r.scores.mean[i]!));
+        } else out = greedyDecode(model, ids, mask, { ...ro, maxNewTokens, timing: gen, compact: opts.compactDecoding !== false });
+      } finally {
+        tf.dispose([ids, mask]);
+      }
+      record(batch, out);
+      done += batch.length;
+      progress(done);
+      await new Promise<void>((r) => setImmediate(r)); // let the progress bar draw
+    }
   }
   const tGen = Date.now();
 
@@ -387,6 +423,7 @@ export async function evaluateSni(model: T5Model, tokenizer: T5Tokenizer, opts: 
       tasks: opts.tasks ? [...opts.tasks] : null,
       truncation,
       cleanUpTokenizationSpaces: cleanUp,
+      decoding,
     },
     metrics: SNI_METRICS,
     rows,

@@ -30,7 +30,7 @@ export function newGenerationTiming(): GenerationTiming {
 }
 
 /** Runs fn, adding its wall time to timing[key] when timing is given. */
-function timed<T>(timing: GenerationTiming | undefined, key: "encodeMs" | "decodeMs" | "scoreMs", fn: () => T): T {
+export function timed<T>(timing: GenerationTiming | undefined, key: "encodeMs" | "decodeMs" | "scoreMs", fn: () => T): T {
   if (!timing) return fn();
   const t0 = performance.now();
   try {
@@ -66,14 +66,22 @@ export const ENCODE_CHUNK_ROWS = 16;
 
 /**
  * Rows [start, start + n) of the batch-shaped parts of run options (per-example LoRA factors, the instruction
- * fusion's encoding and mask), for a chunk of a batch; call inside tf.tidy (the slices are new tensors).
+ * fusion's encoding and mask), for a chunk of a batch; call inside tf.tidy or dispose them with
+ * disposeSlicedRunOptions (the slices are new tensors).
  */
-function sliceRunOptions(o: RunOptions, start: number, n: number): RunOptions {
+export function sliceRunOptions(o: RunOptions, start: number, n: number): RunOptions {
   const rows = <T extends tf.Tensor>(t: T): T => tf.slice(t, start, n) as T; // 1-D begin/size: the leading axis only
   let out = o;
   if (o.lora?.layout === "perExample") out = { ...out, lora: { ...o.lora, modules: new Map([...o.lora.modules].map(([m, { A, B }]) => [m, { A: rows(A), B: rows(B) }])) } };
   if (o.fusion) out = { ...out, fusion: { ...o.fusion, instruction: rows(o.fusion.instruction), instructionMask: rows(o.fusion.instructionMask) } };
   return out;
+}
+
+/** Disposes the tensors sliceRunOptions made (never the caller's: fusion parameters, a shared adapter). */
+export function disposeSlicedRunOptions(o: RunOptions, from: RunOptions): void {
+  if (o === from) return;
+  if (o.lora !== from.lora && o.lora?.layout === "perExample") for (const { A, B } of o.lora.modules.values()) tf.dispose([A, B]);
+  if (o.fusion && o.fusion !== from.fusion) tf.dispose([o.fusion.instruction, o.fusion.instructionMask]);
 }
 
 /**
@@ -160,7 +168,7 @@ function decodeGreedy(model: T5Model, encoded: tf.Tensor3D, memoryMaskIn: tf.Ten
         old.enc.dispose();
         if (old.ownsMask) old.memMask!.dispose();
         disposeCache(old.cache);
-        if (old.runOptions !== options) disposeCompacted(old.runOptions);
+        disposeSlicedRunOptions(old.runOptions, options);
         rows = keep.map((i) => rows[i]!);
       }
     }
@@ -171,7 +179,7 @@ function decodeGreedy(model: T5Model, encoded: tf.Tensor3D, memoryMaskIn: tf.Ten
     if (cache) disposeCache(cache);
     enc.dispose();
     if (ownsMask()) memMask!.dispose();
-    if (runOptions !== options) disposeCompacted(runOptions);
+    disposeSlicedRunOptions(runOptions, options);
   }
   return out;
 }
@@ -181,11 +189,6 @@ function compactRunOptions(o: RunOptions, take: <T extends tf.Tensor>(t: T) => T
   if (!o.lora || o.lora.layout !== "perExample") return o;
   const modules = new Map([...o.lora.modules].map(([m, { A, B }]) => [m, { A: take(A), B: take(B) }]));
   return { ...o, lora: { ...o.lora, modules } };
-}
-
-/** Disposes the tensors compactRunOptions made (never the caller's). */
-function disposeCompacted(o: RunOptions): void {
-  if (o.lora?.layout === "perExample") for (const { A, B } of o.lora.modules.values()) tf.dispose([A, B]);
 }
 
 /**
@@ -215,7 +218,7 @@ export interface TargetScores {
   mean: number[];
 }
 
-function scoreEncoded(model: T5Model, enc: tf.Tensor3D, memMask: tf.Tensor2D | undefined, labels: number[][], options: RunOptions): TargetScores {
+export function scoreEncoded(model: T5Model, enc: tf.Tensor3D, memMask: tf.Tensor2D | undefined, labels: number[][], options: RunOptions): TargetScores {
   const c = model.config;
   /** Teacher-forced log p of rows [from, from + n), padded to their own longest label. */
   const score = (e: tf.Tensor3D, m: tf.Tensor2D | undefined, from: number, n: number): number[][] =>

@@ -72,6 +72,13 @@ export interface DecoderCache {
   self: { k: tf.Tensor4D; v: tf.Tensor4D }[];
   /** Cross-attention keys/values over the encoder output, computed once, per layer. */
   cross: { k: tf.Tensor4D; v: tf.Tensor4D }[];
+  /**
+   * 1 on the self-attention slots each row may attend to, 0 on the slots before its first token [B, t]
+   * (continuous batching, src/model/stream-decode.ts: a row that joins a running batch is left-padded to the
+   * batch's slot count). Absent: every slot. T5's decoder bias depends only on key - query, which padding on
+   * the left leaves unchanged, so a left-padded row decodes as it would alone.
+   */
+  selfMask?: tf.Tensor2D;
 }
 
 class Context {
@@ -276,7 +283,8 @@ function checkFusion(f: InstructionFusion, batch: number, d: number): void {
 export function decode(
   model: T5Model,
   decoderInputIds: tf.Tensor2D,
-  encoderHidden: tf.Tensor3D,
+  /** null only with a cache that holds the cross-attention keys/values (they are all the decoder reads of it). */
+  encoderHidden: tf.Tensor3D | null,
   encoderMask?: tf.Tensor2D,
   opts: RunOptions = {},
   cache?: DecoderCache,
@@ -288,7 +296,7 @@ export function decode(
 function decodeWith(
   model: T5Model,
   decoderInputIds: tf.Tensor2D,
-  encoderHidden: tf.Tensor3D,
+  encoderHidden: tf.Tensor3D | null,
   encoderMask: tf.Tensor2D | undefined,
   opts: RunOptions,
   cache?: DecoderCache,
@@ -297,13 +305,16 @@ function decodeWith(
   const ctx = new Context(model, cache ? { ...opts, recompute: false } : opts);
   const c = ctx.cfg;
   const [b, tq] = decoderInputIds.shape;
-  const tk = encoderHidden.shape[1];
+  const cached = cache?.cross[0];
+  if (!encoderHidden && !cached) throw new Error("T5 decode: the encoder output is needed unless the cache holds the cross-attention keys/values");
+  const tk = cached ? cached.k.shape[2] : encoderHidden!.shape[1];
   const offset = cache?.self[0]?.k.shape[2] ?? 0;
   const next: DecoderCache = { self: [], cross: [] };
   const logits = tf.tidy(() => {
-    const enc2 = tf.reshape(encoderHidden, [b * tk, c.d_model]) as tf.Tensor2D;
+    // With cached cross keys/values the encoder output is not read: a placeholder stands in for it.
+    const enc2 = (encoderHidden ? tf.reshape(encoderHidden, [b * tk, c.d_model]) : tf.zeros([1, c.d_model])) as tf.Tensor2D;
     let x = ctx.dropout(embedded ?? embed(ctx, decoderInputIds)) as tf.Tensor2D;
-    const selfBias = tf.add(
+    let selfBias = tf.add(
       positionBias(
         ctx.param("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
         tq,
@@ -314,6 +325,11 @@ function decodeWith(
       ),
       causalMask(tq, offset + tq, offset),
     );
+    if (cache?.selfMask) {
+      const valid = tf.concat([tf.cast(cache.selfMask, "int32"), tf.ones([b, tq], "int32")], 1) as tf.Tensor2D;
+      selfBias = tf.add(selfBias, paddingMask(valid));
+      next.selfMask = tf.keep(valid);
+    }
     const crossBias: tf.Tensor = encoderMask ? paddingMask(encoderMask) : tf.zeros([1, 1, 1, tk]);
     // Recomputed blocks keep no key/value cache (their activations are not stored): only without cache.
     const recomputing = Boolean(opts.recompute) && !cache;
@@ -349,6 +365,7 @@ function decodeWith(
 /** Disposes a decoder cache's tensors. */
 export function disposeCache(cache: DecoderCache): void {
   for (const e of [...cache.self, ...cache.cross]) tf.dispose([e.k, e.v]);
+  cache.selfMask?.dispose();
 }
 
 export interface Seq2SeqBatch {

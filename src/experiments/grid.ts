@@ -27,13 +27,14 @@ export async function runGridLocal(o: { scale: string; names: readonly string[];
   const cells = gridCells(o.names, o.seeds);
   const result: GridRunResult = { done: [], failed: [] };
   const previous = process.env.TAGI_THREADS;
-  if (parallel > 1) {
-    const threads = Math.max(1, Math.floor((previous ? Number(previous) : availableParallelism()) / parallel));
-    process.env.TAGI_THREADS = String(threads); // read by every CLI process the cells start
-    log(`[grid] ${cells.length} cells, ${parallel} at a time, ${threads} thread${threads > 1 ? "s" : ""} each`);
-  }
   try {
+    // The shared stages run alone, before any cell: they get every core, not a cell's share.
     await ensurePrepared(loadScale(o.scale), log, { formats: o.formats ?? null });
+    if (parallel > 1) {
+      const threads = Math.max(1, Math.floor((previous ? Number(previous) : availableParallelism()) / parallel));
+      process.env.TAGI_THREADS = String(threads); // read by every CLI process the cells start
+      log(`[grid] ${cells.length} cells, ${parallel} at a time, ${threads} thread${threads > 1 ? "s" : ""} each`);
+    }
     for (const layer of [0, 1] as const) {
       const queue = cells.filter((c) => c.layer === layer);
       const worker = async () => {

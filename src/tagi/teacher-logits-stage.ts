@@ -50,6 +50,7 @@ export async function buildTeacherLogits(
   let restSum = 0;
   let restMax = 0;
   let nextReport = 0;
+  let lastReport = performance.now();
   try {
     for (let i = 0; i < todo.length; i += bs) {
       const chunk = todo.slice(i, i + bs);
@@ -77,7 +78,10 @@ export async function buildTeacherLogits(
         positions += e.target.length;
       });
       const done = Math.min(todo.length, i + bs);
-      if (done / todo.length >= nextReport || done === todo.length) {
+      // Every tenth of the work or every minute, whichever comes first: the longest prompts come first, so the
+      // first tenth alone takes several minutes.
+      if (done / todo.length >= nextReport || done === todo.length || performance.now() - lastReport >= 60_000) {
+        lastReport = performance.now();
         const s = (performance.now() - t0) / 1000;
         log(`[teacher-logits] ${done}/${todo.length} examples, ${positions} positions, ${(done / s).toFixed(1)} examples/s, ETA ${(((todo.length - done) * s) / done / 60).toFixed(1)} min`);
         nextReport = Math.floor((done / todo.length) * 10 + 1) / 10;

@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --json FILE] [--markdown FILE] [--quick] [--layers N] [--only a,b]`: speed of the
- * tensor backends here.
+ * `npm run bench [-- --json FILE] [--markdown FILE] [--quick] [--layers N] [--only a,b] [--full-eval]
+ * [--full-eval-model DIR] [--full-eval-precision fp32,bf16]`: speed of the tensor backends here, and with
+ * `--full-eval` the whole SNI-103 evaluation (bench/full-eval.ts; about 10 minutes per precision).
  *
  * A benchmark, not a test. Each configuration runs in its own process (backend, thread count and kernels
  * are fixed per process); the machine's native fp32 GEMM peak is measured in the same run through OpenBLAS
@@ -17,6 +18,7 @@ import { BATCH, D_FF, D_MODEL, HEADS, SEQ, blockFlops, gemmCases } from "./shape
 import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, T5_BENCH, T5_SMALL_SHAPE } from "./t5";
 import { t5TrainStepFlops } from "../src/compute/flops";
 import { TAGI_STEP_BENCH, TAGI_STEP_CONFIG } from "./tagi-step";
+import { FULL_EVAL, fullEvalRows, parseFullEvalPrecisions, runFullEval } from "./full-eval";
 
 interface WorkerResult {
   backend: string;
@@ -67,6 +69,9 @@ const jsonPath = arg("--json");
 const markdownPath = arg("--markdown");
 const only = arg("--only")?.split(",");
 const withT5 = !process.argv.includes("--no-t5");
+const fullEval = process.argv.includes("--full-eval");
+const fullEvalModel = arg("--full-eval-model") ?? "artifacts/small/metatrain-def2pos/model";
+const fullEvalPrecisions = parseFullEvalPrecisions(arg("--full-eval-precision") ?? "fp32,bf16");
 const threads = availableParallelism();
 const started = Date.now();
 
@@ -286,6 +291,10 @@ function main() {
   const results: Record<string, WorkerResult | { error: string }> = {};
   for (const c of configs) if (!only || only.includes(c.name)) results[c.name] = runWorker(c);
   const torch = only && !only.includes("pytorch") ? { error: "not requested" } : runTorch();
+  // Last, alone on the machine like every workload here; on native TensorFlow where it is installed.
+  const evals = fullEval ? fullEvalPrecisions.map((precision) => runFullEval({ root, model: fullEvalModel, precision, threads, env: hasTensorflowNode() ? { TAGI_BACKEND: "tensorflow" } : {}, instancesPerTask: quick ? 2 : undefined })) : [];
+  const evalRows = fullEvalRows(evals, !quick);
+  const evalTitle = `${quick ? "SNI-103 evaluation, --quick: 2 instances per task, not the full one" : "Full SNI-103 evaluation"} (\`tagi evaluate\` of ${fullEvalModel}: ${quick ? "206" : "all 10,210"} test instances, ${FULL_EVAL.format}, up to ${FULL_EVAL.maxInputTokens} input / ${FULL_EVAL.maxNewTokens} new tokens, greedy with continuous batching, batch ${FULL_EVAL.batchSize}, reference NLL included; target <= 10 min):`;
 
   const ok = Object.entries(results).filter((e): e is [string, WorkerResult] => !("error" in e[1]));
   const torchOk = "error" in torch ? null : (torch as { gemm: WorkerResult["gemm"]; blockStep: { seconds: number; gflops: number } });
@@ -358,6 +367,11 @@ function main() {
     ? `T5-Base-shaped training step (12+12 layers, d_model 768, 12 heads, gated-GELU d_ff 2048; ${fmt(baseRun[1].t5Base!.parameters / 1e6, 1)}M parameters; the bench batch; AdamW) on ${baseRun[0]}: ${fmt(baseRun[1].t5Base!.seconds, 2)} s, peak resident memory ${fmt((baseRun[1].t5Base!.peakRssBytes ?? NaN) / 2 ** 30, 1)} GiB. wasm cannot run it: parameters, gradients and Adam's two moments alone take 16 bytes per parameter, ${fmt((16 * baseRun[1].t5Base!.parameters) / 2 ** 30, 2)} GiB, at wasm32's 4 GiB heap cap before any activation`
     : null;
   if (baseLine) console.log(`\n${baseLine}`);
+  if (evals.length) {
+    const we = evalRows[0]!.map((_, i) => Math.max(...evalRows.map((r) => r[i]!.length)));
+    console.log(`\n${evalTitle}`);
+    for (const r of evalRows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(we[i]!) : c.padStart(we[i]!))).join("  "));
+  }
   for (const [name, r] of Object.entries(results)) if ("error" in r) console.log(`${name}: failed: ${r.error}`);
   if ("error" in torch) console.log(`pytorch: ${torch.error}`);
 
@@ -409,6 +423,7 @@ function main() {
     bf16: bf16?.json ?? null,
     campaignStep: campaign?.json ?? null,
     tagiStep: tagiStep?.json ?? null,
+    fullEval: evals.length ? { protocol: { ...FULL_EVAL, model: fullEvalModel }, runs: evals } : null,
     peakRss: Object.fromEntries(ok.map(([n, r]) => [n, r.peakRss ?? null])),
     torch: torchT5,
     configs: Object.fromEntries(configs.map((c) => [c.name, { what: c.what, env: c.env }])),
@@ -443,6 +458,9 @@ function main() {
       ...(campaign ? [campaign.line, ""] : []),
       ...(tagiStep ? [tagiStep.line, ""] : []),
       ...(bf16 ? [bf16.line, ""] : []),
+      ...(evals.length
+        ? [evalTitle, "", "| " + evalRows[0]!.join(" | ") + " |", "|" + evalRows[0]!.map((_, i) => (i === 0 ? "---" : "---:")).join("|") + "|", ...evalRows.slice(1).map((r) => "| " + r.join(" | ") + " |"), ""]
+        : []),
       `Peak resident memory per workload group (GiB; each group runs in its own process): ${ok.map(([n, r]) => `${n} ${memLine(r.peakRss)}`).join("; ")}.`,
       "",
       ...(baseLine ? [baseLine + ".", ""] : []),

@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { t5TrainStepFlops } from "../src/compute/flops";
+import { peakRssBytes } from "../src/environment";
 import { parseT5Config, type T5Config } from "../src/model/config";
 import { greedyDecode } from "../src/model/generate";
 import { initT5Params } from "../src/model/init";
@@ -152,16 +153,6 @@ export const T5_BASE_SHAPE: T5Config = parseT5Config({
   tie_word_embeddings: false,
   dropout_rate: 0,
 });
-
-/** Peak resident memory of this process so far (VmHWM), in bytes; null where /proc is missing. */
-export function peakRssBytes(): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(require("node:fs").readFileSync("/proc/self/status", "utf8") as string);
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * What the wasm heap cap rules out: one full training step (forward, backward for every parameter, AdamW) of a

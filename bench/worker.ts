@@ -5,7 +5,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { makeParams, step } from "./block";
-import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, makeT5Bench, makeTagiBench, peakRssBytes, t5BaseTrainStep } from "./t5";
+import { peakRssBytes } from "../src/environment";
+import { CAMPAIGN_BENCH, CAMPAIGN_SHAPE, makeT5Bench, makeTagiBench, t5BaseTrainStep } from "./t5";
 import { BATCH, D_MODEL, SEQ, blockFlops, gemmCases } from "./shapes";
 import { makeTagiStepBench } from "./tagi-step";
 

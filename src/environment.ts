@@ -1,5 +1,6 @@
 /** What this process runs on, for result files and the first notebook cell. */
 import { execSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
 import { currentBackend, matMulPrecision, type BackendInfo } from "./backend";
@@ -47,4 +48,14 @@ export function environmentReport(): EnvironmentReport {
     commit,
     uncommitted,
   };
+}
+
+/** Peak resident memory of this process so far (VmHWM), in bytes; null where /proc is missing. */
+export function peakRssBytes(): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }

@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
 import { projectRelative } from "../project-paths";
 import { describeBackend, initBackend } from "../backend";
-import { environmentReport } from "../environment";
+import { environmentReport, peakRssBytes } from "../environment";
 import { checkAdapterShapes, loadPeftAdapter, loadT5Checkpoint, peftToLoraAdapter } from "../model/weights";
 import type { LoraAdapter } from "../model/lora";
 import { readTeachersManifest } from "../train/teachers";
@@ -183,6 +183,8 @@ function provenance(o: EvaluateOpts, description: Record<string, unknown>, model
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+      // Peak resident memory of the whole process (model, data, decoding batches), for `npm run bench --full-eval`.
+      peakRssBytes: peakRssBytes(),
     },
   };
 }

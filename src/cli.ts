@@ -37,6 +37,7 @@ import type { PromptFormat } from "./text/prompts";
 import { evaluateCommand, type EvaluateOpts } from "./cli/evaluate";
 import { addTrainingCommand } from "./cli/training";
 import { addArtifactCommands } from "./cli/artifacts";
+import { addLossGridCommand } from "./cli/loss-grid";
 import { COMMAND_EXAMPLES } from "./cli/examples";
 import { applySets } from "./train/config-sets";
 import { withFolderLock } from "./train/folder-lock";
@@ -324,6 +325,7 @@ export function buildProgram(): Command {
       console.error(`[tagi] training report: ${readme}`);
     });
   addArtifactCommands(program);
+  addLossGridCommand(program);
   for (const c of program.commands) {
     const ex = COMMAND_EXAMPLES[c.name()];
     if (ex) c.addHelpText("after", `\nExample${ex.length > 1 ? "s" : ""}:\n${ex.map((l) => `  $ ${l}`).join("\n")}`);

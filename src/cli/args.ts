@@ -27,3 +27,11 @@ export function parseFormatList(v: string): PromptFormat[] {
   if (new Set(list).size !== list.length) throw new InvalidArgumentError(`a format is named twice in "${v}"`);
   return list as PromptFormat[];
 }
+
+/** A commander parser for a comma list of non-negative numbers ("0,0.5,1"). */
+export function numberListArg(v: string): number[] {
+  const list = v.split(",").map((x) => x.trim()).filter(Boolean);
+  const bad = list.filter((x) => !Number.isFinite(Number(x)) || Number(x) < 0);
+  if (!list.length || bad.length) throw new InvalidArgumentError(`expected a comma list of non-negative numbers, got "${v}"`);
+  return list.map(Number);
+}

@@ -35,6 +35,11 @@ export const COMMAND_EXAMPLES: Record<string, string[]> = {
   ],
   prepare: ["npm run tagi -- prepare --scale small --through artifacts/small/teachers"],
   results: ["npm run results"],
+  "loss-grid": [
+    "npm run tagi -- loss-grid --scale small --format def+2pos --kl 0,0.5,1,2 --ins 0,1 --parallel 2",
+    "npm run tagi -- loss-grid --scale small --kl 1 --temperature 1,2,4 --steps 500 --seed 1 --dev-instances-per-task 16",
+    "npm run tagi -- loss-grid --scale tiny --format def --kl 0,1 --steps 10",
+  ],
   adapters: ["npm run tagi -- adapters --tagi runs/tiny/finetune/model --teachers runs/tiny/teachers --format def+2pos --out adapters.json"],
   publish: ["npm run tagi -- publish --run runs/small/base --out artifacts/small/base --dtype bf16 --earlier span=runs/small/base-span"],
   artifacts: ["npm run tagi -- artifacts"],

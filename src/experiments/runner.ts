@@ -482,7 +482,7 @@ export function trainingLogFile(resDir: string, format: PromptFormat): string | 
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, "utf8")) as T;
 
-function gitCommit(): string | null {
+export function gitCommit(): string | null {
   try {
     const head = fs.readFileSync(path.join(PROJECT_ROOT, ".git", "HEAD"), "utf8").trim();
     if (!head.startsWith("ref: ")) return head;

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, setStrings, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { analysisFormat, ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, setStrings, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
 import { applySets } from "../src/train/config-sets";
 import { parseFinetuneConfig } from "../src/tagi/train";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
@@ -276,6 +276,9 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.deepEqual(experimentFormats(tagi, small, ["def+2pos"]), ["def+2pos"]);
     assert.deepEqual(experimentFormats(loadExperiment("tagi-no-kl"), small, null), ["def", "def+2pos"], "ablations have both columns");
     assert.deepEqual(experimentFormats(tagi, loadScale("tiny"), ["def+2pos"]), [], "the scale's own limit still applies");
+    const similarity = loadExperiment("adapter-similarity");
+    assert.equal(analysisFormat(similarity, experimentFormats(similarity, small, ["def+2pos"])), "def+2pos", "the adapters analysis reads the generator of the format asked for");
+    assert.equal(analysisFormat(similarity, experimentFormats(similarity, small, null)), "def");
     // A stage of another format is not run (its command does not exist: running it fails at once).
     const tiny = loadScale("tiny");
     const absent = { command: "no-such-command", config: "metatrain.json", out: "runs/tiny/zz-absent", done: "runs/tiny/zz-absent/model/config.json", set: { format: "def+2pos" } };

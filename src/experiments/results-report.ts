@@ -273,7 +273,7 @@ function figureSpecs(
       { category: r.category, against: "other categories' teachers (mean)", cosine: r.cosineOthers },
     ]);
     specs["adapter-similarity"] = {
-      title: { text: `Generated versus teacher adapter updates (${scale}, seed 0)`, subtitle: "cosine of s·A·B, mean over adapted modules; the generator reads the category's train-task instructions" },
+      title: { text: `Generated versus teacher adapter updates (${scale}, seed 0, ${adapters.format ?? "def"})`, subtitle: "cosine of s·A·B, mean over adapted modules; the generator reads the category's train-task instructions" },
       width: 420,
       height: { step: 9 },
       data: { values },
@@ -542,13 +542,14 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
           "each with its one-sided binomial p-value: the precondition for reading any L_ins row.",
         "",
         table(
-          ["Model", "seed", "categories", "cosine, own teacher", "cosine, other teachers", "closer to own (p)", "own closest (p)"],
+          ["Model", "seed", "format", "categories", "cosine, own teacher", "cosine, other teachers", "closer to own (p)", "own closest (p)"],
           analyses.map(({ rec, a }) => {
             const pc = similarityPrecondition(a.similarity);
             const fp = (x: number) => (x < 1e-3 ? x.toExponential(1) : x.toFixed(3));
             return [
               rec.experiment.row,
               String(rec.seed),
+              a.format ?? "def",
               String(a.similarity.length),
               fmt(a.similarity.map((r) => r.cosineOwn)),
               fmt(a.similarity.map((r) => r.cosineOthers)),

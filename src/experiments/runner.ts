@@ -46,6 +46,8 @@ export interface AdapterAnalysis {
   teacherSeconds: number;
   teacherSteps: number;
   instructions: number;
+  /** The prompt format of the generator analysed (absent in records made before it was stored). */
+  format?: PromptFormat;
 }
 
 export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
@@ -616,6 +618,11 @@ export function experimentFormats(spec: ExperimentSpec, scale: ScaleSettings, on
   return spec.evaluate.formats.filter((f) => (!scale.formats || scale.formats.includes(f)) && (!only || only.includes(f)));
 }
 
+/** The format an analysis reads: the first this run evaluates (--formats def+2pos analyses the Def + 2 Pos generator). */
+export function analysisFormat(spec: ExperimentSpec, formats: readonly PromptFormat[]): PromptFormat {
+  return formats[0] ?? spec.evaluate.formats[0] ?? "def";
+}
+
 /**
  * The config overrides of an experiment's training stage for one format: the scale's, the experiment's, the
  * format, the format's logit teacher in place of the config's (where the stage distils from one), the seed
@@ -860,7 +867,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
     let adapters: AdapterAnalysis | null = null;
     if (spec.analysis === "adapters" && keep("adapters")?.adapters) adapters = keep("adapters")!.adapters;
     else if (spec.analysis === "adapters") {
-      const format = spec.evaluate.formats[0] ?? "def";
+      const format = analysisFormat(spec, formats);
       const modelArgs = await modelFor(format);
       if (modelArgs[0] !== "--tagi") throw new Error(`experiment ${name}: the adapters analysis needs a TAGI model (a finetune stage or 'uses')`);
       const file = path.join(resDir, "adapters.json");

@@ -1,6 +1,7 @@
 /**
  * Paired comparisons against TAGI over instances (src/experiments/paired.ts) on fabricated records: units are
- * (TAGI seed, instance); a method run at the same seed pairs with it, a single-run method with every seed.
+ * (TAGI seed, instance); a method run at the same seed pairs with it, a single run of an untrained method with
+ * every seed, a trained method's run with its own seed only.
  */
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
@@ -10,17 +11,17 @@ import { formatPaired, pairedVersusTagi, readInstanceRougeL } from "../src/exper
 import type { ExperimentRecord } from "../src/experiments/runner";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-paired-"));
-function record(name: string, seed: number, scores: number[]): ExperimentRecord {
+function record(name: string, seed: number, scores: number[], trained = false): ExperimentRecord {
   const evalDir = path.join(dir, name, "tiny", `seed-${seed}`, "eval-def");
   fs.mkdirSync(evalDir, { recursive: true });
   fs.writeFileSync(path.join(evalDir, "predictions.jsonl"), scores.map((r, i) => JSON.stringify({ task: "t", id: `i${i}`, rougeL: r })).join("\n") + "\n");
-  return { experiment: { name }, scale: { scale: "tiny" }, seed } as unknown as ExperimentRecord;
+  return { experiment: { name, stage: trained ? { command: "finetune", config: "finetune.json", set: {} } : null, uses: null }, scale: { scale: "tiny" }, seed } as unknown as ExperimentRecord;
 }
 
 describe("paired comparisons against TAGI", () => {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it("pairs by seed and instance; a single-run method pairs with every TAGI seed", () => {
+  it("pairs by seed and instance; a single run of an untrained method pairs with every TAGI seed, a trained one with its own seed", () => {
     const tagi = [record("tagi", 0, [10, 20, 30, 40]), record("tagi", 1, [12, 18, 33, 41])];
     const same = [record("m", 0, [11, 21, 31, 41]), record("m", 1, [13, 19, 34, 42])];
     const c = pairedVersusTagi(dir, same, tagi, "def")!;
@@ -33,6 +34,10 @@ describe("paired comparisons against TAGI", () => {
     assert.equal(d.units, 8);
     assert.ok(Math.abs(d.diff.mean - -25.5) < 1e-9 && d.pT < 0.01 && d.diff.hi < 0);
     assert.equal(pairedVersusTagi(dir, [record("other", 5, [1]), record("other", 6, [1])], tagi, "def"), null); // other seeds only
+    // A trained method run at one seed pairs with TAGI's run at that seed only, never with another seed's model.
+    const oneSeed = pairedVersusTagi(dir, [record("hint", 0, [11, 21, 31, 41], true)], tagi, "def")!;
+    assert.deepEqual([oneSeed.units, oneSeed.seeds, oneSeed.diff.mean], [4, 1, 1]);
+    assert.equal(pairedVersusTagi(dir, [record("hint2", 5, [11, 21, 31, 41], true)], tagi, "def"), null);
     assert.equal(formatPaired(null), "–");
   });
 

@@ -2,8 +2,8 @@
  * Differences between methods as paired tests over instances (the evaluation protocol of the design issue):
  * every experiment at a scale is evaluated on the same seeded instance sample, so a method and TAGI can be
  * compared instance by instance. Units are (TAGI seed, task, instance): a method with a record at the same
- * seed is paired with it; a method with a single record (No FT, the mean adapter: nothing is trained, another
- * seed gives the same numbers) is paired with every TAGI seed. The difference gets a paired bootstrap CI and
+ * seed is paired with it; a method whose single record no seed changes (No FT, the mean adapter, the shared
+ * Tk-Instruct model) is paired with every TAGI seed; a trained method's run is never paired with another seed. The difference gets a paired bootstrap CI and
  * paired t-test p (src/eval/stats.ts) from the evaluations' predictions.jsonl.
  */
 import * as fs from "node:fs";
@@ -48,7 +48,9 @@ export function pairedVersusTagi(resultsDir: string, method: readonly Experiment
   const b: number[] = [];
   let seeds = 0;
   for (const t of tagi) {
-    const m = method.find((r) => r.seed === t.seed) ?? (method.length === 1 ? method[0] : undefined);
+    // A method's run at another seed is not a pair: only a model that no seed changes (No FT, the mean
+    // adapter, the shared Tk-Instruct model: no stage of its own) stands beside every TAGI seed.
+    const m = method.find((r) => r.seed === t.seed) ?? (method.length === 1 && seedFree(method[0]!) ? method[0] : undefined);
     if (!m) continue;
     const ms = instanceRougeL(resultsDir, m, format);
     const ts = instanceRougeL(resultsDir, t, format);
@@ -65,6 +67,11 @@ export function pairedVersusTagi(resultsDir: string, method: readonly Experiment
   }
   if (!a.length) return null;
   return { ...pairedComparison(a, b), units: a.length, seeds };
+}
+
+/** A record whose model no training seed changes: it trains nothing itself (no stage) and reads no trained experiment. */
+function seedFree(r: ExperimentRecord): boolean {
+  return !r.experiment.stage && !r.experiment.uses;
 }
 
 /** "+1.23 [0.51, 2.02], p = 0.003" for a table cell. */

@@ -711,8 +711,9 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   // leaves P3 to the run that completes the record with it.
   const p3Format: PromptFormat = spec.evaluate.formats[0] ?? "def";
   const p3Now = spec.evaluate.p3 && formats.includes(p3Format);
-  // Only the shared stages of the formats this run needs (the adapters analysis reads the first one).
-  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis ? [p3Format] : [])])] });
+  // Only the shared stages of the formats this run needs (the adapters analysis reads the generator of
+  // analysisFormat: with --formats def+2pos, not the Def stages, whose meta-training alone takes hours at small).
+  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis ? [analysisFormat(spec, formats)] : [])])] });
   // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, naming the
   // first; a lock left by a killed runner is taken over. The lock sits beside the folder, which is replaced.
   const lock = lockFolder(resDir, { what: `experiment ${name} (${scale.scale}, seed ${seed})`, lockFile: `${resDir}.lock`, log });

@@ -7,7 +7,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { formatPaired, pairedVersusTagi, readInstanceRougeL } from "../src/experiments/paired";
+import { formatPaired, pairedVersusTagi, pairOnInstances, readInstanceRougeL, seedBySeed } from "../src/experiments/paired";
 import type { ExperimentRecord } from "../src/experiments/runner";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-paired-"));
@@ -39,6 +39,28 @@ describe("paired comparisons against TAGI", () => {
     assert.deepEqual([oneSeed.units, oneSeed.seeds, oneSeed.diff.mean], [4, 1, 1]);
     assert.equal(pairedVersusTagi(dir, [record("hint2", 5, [11, 21, 31, 41], true)], tagi, "def"), null);
     assert.equal(formatPaired(null), "–");
+  });
+
+  it("seed by seed: each trained run minus TAGI at its own seed, TAGI minus its first seed; seed-free rows left out", () => {
+    const tagi = [record("sb-tagi", 1, [12, 18, 33, 41]), record("sb-tagi", 0, [10, 20, 30, 40])];
+    const byName = new Map([
+      ["tagi", tagi],
+      ["abl", [record("sb-abl", 0, [9, 19, 29, 39], true), record("sb-abl", 1, [14, 20, 35, 43], true), record("sb-abl", 2, [1, 1, 1, 1], true)]],
+      ["noft", [record("sb-noft", 0, [0, 0, 0, 0])]],
+    ]);
+    const sb = seedBySeed(dir, byName, ["tagi", "noft", "abl"], "def")!;
+    assert.equal(sb.tagiBaseSeed, 0);
+    assert.deepEqual(sb.seeds, [0, 1]); // seed 2 of abl has no TAGI run to pair with
+    assert.deepEqual(sb.rows.map((r) => r.name), ["tagi", "abl"]);
+    const tg = sb.rows[0]!.cells;
+    assert.deepEqual([...tg.keys()], [1]);
+    assert.equal(tg.get(1)!.diff.mean, 1); // (2 - 2 + 3 + 1) / 4
+    const abl = sb.rows[1]!.cells;
+    assert.equal(abl.get(0)!.diff.mean, -1); // the sign flips between seeds, which a mean would hide
+    assert.equal(abl.get(1)!.diff.mean, 2);
+    assert.equal(abl.get(1)!.units, 4);
+    assert.equal(seedBySeed(dir, new Map([["tagi", [tagi[1]!]]]), ["tagi"], "def"), null); // one TAGI seed: nothing to show
+    assert.deepEqual(pairOnInstances(new Map([["a", 1], ["b", 2]]), new Map([["b", 5], ["c", 6]])), { a: [2], b: [5] });
   });
 
   it("reads predictions.jsonl strictly: a bad line or an instance seen twice names the file and line", () => {

@@ -19,7 +19,8 @@ import { pairedComparison, type PairedComparison } from "../eval/stats";
 import type { PromptFormat } from "../text/prompts";
 import { applySets } from "../train/config-sets";
 import { writeJsonAtomic } from "../train/checkpoint";
-import { formatPaired, readInstanceRougeL } from "./paired";
+import { formatPaired, pairOnInstances, readInstanceRougeL } from "./paired";
+import { readTrainingLog } from "../plots/curves";
 import { ensurePrepared, formatSlug, gitCommit, loadExperiment, loadScale, PROJECT_ROOT, runCli, setStrings, stageSets } from "./runner";
 
 export interface LossGridPoint {
@@ -176,13 +177,9 @@ export async function runLossGrid(o: LossGridOptions): Promise<LossGridReport> {
         referenceNll?: { overall: number } | null;
         counts: { instances: number; tasks: number };
       };
-      const devCurve = fs
-        .readFileSync(path.join(run, "log.jsonl"), "utf8")
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { step: number; eval?: { devLoss?: number } })
-        .filter((r) => typeof r.eval?.devLoss === "number")
-        .map((r) => ({ step: r.step, devLoss: r.eval!.devLoss! }));
+      const devCurve = readTrainingLog(path.join(run, "log.jsonl"))
+        .filter((r) => typeof r.eval?.["devLoss"] === "number")
+        .map((r) => ({ step: r.step, devLoss: r.eval!["devLoss"]! }));
       const row = {
         ...p,
         label,
@@ -237,17 +234,9 @@ export async function runLossGrid(o: LossGridOptions): Promise<LossGridReport> {
 }
 
 function pairedOnInstances(a: Map<string, number>, b: Map<string, number>, label: string): PairedComparison & { units: number } {
-  const x: number[] = [];
-  const y: number[] = [];
-  for (const [k, v] of b) {
-    const w = a.get(k);
-    if (w !== undefined) {
-      x.push(w);
-      y.push(v);
-    }
-  }
-  if (x.length !== b.size || a.size !== b.size) throw new Error(`loss grid: ${label} was evaluated on ${a.size} dev instances and the default on ${b.size} (${x.length} shared); rerun its evaluation (delete its eval-dev folder)`);
-  return { ...pairedComparison(x, y), units: x.length };
+  const p = pairOnInstances(a, b);
+  if (p.a.length !== b.size || a.size !== b.size) throw new Error(`loss grid: ${label} was evaluated on ${a.size} dev instances and the default on ${b.size} (${p.a.length} shared); rerun its evaluation (delete its eval-dev folder)`);
+  return { ...pairedComparison(p.a, p.b), units: p.a.length };
 }
 
 /** "tensorflow (tfjs-node), 1 thread, fp32" from an evaluation summary's backend record. */

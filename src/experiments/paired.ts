@@ -42,6 +42,22 @@ export function instanceRougeL(resultsDir: string, rec: ExperimentRecord, format
   return fs.existsSync(file) ? readInstanceRougeL(file) : null;
 }
 
+/**
+ * The instances two evaluations share, as aligned score arrays (a from `a`, b from `b`, in `b`'s order). A
+ * key in only one of them is left out here; callers that need equal sets check the lengths.
+ */
+export function pairOnInstances(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): { a: number[]; b: number[] } {
+  const x: number[] = [];
+  const y: number[] = [];
+  for (const [k, v] of b) {
+    const w = a.get(k);
+    if (w === undefined) continue;
+    x.push(w);
+    y.push(v);
+  }
+  return { a: x, b: y };
+}
+
 /** Method minus TAGI on paired instances (see the module comment); null when nothing pairs. */
 export function pairedVersusTagi(resultsDir: string, method: readonly ExperimentRecord[], tagi: readonly ExperimentRecord[], format: string): (PairedComparison & { units: number; seeds: number }) | null {
   const a: number[] = [];
@@ -55,15 +71,10 @@ export function pairedVersusTagi(resultsDir: string, method: readonly Experiment
     const ms = instanceRougeL(resultsDir, m, format);
     const ts = instanceRougeL(resultsDir, t, format);
     if (!ms || !ts) continue;
-    let paired = 0;
-    for (const [k, v] of ts) {
-      const w = ms.get(k);
-      if (w === undefined) continue;
-      a.push(w);
-      b.push(v);
-      paired++;
-    }
-    if (paired) seeds++;
+    const p = pairOnInstances(ms, ts);
+    a.push(...p.a);
+    b.push(...p.b);
+    if (p.a.length) seeds++;
   }
   if (!a.length) return null;
   return { ...pairedComparison(a, b), units: a.length, seeds };
@@ -80,4 +91,52 @@ export function formatPaired(c: PairedComparison | null): string {
   const fp = (x: number) => (x < 1e-4 ? x.toExponential(0) : x < 0.01 ? x.toFixed(4) : x.toFixed(3));
   const sign = c.diff.mean >= 0 ? "+" : "";
   return `${sign}${c.diff.mean.toFixed(2)} [${c.diff.lo.toFixed(2)}, ${c.diff.hi.toFixed(2)}], p = ${fp(c.pT)}`;
+}
+
+/** One run minus another on the instances both evaluated in `format`; null when either has no predictions. */
+export function pairedRuns(resultsDir: string, a: ExperimentRecord, b: ExperimentRecord, format: string): (PairedComparison & { units: number }) | null {
+  const as = instanceRougeL(resultsDir, a, format);
+  const bs = instanceRougeL(resultsDir, b, format);
+  if (!as || !bs) return null;
+  const p = pairOnInstances(as, bs);
+  return p.a.length ? { ...pairedComparison(p.a, p.b), units: p.a.length } : null;
+}
+
+/** A method's comparisons seed by seed (seed → method at that seed minus TAGI at that seed). */
+export interface SeedBySeedRow {
+  name: string;
+  cells: Map<number, PairedComparison & { units: number }>;
+}
+
+/**
+ * Seed by seed, so that a mean over seeds does not hide a sign that flips: for each trained method in
+ * `names`, its run at each seed minus TAGI's at the same seed; for TAGI itself, each seed minus its lowest
+ * seed (the seed-to-seed spread every single-seed delta has to beat). Seed-free methods (No FT, the mean
+ * adapter, the shared Tk-Instruct) have nothing per seed and are left out. Null when no row has a cell.
+ */
+export function seedBySeed(resultsDir: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>, names: readonly string[], format: string): { seeds: number[]; rows: SeedBySeedRow[]; tagiBaseSeed: number | null } | null {
+  const tagi = [...(byName.get("tagi") ?? [])].sort((x, y) => x.seed - y.seed);
+  const first = tagi.find((t) => instanceRougeL(resultsDir, t, format) !== null);
+  const rows: SeedBySeedRow[] = [];
+  for (const name of names) {
+    const recs = byName.get(name) ?? [];
+    const cells = new Map<number, PairedComparison & { units: number }>();
+    if (name === "tagi") {
+      for (const t of tagi) {
+        if (!first || t === first) continue;
+        const c = pairedRuns(resultsDir, t, first, format);
+        if (c) cells.set(t.seed, c);
+      }
+    } else if (!(recs.length === 1 && seedFree(recs[0]!))) {
+      for (const r of recs) {
+        const t = tagi.find((x) => x.seed === r.seed);
+        const c = t ? pairedRuns(resultsDir, r, t, format) : null;
+        if (c) cells.set(r.seed, c);
+      }
+    }
+    if (cells.size) rows.push({ name, cells });
+  }
+  if (!rows.length) return null;
+  const seeds = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort((x, y) => x - y);
+  return { seeds, rows, tagiBaseSeed: first?.seed ?? null };
 }

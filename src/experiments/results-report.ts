@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
-import { formatPaired, pairedVersusTagi } from "./paired";
+import { formatPaired, pairedVersusTagi, seedBySeed } from "./paired";
 import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
 import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
@@ -463,6 +463,22 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       );
     };
     variantTable(ABLATION_ORDER, "### Ablations (SNI-103)", "TAGI (all terms)", (n) => PAPER_ABLATION[n]);
+    // Seed by seed: the per-seed deltas behind the means above, so that a sign that flips between seeds shows.
+    for (const f of ["def", "def+2pos"] as const) {
+      const sb = seedBySeed(resultsDir, byName, ["tagi", ...[...MAIN_ORDER, ...ABLATION_ORDER].filter((n) => n !== "tagi")], f);
+      if (!sb) continue;
+      lines.push(
+        `### Seed by seed (SNI-103, ${FORMAT_LABEL[f]})`,
+        "",
+        "Each trained method's run minus TAGI's run at the same seed, paired over instances (paired bootstrap 95% CI, paired t p); the first row is TAGI's own seed-to-seed difference on the same instances, the spread a single-seed delta has to beat. Seed-free rows (No FT, Tk-Instruct) are in the main table.",
+        "",
+        table(
+          ["Comparison", ...sb.seeds.map((k) => `seed ${k}`)],
+          sb.rows.map((r) => [r.name === "tagi" ? `TAGI: this seed minus seed ${sb.tagiBaseSeed}` : `${s.get(r.name)?.row ?? r.name} minus TAGI`, ...sb.seeds.map((k) => (r.cells.has(k) ? formatPaired(r.cells.get(k)!) : "–"))]),
+        ),
+        "",
+      );
+    }
     variantTable(
       SENSITIVITY_ORDER,
       "### Sensitivity: stage-2 learning rate (SNI-103)",

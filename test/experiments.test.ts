@@ -161,7 +161,7 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.equal(s.std, Math.sqrt(hint.reduce((acc, v) => acc + (v - s.mean) ** 2, 0) / (hint.length - 1)));
   });
 
-  it("the ablation table: each variant's Δ against TAGI paired by seed and by instance, the paper's Δ beside it, and the delta figure", async () => {
+  it("the ablation table: each variant's Δ against TAGI paired by seed and by instance, the paper's Δ beside it, the delta figure, the seed-by-seed table; rank rows against their own reference", async () => {
     await runExperiment("tagi", { scale: "tiny", seed: 1, log: quiet });
     const noKl = await runExperiment("tagi-no-kl", { scale: "tiny", seed: 1, log: quiet });
     assert.ok(!noKl.steps[0]!.command.includes("losses.kl=1"));
@@ -173,7 +173,21 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     // Δ (seeds) with one pair, then the paired-over-instances cell with its CI and p; the paper's Δ for w/o L_kl is 45.7 - 48.4
     assert.match(section, /\| w\/o L_kl \| 1 \/ – \| [0-9.]+ \(1 seed\) \| [+-][0-9.]+ \(1 paired\) \| [+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = [0-9.e-]+ \|.*\| 45\.7 \(-2\.7\) \| 53\.9 \(-2\.4\) \|/);
     assert.ok(fs.statSync(path.join(tmp, "figures", "tiny", "ablation-deltas.png")).size > 5000, "the delta figure is drawn");
+    // Seed by seed: the trained variant minus TAGI at its seed.
+    assert.match(md.slice(md.indexOf("### Seed by seed (SNI-103, Def)")), /\| Comparison \| seed 1 \|\n\|---\|---\|\n\| w\/o L_kl minus TAGI \| [+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = [0-9.e-]+ \|/);
     assert.doesNotMatch(md, /### Sensitivity/, "no sensitivity rows, no table");
+    // The rank rows are compared with their own reference (rank 32 with the same settings), not with TAGI.
+    await runExperiment("tagi-rank-32", { scale: "tiny", seed: 1, log: quiet });
+    const r16 = await runExperiment("tagi-rank-16", { scale: "tiny", seed: 1, log: quiet });
+    assert.match(r16.steps[0]!.command, /tagi\.hypernetwork\.rank=16 .*losses\.alignment=product/);
+    await writeResultsReport({ out, resultsDir: tmp });
+    const withRank = fs.readFileSync(out, "utf8");
+    assert.doesNotMatch(withRank, /### Sensitivity: learning rate/);
+    const rank = withRank.slice(withRank.indexOf("### Sensitivity: LoRA rank (SNI-103)"));
+    assert.match(rank, /the variant minus the reference row \(LoRA rank 32\)/);
+    assert.match(rank, /\| LoRA rank 32 \(reference\) \| 1 \/ – \| [0-9.]+ \(1 seed\) \| – \| – \|.*\| – \| 42\.5 \|/);
+    assert.match(rank, /\| LoRA rank 16 \| 1 \/ – \| [0-9.]+ \(1 seed\) \| [+-][0-9.]+ \(1 paired\) \| [+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = [0-9.e-]+ \|.*\| – \| 41\.8 \(-0\.7\) \|/);
+    assert.ok(fs.statSync(path.join(tmp, "figures", "tiny", "sensitivity.png")).size > 5000, "the sensitivity figure is drawn");
   });
 
   it("re-evaluating one part (P3) redoes it with the seeded row sample and carries the SNI metrics over", async () => {

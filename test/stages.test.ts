@@ -210,10 +210,14 @@ describe("training stages (tiny pipeline)", function () {
     assert.deepEqual(f.result.log.filter((x) => x.eval).map((x) => x.step), [4]);
     assert.ok(f.result.log.at(-1)!.eval!["devLoss"]! > 0 && f.result.log.at(-1)!.eval!["devTokens"]! > 0);
     // A teacher of another rank is refused with a clear message.
+    const rank4 = [...sets.filter((s) => !s.startsWith("init=")), "init=null", 'tagi.hypernetwork={"rank":4,"alpha":4,"hidden":16,"idDim":8}'];
     await assert.rejects(
-      finetuneTagi(parseFinetuneConfig(config("finetune.json", [...sets.filter((s) => !s.startsWith("init=")), "init=null", 'tagi.hypernetwork={"rank":4,"alpha":4,"hidden":16,"idDim":8}'])), { out: path.join(work, "ft-rank"), progress: false }),
-      /the parameter teachers have rank 8, the generator 4/,
+      finetuneTagi(parseFinetuneConfig(config("finetune.json", rank4)), { out: path.join(work, "ft-rank"), progress: false }),
+      /the parameter teachers have rank 8, the generator 4; L_ins \(losses.alignment "factors"\) compares them factor by factor .*losses.alignment = "product"/,
     );
+    // Compared on the update s·A·B, another rank trains against the same teachers (the rank sensitivity rows).
+    const r4 = await finetuneTagi(parseFinetuneConfig(config("finetune.json", [...rank4, 'losses.alignment="product"', "train.steps=2"])), { out: path.join(work, "ft-rank-product"), progress: false });
+    assert.ok(r4.result.log[0]!.terms["ins"]! > 0 && Number.isFinite(r4.result.log[0]!.loss), JSON.stringify(r4.result.log[0]));
     // generate: a PEFT adapter folder for one instruction.
     const { base: baseDir } = readTagiConfig(path.join(ft, "model"));
     const m = loadTagiParams(path.join(ft, "model"), loadBaseModel(baseDir));

@@ -138,10 +138,18 @@ describe("TAGI losses", () => {
     assert.throws(() => parameterAlignmentLoss(same, zero, "cosine"), /\("cosine"\): the teacher's s·A·B is zero/);
   });
 
-  it("L_ins refuses adapters of another rank or module set, naming them", () => {
+  it("L_ins refuses adapters of another rank (factors only) or module set, naming them", () => {
     const g = adapter([[[1], [2]]], [[[3, 4]]], 1);
     const r2 = adapter([[[1, 1], [2, 2]]], [[[3, 4], [3, 4]]], 1);
-    assert.throws(() => parameterAlignmentLoss(g, r2), /SelfAttention\.q: generated A \[1,2,1\] B \[1,1,2\], teacher A \[1,2,2\] B \[1,2,2\]/);
+    assert.throws(() => parameterAlignmentLoss(g, r2), /SelfAttention\.q: generated A \[1,2,1\] B \[1,1,2\], teacher A \[1,2,2\] B \[1,2,2\] \(rank, batch or features differ\)/);
+    // On the update s·A·B the ranks may differ (rank sensitivity against rank-32 teachers): rank 1 against
+    // rank 2, ΔW_g = [[3,4],[6,8]], ΔW_t = [[1,1],[2,2]]·[[3,4],[3,4]] = [[6,8],[12,16]] -> (9+16+36+64)/4.
+    close(parameterAlignmentLoss(g, r2, "product").dataSync()[0]!, 31.25);
+    close(parameterAlignmentLoss(g, r2, "relative-product").dataSync()[0]!, 125 / (36 + 64 + 144 + 256));
+    close(parameterAlignmentLoss(g, r2, "cosine").dataSync()[0]!, 0, 1e-6); // the same direction
+    // ...but not the features: a teacher for another input width is refused in every mode.
+    const wide = adapter([[[1], [2], [3]]], [[[3, 4]]], 1);
+    assert.throws(() => parameterAlignmentLoss(g, wide, "product"), /generated A \[1,2,1\] B \[1,1,2\], teacher A \[1,3,1\] B \[1,1,2\] \(batch or features differ\)/);
     const other: LoraAdapter = { ...g, modules: new Map([["decoder.block.0.layer.0.SelfAttention.v", g.modules.get("encoder.block.0.layer.0.SelfAttention.q")!]]) };
     assert.throws(() => parameterAlignmentLoss(g, other), /the teacher has no adapter for encoder\.block\.0\.layer\.0\.SelfAttention\.q/);
   });

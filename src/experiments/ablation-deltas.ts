@@ -4,7 +4,7 @@
  */
 import { renderVegaLite, type RenderedFigure } from "../plots/render";
 import { PAPER_ABLATION } from "./paper";
-import { pairedVersusTagi } from "./paired";
+import { formatPaired, pairedVersusTagi, seedBySeed } from "./paired";
 import { collectRecords } from "./records";
 import { defaultScale, resultsRoot, type ExperimentRecord } from "./runner";
 
@@ -84,5 +84,25 @@ export function ablationBarRows(summaries: readonly { name: string; row: string;
         ["Def + 2 Pos", s.def2pos],
       ] as const
     ).flatMap(([group, st]) => (st ? [{ label: s.name === "tagi" ? "TAGI (all terms)" : s.row, value: st.mean, group, ...(st.std !== null ? { error: st.std } : {}) }] : [])),
+  );
+}
+
+/**
+ * Notebook 05's seed-by-seed table (the results report's): per format, each trained method minus TAGI at each
+ * seed, and TAGI minus its first seed, paired over instances; one row per format and comparison, one column per seed.
+ */
+export function seedBySeedRows(names: readonly string[], scale = defaultScale(), resultsDir = resultsRoot()): Record<string, string>[] {
+  const byName = collectRecords(resultsDir).get(scale) ?? new Map<string, ExperimentRecord[]>();
+  const tables = (["def", "def+2pos"] as const).flatMap((format) => {
+    const sb = seedBySeed(resultsDir, byName, names, format);
+    return sb ? [{ format, sb }] : [];
+  });
+  const seeds = [...new Set(tables.flatMap((t) => t.sb.seeds))].sort((a, b) => a - b);
+  return tables.flatMap(({ format, sb }) =>
+    sb.rows.map((r) => ({
+      format: FORMAT_LABEL[format],
+      comparison: r.name === "tagi" ? `TAGI: this seed minus seed ${sb.tagiBaseSeed}` : `${byName.get(r.name)?.[0]?.experiment.row ?? r.name} minus TAGI`,
+      ...Object.fromEntries(seeds.map((k) => [`seed ${k}`, r.cells.has(k) ? formatPaired(r.cells.get(k)!) : "–"])),
+    })),
   );
 }

@@ -13,8 +13,10 @@ import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
 import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
 import { scalingPoints, scalingSpec } from "./scaling";
+import { SENSITIVITY_SERIES, sensitivityPoints, sensitivitySpec, sensitivityTitle } from "./sensitivity";
 
-export { ablationBarRows, ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, type AblationDelta } from "./ablation-deltas";
+export { ablationBarRows, ablationDeltaFigure, ablationDeltas, ablationDeltaSpec, seedBySeedRows, type AblationDelta } from "./ablation-deltas";
+export { SENSITIVITY_EXPERIMENTS, SENSITIVITY_SERIES, sensitivityFigure } from "./sensitivity";
 
 export { collectRecords, type SupersededRecord } from "./records";
 
@@ -37,7 +39,6 @@ export const fmtStat = (s: Stat | null, digits = 2): string =>
   s === null || s.n === 0 ? "–" : s.std === null ? `${s.mean.toFixed(digits)} (1 seed)` : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
 const MAIN_ORDER = ["no-ft", "tk-instruct", "tk-instruct-lora", "hypter", "hint", "tagi"];
-const SENSITIVITY_ORDER = ["tagi", "tagi-lr-1e-4", "tagi-lr-3e-4", "tagi-lr-1e-3"];
 export const ABLATION_ORDER = ["tagi", "tagi-no-pretrain", "tagi-no-fusion", "tagi-no-ce", "tagi-no-kl", "tagi-no-ins", "tagi-ins-relative", "tagi-ins-cosine", "tagi-train-ffn", "tagi-official-losses"];
 /** Experiments with the "adapters" analysis, in report order (the first is the paper's TAGI). */
 const ADAPTER_ANALYSES = ["adapter-similarity", "adapter-similarity-ins-relative", "adapter-similarity-ins-cosine"];
@@ -410,12 +411,11 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       ),
       "",
     );
-    // Deltas against TAGI on the same seeds as the variant (paired), so a variant run at fewer seeds is not
-    // compared with another seed's luck.
-    const tagiRecs = byName.get("tagi") ?? [];
-    const paired = (x: ExperimentSummary, pick: (r: ExperimentRecord) => number | null | undefined): string => {
+    // Deltas against a reference (TAGI, or a sensitivity series' own reference) on the same seeds as the
+    // variant (paired), so a variant run at fewer seeds is not compared with another seed's luck.
+    const paired = (x: ExperimentSummary, ref: string, pick: (r: ExperimentRecord) => number | null | undefined): string => {
       const own = (byName.get(x.name) ?? []).map((r) => ({ seed: r.seed, v: pick(r) })).filter((o): o is { seed: number; v: number } => typeof o.v === "number");
-      const base = new Map(tagiRecs.map((r) => [r.seed, pick(r)]));
+      const base = new Map((byName.get(ref) ?? []).map((r) => [r.seed, pick(r)]));
       const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
       if (!diffs.length) return "–";
       const st = stat(diffs);
@@ -423,37 +423,40 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       // With 2+ pairs: the std of the paired differences, to judge the Δ against seed noise.
       return st.std === null ? `${sign}${st.mean.toFixed(3)} (1 paired)` : `${sign}${st.mean.toFixed(3)} ± ${st.std.toFixed(3)} (${diffs.length} paired)`;
     };
-    // The ablation and sensitivity tables: each variant against TAGI, per format, paired by seed and by instance.
-    const variantTable = (order: readonly string[], heading: string, refLabel: string, paperOf: (n: string) => { def: number; def2pos: number } | undefined, extra = "") => {
-      const rows = order.filter((n) => s.has(n));
-      if (rows.length <= 1) return;
+    // The ablation and sensitivity tables: each variant against the reference (`ref`, first in `order`), per
+    // format, paired by seed and by instance.
+    const variantTable = (o: { order: readonly string[]; heading: string; refLabel: string; paperOf: (n: string) => { def?: number; def2pos?: number } | undefined; paperModel: string; extra?: string; ref?: string }) => {
+      const ref = o.ref ?? "tagi";
+      const rows = o.order.filter((n) => s.has(n));
+      if (rows.length <= 1 || !rows.includes(ref)) return;
+      const refName = ref === "tagi" ? "TAGI" : `the reference row (${s.get(ref)!.row})`;
       lines.push(
-        heading,
+        o.heading,
         "",
-        "Δ columns: the variant minus TAGI, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (T5-LM-XL) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped." + extra,
+        `Δ columns: the variant minus ${refName}, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (${o.paperModel}) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped.` + (o.extra ?? ""),
         "",
         table(
-          ["Variant", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def Δ (seeds)", "Def Δ paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos Δ (seeds)", "Def+2Pos Δ paired over instances [95% CI], p", "Δ reference NLL (Def / Def+2Pos)", "paper Def (XL)", "paper Def+2Pos (XL)"],
+          ["Variant", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def Δ (seeds)", "Def Δ paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos Δ (seeds)", "Def+2Pos Δ paired over instances [95% CI], p", "Δ reference NLL (Def / Def+2Pos)", `paper Def (${o.paperModel})`, `paper Def+2Pos (${o.paperModel})`],
           [
-            ...rows.map((n) => {
+            ...[ref, ...rows.filter((n) => n !== ref)].map((n) => {
               const x = s.get(n)!;
-              const p = paperOf(n);
-              const ref = paperOf("tagi");
-              const isRef = n === "tagi";
+              const p = o.paperOf(n);
+              const r0 = o.paperOf(ref);
+              const isRef = n === ref;
               const paperDelta = (v: number | undefined, r: number | undefined) => (v === undefined ? "–" : isRef || r === undefined ? v.toFixed(1) : `${v.toFixed(1)} (${v - r >= 0 ? "+" : ""}${(v - r).toFixed(1)})`);
-              const vsTagi = (f: string) => (isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], f)));
+              const vsRef = (f: string) => (isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get(ref) ?? [], f)));
               return [
-                isRef ? refLabel : x.row,
+                isRef ? o.refLabel : x.row,
                 seedsByFormat(n),
                 fmtStat(x.def),
-                isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL),
-                vsTagi("def"),
+                isRef ? "–" : paired(x, ref, (r) => r.metrics["def"]?.rougeL),
+                vsRef("def"),
                 fmtStat(x.def2pos),
-                isRef ? "–" : paired(x, (r) => r.metrics["def+2pos"]?.rougeL),
-                vsTagi("def+2pos"),
-                isRef ? `${fmtStat(x.nllDef, 3)} / ${fmtStat(x.nllDef2pos, 3)}` : `${paired(x, (r) => r.metrics["def"]?.referenceNll)} / ${paired(x, (r) => r.metrics["def+2pos"]?.referenceNll)}`,
-                paperDelta(p?.def, ref?.def),
-                paperDelta(p?.def2pos, ref?.def2pos),
+                isRef ? "–" : paired(x, ref, (r) => r.metrics["def+2pos"]?.rougeL),
+                vsRef("def+2pos"),
+                isRef ? `${fmtStat(x.nllDef, 3)} / ${fmtStat(x.nllDef2pos, 3)}` : `${paired(x, ref, (r) => r.metrics["def"]?.referenceNll)} / ${paired(x, ref, (r) => r.metrics["def+2pos"]?.referenceNll)}`,
+                paperDelta(p?.def, r0?.def),
+                paperDelta(p?.def2pos, r0?.def2pos),
               ];
             }),
             ...floorRows(11, { def: 2, "def+2pos": 5 }),
@@ -462,7 +465,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
       );
     };
-    variantTable(ABLATION_ORDER, "### Ablations (SNI-103)", "TAGI (all terms)", (n) => PAPER_ABLATION[n]);
+    variantTable({ order: ABLATION_ORDER, heading: "### Ablations (SNI-103)", refLabel: "TAGI (all terms)", paperOf: (n) => PAPER_ABLATION[n], paperModel: "XL" });
     // Seed by seed: the per-seed deltas behind the means above, so that a sign that flips between seeds shows.
     for (const f of ["def", "def+2pos"] as const) {
       const sb = seedBySeed(resultsDir, byName, ["tagi", ...[...MAIN_ORDER, ...ABLATION_ORDER].filter((n) => n !== "tagi")], f);
@@ -479,13 +482,28 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
         "",
       );
     }
-    variantTable(
-      SENSITIVITY_ORDER,
-      "### Sensitivity: stage-2 learning rate (SNI-103)",
-      "TAGI (lr 5e-4, the config's)",
-      () => undefined,
-      " The paper's learning rates (T5-LM-Base, Def + 2 Pos: 42.1 / 42.5 / 40.3 / 39.7 at 5e-5 / 1e-4 / 3e-4 / 1e-3) were for a pretrained 250M model; this scale's are centred on its own default.",
-    );
+    // Sensitivity (paper appendix): each series against its own reference (src/experiments/sensitivity.ts).
+    const sensitivity = SENSITIVITY_SERIES.map((series) => ({ series, points: sensitivityPoints(series, s) }));
+    for (const { series, points } of sensitivity) {
+      if (!points) continue;
+      const ref = s.get(series.reference)!;
+      variantTable({
+        order: points.map((p) => p.experiment),
+        heading: `### Sensitivity: ${series.parameter} (SNI-103)`,
+        refLabel: series.reference === "tagi" ? `TAGI (${ref.row === "TAGI" ? "the config's" : ref.row})` : `${ref.row} (reference)`,
+        paperOf: (n) => {
+          const v = series.points.find((p) => p.experiment === n)?.value;
+          const paper = v === undefined ? undefined : series.paper[v];
+          return paper === undefined ? undefined : { def2pos: paper };
+        },
+        paperModel: "Base",
+        ref: series.reference,
+        extra:
+          ` The paper's points (T5-LM-Base, Def + 2 Pos): ${Object.entries(series.paper)
+            .map(([v, r]) => `${r} at ${v}`)
+            .join(", ")}.` + (series.reference === "tagi" ? " They were for a pretrained 250M model; this scale's learning rates are centred on its own default." : ` ${byName.get(series.reference)?.[0]?.experiment.description ?? ""}`),
+      });
+    }
     const scaling = scalingPoints(s);
     if (scaling) {
       lines.push(
@@ -534,7 +552,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
               const x = s.get(n)!;
               const isRef = n === "tagi";
               const vsTagi = isRef ? "–" : formatPaired(pairedVersusTagi(resultsDir, byName.get(n) ?? [], byName.get("tagi") ?? [], "def"));
-              return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.rougeL), vsTagi, fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, (r) => r.metrics["def"]?.referenceNll)];
+              return [isRef ? "TAGI, own instruction" : x.row, seedsOf(n), fmtStat(x.def), isRef ? "–" : paired(x, "tagi", (r) => r.metrics["def"]?.rougeL), vsTagi, fmtStat(x.nllDef, 3), isRef ? "–" : paired(x, "tagi", (r) => r.metrics["def"]?.referenceNll)];
             }),
             ...floorRows(7, { def: 2 }),
           ],
@@ -603,6 +621,8 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     const deltaSpec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, ABLATION_ORDER), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
     if (deltaSpec) specs["ablation-deltas"] = deltaSpec;
     if (scaling) specs["category-scaling"] = scalingSpec(scaling, `ROUGE-L against the number of meta-training categories (${scale})`);
+    const sensitivityPanels = sensitivity.flatMap((x) => (x.points ? [x.points] : []));
+    if (sensitivityPanels.length) specs["sensitivity"] = sensitivitySpec(sensitivityPanels, sensitivityTitle(scale));
     if (Object.keys(specs).length) {
       lines.push("### Figures", "");
       for (const [name, spec] of Object.entries(specs)) {

@@ -136,7 +136,9 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
       const r = c.tagi.hypernetwork.rank;
       const t0 = teachers.adapters[0];
       const tr = t0 ? [...t0.modules.values()][0]!.A.shape[0] : r;
-      if (tr !== r) throw new Error(`finetune: the parameter teachers have rank ${tr}, the generator ${r}; L_ins compares them factor by factor (set tagi.hypernetwork.rank = ${tr})`);
+      // The paper's L_ins compares factors, which needs one rank; the modes on s·A·B compare any ranks.
+      const byFactors = c.losses.variant === "official" || c.losses.alignment === "factors";
+      if (tr !== r && byFactors) throw new Error(`finetune: the parameter teachers have rank ${tr}, the generator ${r}; L_ins ${c.losses.variant === "official" ? "(the official variant)" : `(losses.alignment "${c.losses.alignment}")`} compares them factor by factor (set tagi.hypernetwork.rank = ${tr}, or losses.alignment = "product" to compare the updates s·A·B)`);
       const missing = [...new Set(split.train.map(taskCategory))].filter((cat) => !teachers.byGroup.has(cat));
       if (missing.length) throw new Error(`finetune: no parameter teacher for categor${missing.length > 1 ? "ies" : "y"} ${missing.join(", ")} in ${c.teachers} (train teachers for them, or restrict the tasks)`);
     }

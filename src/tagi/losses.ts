@@ -62,24 +62,28 @@ export const ALIGNMENT_MODES: readonly AlignmentMode[] = ["factors", "product", 
  * "relative-product": mean over examples of ‖s_g·A_g·B_g − s_t·A_t·B_t‖²_F / ‖s_t·A_t·B_t‖²_F;
  * "cosine": mean over examples of 1 − ⟨ΔW_g, ΔW_t⟩_F / (‖ΔW_g‖_F·‖ΔW_t‖_F) (ε = 1e-12 under the root keeps a
  * zero generated update finite). In both, a teacher with ΔW = 0 is an error: the term is undefined.
- * Every module of the generated adapter must have a teacher of the same rank, and vice versa.
+ * Every module of the generated adapter must have a teacher, and vice versa; "factors" needs the same rank
+ * on both sides, the modes on s·A·B do not (the rank sensitivity rows compare rank 16 or 64 with rank-32
+ * teachers that way).
  */
 export function parameterAlignmentLoss(generated: LoraAdapter, teacher: LoraAdapter, mode: AlignmentMode = "factors"): tf.Scalar {
   if (generated.layout !== "perExample" || teacher.layout !== "perExample") {
     throw new Error("parameterAlignmentLoss: both adapters must be in the per-example layout (see stackTeacherAdapters)");
   }
+  if (!ALIGNMENT_MODES.includes(mode)) throw new Error(`parameterAlignmentLoss: unknown alignment mode ${JSON.stringify(mode)} (valid: ${ALIGNMENT_MODES.join(", ")})`);
   const problems: string[] = [];
   for (const m of generated.modules.keys()) if (!teacher.modules.has(m)) problems.push(`the teacher has no adapter for ${m}`);
   for (const m of teacher.modules.keys()) if (!generated.modules.has(m)) problems.push(`the generated adapter has no ${m}, the teacher does`);
   for (const [m, g] of generated.modules) {
     const t = teacher.modules.get(m);
-    if (t && (g.A.shape.join() !== t.A.shape.join() || g.B.shape.join() !== t.B.shape.join())) {
-      problems.push(`${m}: generated A [${g.A.shape}] B [${g.B.shape}], teacher A [${t.A.shape}] B [${t.B.shape}] (rank or batch differs)`);
-    }
+    if (!t) continue;
+    // "factors" compares A with A and B with B, so the ranks must agree; the other modes compare the update
+    // s·A·B [batch, in, out], which any rank gives (a rank-16 generator against rank-32 teachers).
+    const same = mode === "factors" ? g.A.shape.join() === t.A.shape.join() && g.B.shape.join() === t.B.shape.join() : g.A.shape[0] === t.A.shape[0] && g.A.shape[1] === t.A.shape[1] && g.B.shape[0] === t.B.shape[0] && g.B.shape[2] === t.B.shape[2];
+    if (!same) problems.push(`${m}: generated A [${g.A.shape}] B [${g.B.shape}], teacher A [${t.A.shape}] B [${t.B.shape}] (${mode === "factors" ? "rank, " : ""}batch or features differ)`);
   }
   if (problems.length) throw new Error(`parameterAlignmentLoss: generated and teacher adapters do not match:\n  - ${problems.slice(0, 8).join("\n  - ")}`);
   if (generated.modules.size === 0) throw new Error("parameterAlignmentLoss: empty adapters");
-  if (!ALIGNMENT_MODES.includes(mode)) throw new Error(`parameterAlignmentLoss: unknown alignment mode ${JSON.stringify(mode)} (valid: ${ALIGNMENT_MODES.join(", ")})`);
   // "relative-product" and "cosine" divide by the teacher's ‖ΔW_t‖²: its per-module, per-example values are
   // kept from the tidy as one [modules, B] tensor and read once, to refuse a zero teacher update by name.
   const moduleNames = [...generated.modules.keys()];

@@ -7,7 +7,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { formatPaired, pairedVersusTagi, pairOnInstances, readInstanceRougeL, seedBySeed } from "../src/experiments/paired";
+import { formatPaired, formatSeedLevel, pairedVersusTagi, pairOnInstances, readInstanceRougeL, seedBySeed, seedLevelDelta } from "../src/experiments/paired";
 import type { ExperimentRecord } from "../src/experiments/runner";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-paired-"));
@@ -61,6 +61,20 @@ describe("paired comparisons against TAGI", () => {
     assert.equal(abl.get(1)!.units, 4);
     assert.equal(seedBySeed(dir, new Map([["tagi", [tagi[1]!]]]), ["tagi"], "def"), null); // one TAGI seed: nothing to show
     assert.deepEqual(pairOnInstances(new Map([["a", 1], ["b", 2]]), new Map([["b", 5], ["c", 6]])), { a: [2], b: [5] });
+  });
+
+  it("the seed-level test: per-seed differences on shared seeds, their std and the t-test over seeds", () => {
+    assert.equal(seedLevelDelta(new Map([[5, 1]]), new Map([[0, 1]])), null);
+    assert.equal(formatSeedLevel(seedLevelDelta(new Map([[0, 8.23]]), new Map([[0, 8.14], [1, 9.04]]))), "+0.090 (1 paired)");
+    // w/o L_kl against TAGI at seeds 0 and 1: +0.09 and -0.97 -> mean -0.44, std 0.75, t = -0.83 on 1 df.
+    const two = seedLevelDelta(new Map([[0, 8.23], [1, 8.07]]), new Map([[0, 8.14], [1, 9.04], [2, 9]]))!;
+    assert.equal(two.n, 2);
+    assert.ok(Math.abs(two.mean - -0.44) < 1e-9 && Math.abs(two.std! - Math.sqrt(2 * 0.53 ** 2)) < 1e-9);
+    // t with 1 df is Cauchy: p = 1 - (2/π)·atan(|t|)
+    const t = -0.44 / (two.std! / Math.SQRT2);
+    assert.ok(Math.abs(two.pT! - (1 - (2 / Math.PI) * Math.atan(Math.abs(t)))) < 1e-6, `${two.pT}`);
+    assert.equal(formatSeedLevel(two), `-0.440 ± 0.750 (2 paired, seed-level p = ${two.pT!.toFixed(2)})`);
+    assert.equal(seedLevelDelta(new Map([[0, 2], [1, 3]]), new Map([[0, 1], [1, 2]]))!.pT, 0, "identical differences: no spread");
   });
 
   it("reads predictions.jsonl strictly: a bad line or an instance seen twice names the file and line", () => {

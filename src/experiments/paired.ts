@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { pairedComparison, type PairedComparison } from "../eval/stats";
+import { pairedComparison, studentTUpper, type PairedComparison } from "../eval/stats";
 import type { ExperimentRecord } from "./runner";
 
 /**
@@ -139,4 +139,31 @@ export function seedBySeed(resultsDir: string, byName: ReadonlyMap<string, reado
   if (!rows.length) return null;
   const seeds = [...new Set(rows.flatMap((r) => [...r.cells.keys()]))].sort((x, y) => x - y);
   return { seeds, rows, tagiBaseSeed: first?.seed ?? null };
+}
+
+/**
+ * The seed-level test: a variant's per-seed values minus its reference's at the same seeds (seeds that both
+ * have), mean ± std of those differences and the paired t-test's p over seeds (df = seeds - 1). Unlike the
+ * instance-paired interval, whose units are seed × instance, this one counts training noise: with two seeds
+ * its p is rarely small. Null when no seed pairs.
+ */
+export function seedLevelDelta(own: ReadonlyMap<number, number>, reference: ReadonlyMap<number, number>): { mean: number; std: number | null; n: number; pT: number | null } | null {
+  const seeds = [...own.keys()].filter((s) => reference.has(s)).sort((a, b) => a - b);
+  if (!seeds.length) return null;
+  const d = seeds.map((s) => own.get(s)! - reference.get(s)!);
+  const n = d.length;
+  const mean = d.reduce((a, x) => a + x, 0) / n;
+  if (n === 1) return { mean, std: null, n, pT: null };
+  const std = Math.sqrt(d.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1));
+  const t = std > 0 ? mean / (std / Math.sqrt(n)) : mean === 0 ? 0 : Infinity;
+  return { mean, std, n, pT: Number.isFinite(t) ? 2 * studentTUpper(Math.abs(t), n - 1) : 0 };
+}
+
+/** "+0.123 (1 paired)" or "-0.440 ± 0.747 (2 paired, seed-level p = 0.56)" for a table cell. */
+export function formatSeedLevel(x: ReturnType<typeof seedLevelDelta>, digits = 3): string {
+  if (!x) return "–";
+  const sign = x.mean >= 0 ? "+" : "";
+  if (x.std === null) return `${sign}${x.mean.toFixed(digits)} (1 paired)`;
+  const p = x.pT === null ? "–" : x.pT < 0.001 ? x.pT.toExponential(0) : x.pT.toFixed(2);
+  return `${sign}${x.mean.toFixed(digits)} ± ${x.std.toFixed(digits)} (${x.n} paired, seed-level p = ${p})`;
 }

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFigure } from "../plots/render";
 import { PAPER_ABLATION, PAPER_P3, PAPER_SNI } from "./paper";
-import { formatPaired, pairedVersusTagi, seedBySeed } from "./paired";
+import { formatPaired, formatSeedLevel, pairedVersusTagi, seedBySeed, seedLevelDelta } from "./paired";
 import { loadScale, resultsRoot, type ExperimentRecord } from "./runner";
 import { collectRecords, missingCells, supersededSection, type SupersededRecord } from "./records";
 import { ablationDeltas, ablationDeltaSpec } from "./ablation-deltas";
@@ -414,14 +414,9 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     // Deltas against a reference (TAGI, or a sensitivity series' own reference) on the same seeds as the
     // variant (paired), so a variant run at fewer seeds is not compared with another seed's luck.
     const paired = (x: ExperimentSummary, ref: string, pick: (r: ExperimentRecord) => number | null | undefined): string => {
-      const own = (byName.get(x.name) ?? []).map((r) => ({ seed: r.seed, v: pick(r) })).filter((o): o is { seed: number; v: number } => typeof o.v === "number");
-      const base = new Map((byName.get(ref) ?? []).map((r) => [r.seed, pick(r)]));
-      const diffs = own.filter((o) => typeof base.get(o.seed) === "number").map((o) => o.v - (base.get(o.seed) as number));
-      if (!diffs.length) return "–";
-      const st = stat(diffs);
-      const sign = st.mean >= 0 ? "+" : "";
-      // With 2+ pairs: the std of the paired differences, to judge the Δ against seed noise.
-      return st.std === null ? `${sign}${st.mean.toFixed(3)} (1 paired)` : `${sign}${st.mean.toFixed(3)} ± ${st.std.toFixed(3)} (${diffs.length} paired)`;
+      const values = (name: string) => new Map((byName.get(name) ?? []).flatMap((r) => { const v = pick(r); return typeof v === "number" ? [[r.seed, v] as [number, number]] : []; }));
+      // With 2+ pairs: the std of the paired differences and the seed-level t-test, to judge the Δ against seed noise.
+      return formatSeedLevel(seedLevelDelta(values(x.name), values(ref)));
     };
     // The ablation and sensitivity tables: each variant against the reference (`ref`, first in `order`), per
     // format, paired by seed and by instance.
@@ -433,7 +428,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         o.heading,
         "",
-        `Δ columns: the variant minus ${refName}, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences; 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (${o.paperModel}) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped.` + (o.extra ?? ""),
+        `Δ columns: the variant minus ${refName}, per format (each format's models trained in it). '(seeds)': on the same seeds, mean ± std of the paired differences and, with two or more seeds, the paired t-test's p over seeds (the seed-level test, which counts training noise); 'paired over instances': instance by instance on the same sample (units: seed × instance), paired bootstrap 95% CI and paired t p. With one seed that CI covers the instance sample only, not training noise: read a Δ smaller than the seed-to-seed spread of the main table's TAGI row as unresolved. The paper's column gives its Δ (${o.paperModel}) in brackets. Lower NLL is better, so a positive Δ NLL means the removed part helped.` + (o.extra ?? ""),
         "",
         table(
           ["Variant", "seeds (Def / Def+2Pos)", "Def ROUGE-L", "Def Δ (seeds)", "Def Δ paired over instances [95% CI], p", "Def+2Pos ROUGE-L", "Def+2Pos Δ (seeds)", "Def+2Pos Δ paired over instances [95% CI], p", "Δ reference NLL (Def / Def+2Pos)", `paper Def (${o.paperModel})`, `paper Def+2Pos (${o.paperModel})`],
@@ -543,7 +538,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       lines.push(
         "### Beyond the paper: probes (SNI-103, Def)",
         "",
-        "Δ columns: the probe minus TAGI with its own instruction. '(seeds)': on the same seeds, mean ± std of the paired differences (for the mean adapter, TAGI's seeds that exist); 'paired over instances': instance by instance (units: seed × instance), paired bootstrap 95% CI and paired t p.",
+        "Δ columns: the probe minus TAGI with its own instruction. '(seeds)': on the same seeds, mean ± std of the paired differences (for the mean adapter, TAGI's seeds that exist) and with two or more the seed-level t-test's p; 'paired over instances': instance by instance (units: seed × instance), paired bootstrap 95% CI and paired t p.",
         "",
         table(
           ["Probe", "seeds", "ROUGE-L", "Δ ROUGE-L (seeds)", "Δ ROUGE-L paired over instances [95% CI], p", "reference NLL ↓", "Δ NLL"],

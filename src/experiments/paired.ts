@@ -93,15 +93,6 @@ export function formatPaired(c: PairedComparison | null): string {
   return `${sign}${c.diff.mean.toFixed(2)} [${c.diff.lo.toFixed(2)}, ${c.diff.hi.toFixed(2)}], p = ${fp(c.pT)}`;
 }
 
-/** One run minus another on the instances both evaluated in `format`; null when either has no predictions. */
-export function pairedRuns(resultsDir: string, a: ExperimentRecord, b: ExperimentRecord, format: string): (PairedComparison & { units: number }) | null {
-  const as = instanceRougeL(resultsDir, a, format);
-  const bs = instanceRougeL(resultsDir, b, format);
-  if (!as || !bs) return null;
-  const p = pairOnInstances(as, bs);
-  return p.a.length ? { ...pairedComparison(p.a, p.b), units: p.a.length } : null;
-}
-
 /** A method's comparisons seed by seed (seed → method at that seed minus TAGI at that seed). */
 export interface SeedBySeedRow {
   name: string;
@@ -116,7 +107,20 @@ export interface SeedBySeedRow {
  */
 export function seedBySeed(resultsDir: string, byName: ReadonlyMap<string, readonly ExperimentRecord[]>, names: readonly string[], format: string): { seeds: number[]; rows: SeedBySeedRow[]; tagiBaseSeed: number | null } | null {
   const tagi = [...(byName.get("tagi") ?? [])].sort((x, y) => x.seed - y.seed);
-  const first = tagi.find((t) => instanceRougeL(resultsDir, t, format) !== null);
+  // Each run's predictions are read once: TAGI's are compared with every method's.
+  const read = new Map<ExperimentRecord, Map<string, number> | null>();
+  const scores = (r: ExperimentRecord) => {
+    if (!read.has(r)) read.set(r, instanceRougeL(resultsDir, r, format));
+    return read.get(r)!;
+  };
+  const compare = (a: ExperimentRecord, b: ExperimentRecord): (PairedComparison & { units: number }) | null => {
+    const as = scores(a);
+    const bs = scores(b);
+    if (!as || !bs) return null;
+    const p = pairOnInstances(as, bs);
+    return p.a.length ? { ...pairedComparison(p.a, p.b), units: p.a.length } : null;
+  };
+  const first = tagi.find((t) => scores(t) !== null);
   const rows: SeedBySeedRow[] = [];
   for (const name of names) {
     const recs = byName.get(name) ?? [];
@@ -124,13 +128,13 @@ export function seedBySeed(resultsDir: string, byName: ReadonlyMap<string, reado
     if (name === "tagi") {
       for (const t of tagi) {
         if (!first || t === first) continue;
-        const c = pairedRuns(resultsDir, t, first, format);
+        const c = compare(t, first);
         if (c) cells.set(t.seed, c);
       }
     } else if (!(recs.length === 1 && seedFree(recs[0]!))) {
       for (const r of recs) {
         const t = tagi.find((x) => x.seed === r.seed);
-        const c = t ? pairedRuns(resultsDir, r, t, format) : null;
+        const c = t ? compare(r, t) : null;
         if (c) cells.set(r.seed, c);
       }
     }

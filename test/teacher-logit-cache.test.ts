@@ -63,6 +63,55 @@ describe("teacher logit cache", function () {
     tf.dispose([student, teacher, labels]);
   });
 
+  it("the written-out gradient equals autodiff of the same forward (top-k, padding, -100 labels, clamped remainder) and leaks nothing", () => {
+    // The forward as it was before the gradient was written out: autodiff through log-softmax and the gather.
+    const autodiffKl = (z: tf.Tensor3D, c: { ids: tf.Tensor3D; logp: tf.Tensor3D; logRest: tf.Tensor2D }, lab: tf.Tensor2D, temperature: number) => {
+      const [b, t, v] = z.shape;
+      const k = c.ids.shape[2];
+      const logq = tf.reshape(tf.logSoftmax(tf.div(z, temperature)), [b * t * v]);
+      const rows = tf.mul(tf.reshape(tf.range(0, b * t, 1, "int32"), [b * t, 1]), tf.scalar(v, "int32"));
+      const logqTop = tf.reshape(tf.gather(logq, tf.reshape(tf.add(rows, tf.reshape(c.ids, [b * t, k])), [b * t * k])), [b * t, k]);
+      const logpTop = tf.reshape(c.logp, [b * t, k]);
+      const logpRest = tf.reshape(c.logRest, [b * t]);
+      const qRest = tf.maximum(tf.sub(1, tf.sum(tf.exp(logqTop), -1)), 1e-30);
+      const per = tf.add(tf.sum(tf.mul(tf.exp(logpTop), tf.sub(logpTop, logqTop)), -1), tf.mul(tf.exp(logpRest), tf.sub(logpRest, tf.log(qRest))));
+      const w = tf.cast(tf.notEqual(tf.reshape(lab, [b * t]), -100), "float32");
+      return tf.mul(tf.div(tf.sum(tf.mul(per, w)), tf.maximum(tf.sum(w), 1)), temperature * temperature) as tf.Scalar;
+    };
+    const student = tf.randomNormal([B, T, V], 0, 3, "float32", 5) as tf.Tensor3D;
+    const teacher = tf.randomNormal([B, T, V], 0, 3, "float32", 6) as tf.Tensor3D;
+    const labels = tf.tensor2d([[3, -100, -100], [5, 6, 7]], undefined, "int32");
+    // A student that puts all its mass (to float32) on the teacher's top token: q_rest = 1 - q_top is 0 and
+    // clamps at 1e-30, where max's gradient is 0 while the teacher's remainder mass is not.
+    const peaked = tf.tidy(() => tf.add(student, tf.mul(tf.oneHot(tf.argMax(teacher, -1), V), 30))) as tf.Tensor3D;
+    for (const [temperature, k, z] of [[1, 1, student], [1, 7, student], [1, V, student], [2.5, 1, student], [2.5, 7, student], [2.5, V, student], [1, 1, peaked]] as const) {
+      {
+        const student = z;
+        const c = fakeCache(student, teacher, k, temperature);
+        // The cache's padding: position (0, 2) has no teacher entry (ids 0, no mass), as TeacherLogitCache.batch pads.
+        const pad = tf.tensor3d([...Array(B * T * k)].map((_, i) => (Math.floor(i / k) === 2 ? 1 : 0)), [B, T, k]);
+        const padded = {
+          ids: tf.where(tf.cast(pad, "bool"), tf.zerosLike(c.ids), c.ids) as tf.Tensor3D,
+          logp: tf.where(tf.cast(pad, "bool"), tf.fill([B, T, k], -1e9), c.logp) as tf.Tensor3D,
+          logRest: tf.where(tf.tensor2d([[0, 0, 1], [0, 0, 0]], undefined, "bool"), tf.fill([B, T], -1e9), c.logRest) as tf.Tensor2D,
+        };
+        const ours = (z: tf.Tensor) => cachedDistillationKl(z as tf.Tensor3D, padded, labels, { temperature });
+        const ref = (z: tf.Tensor) => autodiffKl(z as tf.Tensor3D, padded, labels, temperature);
+        const [vo, vr] = [ours(student).dataSync()[0]!, ref(student).dataSync()[0]!];
+        assert.ok(Math.abs(vo - vr) <= 1e-6 * Math.max(1, Math.abs(vr)), `T=${temperature}, k=${k}: value ${vo} vs ${vr}`);
+        const before = tf.memory().numTensors;
+        const go = tf.tidy(() => tf.grad(ours)(student));
+        assert.equal(tf.memory().numTensors, before + 1, "the gradient leaves only its result");
+        const gr = tf.grad(ref)(student);
+        const err = relError(gr.dataSync(), go.dataSync());
+        assert.ok(err <= 1e-4, `T=${temperature}, k=${k}: gradients differ by ${err}`);
+        assert.ok(go.dataSync().every(Number.isFinite), "finite gradient");
+        tf.dispose([c.ids, c.logp, c.logRest, pad, padded.ids, padded.logp, padded.logRest, go, gr]);
+      }
+    }
+    tf.dispose([student, teacher, labels, peaked]);
+  });
+
   it("files round-trip; another teacher or temperature, a missing example and a truncated file are refused by name", () => {
     const teacher = tf.randomNormal([5, V], 0, 2, "float32", 3) as tf.Tensor2D;
     const top = topKLogProbs(teacher, 2, 4);

@@ -187,6 +187,15 @@ export class TeacherLogitCache {
  * T²·KL between the cached teacher and the student, coarse-grained to the teacher's top k and the rest (see
  * the module comment), averaged over valid target positions (labels ≠ −100). Gradients reach the student
  * logits only.
+ *
+ * The gradient is written out rather than differentiated through the gather: autodiff of a gather of k of
+ * the V log-probabilities per position is TensorFlow's UnsortedSegmentSum into a [B·T·V] tensor, which took
+ * 80-400 ms of a 1.5 s TAGI step (`tf.profile` of bench/tagi-step.ts), against 12 ms for ScatterNd of the
+ * same values. With s = z/T, q = softmax(s), per position
+ *   ∂KL/∂log q_i = −p_i + p_rest · q_i / q_rest   on the teacher's top-k ids i (0 elsewhere; the second term
+ *                                                    is 0 where q_rest is clamped at 1e-30, as max's gradient)
+ *   ∂KL/∂z = (g − q · Σ_i g_i) / T                  (log-softmax's backward, g the scattered ∂KL/∂log q)
+ * test/teacher-logit-cache.test.ts checks it against autodiff of the same forward.
  */
 export function cachedDistillationKl(
   studentLogits: tf.Tensor3D,
@@ -197,21 +206,39 @@ export function cachedDistillationKl(
   const T = opts.temperature;
   const [b, t, v] = studentLogits.shape;
   const k = cached.ids.shape[2];
+  const n = b * t;
   if (cached.ids.shape[0] !== b || cached.ids.shape[1] !== t) throw new Error(`cachedDistillationKl: cached [${cached.ids.shape}] does not match the student logits [${studentLogits.shape}]`);
-  return tf.tidy(() => {
-    const logq = tf.reshape(tf.logSoftmax(tf.div(studentLogits, T)), [b * t * v]);
-    // Flat positions of the teacher's top-k tokens in the student's [B·T·V] log-probabilities.
-    const rows = tf.mul(tf.reshape(tf.range(0, b * t, 1, "int32"), [b * t, 1]), tf.scalar(v, "int32"));
-    const flat = tf.reshape(tf.add(rows, tf.reshape(cached.ids, [b * t, k])), [b * t * k]);
-    const logqTop = tf.reshape(tf.gather(logq, flat), [b * t, k]);
-    const logpTop = tf.reshape(cached.logp, [b * t, k]);
-    const logpRest = tf.reshape(cached.logRest, [b * t]);
-    const qRest = tf.maximum(tf.sub(1, tf.sum(tf.exp(logqTop), -1)), 1e-30);
+  const scale = opts.scaleByTemperatureSquared === false ? 1 : T * T;
+  const kl = tf.customGrad((...args: unknown[]) => {
+    const [z, save] = [args[0] as tf.Tensor3D, args[args.length - 1] as tf.GradSaveFunc];
+    const logq = tf.logSoftmax(tf.reshape(tf.div(z, T), [n, v])); // [N, V]
+    // Flat positions of the teacher's top-k tokens in the student's [N·V] log-probabilities.
+    const rows = tf.mul(tf.reshape(tf.range(0, n, 1, "int32"), [n, 1]), tf.scalar(v, "int32"));
+    const flat = tf.reshape(tf.add(rows, tf.reshape(cached.ids, [n, k])), [n * k]);
+    const logqTop = tf.reshape(tf.gather(tf.reshape(logq, [n * v]), flat), [n, k]);
+    const logpTop = tf.reshape(cached.logp, [n, k]);
+    const logpRest = tf.reshape(cached.logRest, [n]);
+    const qRestRaw = tf.sub(1, tf.sum(tf.exp(logqTop), -1));
+    const qRest = tf.maximum(qRestRaw, 1e-30);
     const top = tf.sum(tf.mul(tf.exp(logpTop), tf.sub(logpTop, logqTop)), -1);
     const rest = tf.mul(tf.exp(logpRest), tf.sub(logpRest, tf.log(qRest)));
-    const perPosition = tf.reshape(tf.add(top, rest), [b, t]);
-    const weight = tf.cast(tf.notEqual(labels, -100), "float32");
-    const mean = tf.div(tf.sum(tf.mul(perPosition, weight)), tf.maximum(tf.sum(weight), 1));
-    return (opts.scaleByTemperatureSquared === false ? mean : tf.mul(mean, T * T)) as tf.Scalar;
+    const weight = tf.cast(tf.notEqual(tf.reshape(labels, [n]), -100), "float32");
+    const count = tf.maximum(tf.sum(weight), 1);
+    const value = tf.mul(tf.div(tf.sum(tf.mul(tf.add(top, rest), weight)), count), scale) as tf.Scalar;
+    save([logq, logqTop, logpTop, logpRest, qRestRaw, qRest, weight, count, flat]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [lq, lqTop, lpTop, lpRest, rawRest, clamped, w, cnt, idx] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Scalar, tf.Tensor1D];
+        // c_n = dy · scale · w_n / count / T: the whole chain's factor per position, folded into g once.
+        const c = tf.reshape(tf.div(tf.mul(w, tf.mul(dy as tf.Scalar, scale / T)), cnt), [n, 1]);
+        const restFactor = tf.mul(tf.exp(lpRest), tf.cast(tf.greaterEqual(rawRest, 1e-30), "float32"));
+        const g = tf.mul(tf.add(tf.neg(tf.exp(lpTop)), tf.mul(tf.reshape(tf.div(restFactor, clamped), [n, 1]), tf.exp(lqTop))), c); // [N, k]
+        const sparse = tf.scatterND(tf.reshape(idx, [n * k, 1]), tf.reshape(g, [n * k]), [n * v]);
+        const dz = tf.sub(tf.reshape(sparse, [n, v]), tf.mul(tf.exp(lq), tf.sum(g, -1, true)));
+        return [tf.reshape(dz, [b, t, v])];
+      },
+    };
   });
+  return (kl as (x: tf.Tensor) => tf.Scalar)(studentLogits);
 }

@@ -18,7 +18,8 @@ import { writeJsonAtomic } from "../train/checkpoint";
 import { environmentReport } from "../environment";
 import type { PromptFormat } from "../text/prompts";
 import { formatPaired, readInstanceRougeL } from "./paired";
-import { rougeFlopsSpec, stat, type ExperimentSummary, type FloorPoint } from "./results-report";
+import { rougeFlopsSpec, type FloorPoint } from "./results-figures";
+import { stat, type ExperimentSummary } from "./summary";
 import { loadScale, runCli, resultsRoot } from "./runner";
 
 export interface DemoRow {

@@ -4,7 +4,7 @@
  * `*-categories-N` rows, and at 60 the full runs (TAGI w/o L_kl, since the scaling rows run without the logit
  * teacher, which saw every category; the shared Tk-Instruct model). The table and the figure read summaries.
  */
-import type { ExperimentSummary, Stat } from "./results-report";
+import type { ExperimentSummary, Stat } from "./summary";
 
 type Spec = Record<string, unknown>;
 

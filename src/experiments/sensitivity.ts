@@ -7,7 +7,7 @@
  * figure read summaries.
  */
 import { renderVegaLite, type RenderedFigure } from "../plots/render";
-import type { ExperimentSummary, Stat } from "./results-report";
+import type { ExperimentSummary, Stat } from "./summary";
 
 type Spec = Record<string, unknown>;
 

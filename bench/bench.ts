@@ -132,6 +132,8 @@ if (hasTensorflowNode()) {
   configs.push({ name: "tensorflow-inter" + threads, what: `tfjs-node, intra-op and inter-op ${threads} threads`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) }, block: true, t5: true });
   // bf16 matrix products (src/backend/bf16-matmul.ts), compared with PyTorch's CPU autocast to bf16.
   configs.push({ name: "tensorflow-bf16", what: `tfjs-node, bf16 matrix products (TAGI_PRECISION=bf16), intra-op ${threads} threads, inter-op 1`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_PRECISION: "bf16" }, block: true, t5: true, campaign: true, tagi: true });
+  // A/B of the fused L_ce + L_kl ops (src/backend/fused-ce-kl.ts): the same steps with the composed losses.
+  configs.push({ name: "tensorflow-composed-loss", what: `tfjs-node as \`tensorflow\`, L_ce and L_kl as composed TensorFlow ops instead of the fused ones (TAGI_FUSED_LOSS=0)`, env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: String(threads), TAGI_FUSED_LOSS: "0" }, block: false, t5: true, campaign: true, tagi: true });
   configs.push({ name: "tensorflow-1t", what: "tfjs-node, intra-op and inter-op 1 thread", env: { TAGI_BACKEND: "tensorflow", TAGI_THREADS: "1" }, block: true });
 }
 
@@ -229,7 +231,7 @@ function stepSummary(
     return r && !("error" in r) ? (ours(r) ?? null) : null;
   };
   const t = "error" in torch ? null : ((torch as Record<string, { stepSeconds: number; stepBf16Seconds: number } | null | undefined>)[theirs] ?? null);
-  const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
+  const json = { fp32: get("tensorflow"), bf16: get("tensorflow-bf16"), composedLossFp32: get("tensorflow-composed-loss"), pytorchFp32: t?.stepSeconds ?? null, pytorchBf16: t?.stepBf16Seconds ?? null };
   if (json.fp32 === null && json.bf16 === null) return null;
   const f = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)} s`);
   const r = (x: number | null, y: number | null) => (x !== null && y !== null ? `${(x / y).toFixed(2)}x` : "-");
@@ -237,7 +239,8 @@ function stepSummary(
     json: { ...json, ratioFp32ToPytorch: json.fp32 !== null && json.pytorchFp32 !== null ? json.fp32 / json.pytorchFp32 : null, ratioBf16ToPytorchBf16: json.bf16 !== null && json.pytorchBf16 !== null ? json.bf16 / json.pytorchBf16 : null },
     line:
       `${title}: tensorflow fp32 ${f(json.fp32)} (PyTorch fp32 ${f(json.pytorchFp32)}: ratio ${r(json.fp32, json.pytorchFp32)}); ` +
-      `bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)`,
+      `bf16 ${f(json.bf16)} (PyTorch autocast-bf16 ${f(json.pytorchBf16)}: ratio ${r(json.bf16, json.pytorchBf16)}; ${r(json.fp32, json.bf16)} faster than our fp32)` +
+      (json.composedLossFp32 !== null ? `; fp32 with the composed losses (TAGI_FUSED_LOSS=0) ${f(json.composedLossFp32)}: the fused ops ${r(json.composedLossFp32, json.fp32)} faster` : ""),
   };
 }
 

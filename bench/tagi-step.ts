@@ -12,11 +12,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { LoraAdapter } from "../src/model/lora";
 import { initT5Params } from "../src/model/init";
-import { crossEntropyLoss, shiftRight, type T5Model } from "../src/model/t5";
+import { shiftRight, type T5Model } from "../src/model/t5";
 import { parameterAlignmentLoss } from "../src/tagi/losses";
 import { HYPERNETWORK_DEFAULTS } from "../src/tagi/hypernetwork";
 import { createTagiModel, encodeInstructions, studentForward, type TagiConfig, type TagiModel } from "../src/tagi/model";
-import { cachedDistillationKl } from "../src/tagi/teacher-logit-cache";
+import { ceAndCachedKl } from "../src/tagi/teacher-logit-cache";
 import { CAMPAIGN_SHAPE } from "./t5";
 
 /** configs/small/finetune.json: batch 16, instances cut at 128 tokens, 64 target tokens, instructions at 384. */
@@ -86,8 +86,8 @@ export function makeTagiStepBench(seed = 0) {
           fusion: new Map(fusionNames.map((n, i) => [n, ps[hyperNames.length + i]!])),
         };
         const { logits, adapter } = studentForward(mm, encoding, t, { training: true, seed: 1, recompute });
-        const ce = crossEntropyLoss(logits, labels);
-        const kl = cachedDistillationKl(logits, cached, labels, { temperature });
+        // as finetune's loss: the fused L_ce + L_kl ops where they run (TAGI_FUSED_LOSS=0: the composed forms)
+        const { ce, kl } = ceAndCachedKl(logits, cached, labels, { temperature });
         const ins = parameterAlignmentLoss(adapter, teacher, "factors");
         const loss = tf.add(tf.add(ce, kl), ins) as tf.Scalar;
         activationBytes = tf.memory().numBytes - before;

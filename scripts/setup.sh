@@ -7,8 +7,10 @@
 #   3. npm run build:native: the OpenBLAS GEMM add-on for the wasm backend, failing loudly if it does not build
 #   4. scripts/setup-tensorflow.sh: the native TensorFlow backend (tfjs-node built against the C library of
 #      PyPI's tensorflow-cpu 2.16.2 wheel, ~50 s, 0.8 GB); where it cannot, it says why and wasm is used
-#   5. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
-#   6. npm run build: dist/, the library the notebooks import; then `npm run lab` opens them
+#   5. npm run build:tf-ops: the fused L_ce + L_kl TensorFlow ops (native/src/ce-kl.c) against that library;
+#      without it, the composed losses are used
+#   6. npm run kernel:install: registers the tslab TypeScript kernel in ./.jupyter (never in your home)
+#   7. npm run build: dist/, the library the notebooks import; then `npm run lab` opens them
 #
 # Settings: TAGI_SKIP_APT=1 skips step 1 (install the equivalents yourself, see environment.md);
 # TAGI_SLURM=1 also installs Slurm and munge (the Slurm executor's test; a cluster's own Slurm is what users run);
@@ -79,6 +81,9 @@ fi
 
 section "native TensorFlow backend (scripts/setup-tensorflow.sh)"
 bash scripts/setup-tensorflow.sh
+
+section "fused L_ce + L_kl TensorFlow ops (npm run build:tf-ops)"
+npm run build:tf-ops
 
 section "Jupyter kernel (npm run kernel:install)"
 npm run kernel:install

@@ -20,6 +20,7 @@ import { setNativeGemm } from "./kernels/matmul";
 import { loadNativeGemm, type NativeGemmStatus } from "./native-gemm";
 import { createThreadedWasmBackend, useWasmBackend } from "./wasm-node";
 import { envPrecision, setMatMulPrecision, PRECISIONS, type Precision, type PrecisionStatus } from "./bf16-matmul";
+import { enableFusedLoss, type FusedLossStatus } from "./fused-ce-kl";
 
 registerGradientFixes(); // after @tensorflow/tfjs registered its own gradients
 
@@ -54,6 +55,8 @@ export interface BackendInfo {
   nativeGemm: NativeGemmStatus & { inUse: boolean };
   /** The precision of matrix products: requested, in use, and why. */
   precision: PrecisionStatus;
+  /** Whether L_ce (and the cached L_kl) run as the fused TensorFlow ops (src/backend/fused-ce-kl.ts), and why. */
+  fusedLoss: FusedLossStatus;
   /** Every option tried before this one and why it was not taken. */
   tried: string[];
 }
@@ -142,7 +145,7 @@ async function tryTensorflow(tried: string[], threads: number): Promise<string |
 async function tryWasm(
   o: ReturnType<typeof resolveOptions>,
   tried: string[],
-): Promise<Omit<BackendInfo, "backend" | "reason" | "tried" | "precision"> | null> {
+): Promise<Omit<BackendInfo, "backend" | "reason" | "tried" | "precision" | "fusedLoss"> | null> {
   let variant: string;
   let threads = 1;
   try {
@@ -189,7 +192,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   const tried: string[] = [...o.warnings];
   const noNative: BackendInfo["nativeGemm"] = { loaded: false, inUse: false, reason: "not used on this backend" };
-  let info: Omit<BackendInfo, "precision"> | null = null;
+  let info: Omit<BackendInfo, "precision" | "fusedLoss"> | null = null;
 
   if (o.requested === "auto" || o.requested === "tensorflow") {
     const pkg = await tryTensorflow(tried, o.threads);
@@ -226,7 +229,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     };
   }
   await tf.ready();
-  const full: BackendInfo = { ...info, precision: setMatMulPrecision(o.precision) };
+  const full: BackendInfo = { ...info, precision: setMatMulPrecision(o.precision), fusedLoss: enableFusedLoss(info.threads) };
   current = { key, info: full };
   if (o.log) console.log(describeBackend(full));
   return full;
@@ -239,6 +242,7 @@ export function describeBackend(info: BackendInfo): string {
   if (info.backend === "wasm") parts.push(info.nativeGemm.inUse ? `native GEMM: ${info.nativeGemm.config ?? "OpenBLAS"}` : `native GEMM: off (${info.nativeGemm.reason})`);
   parts.push(`why: ${info.reason}`);
   if (info.precision.requested !== "fp32" || info.precision.inUse !== "fp32") parts.push(`matmul: ${info.precision.inUse} (${info.precision.reason})`);
+  if (info.backend === "tensorflow") parts.push(`fused L_ce/L_kl: ${info.fusedLoss.inUse ? "on" : `off (${info.fusedLoss.reason})`}`);
   let line = parts.join("; ");
   if (info.tried.length) line += `\n[tagi]   not taken: ${info.tried.join(" | ")}`;
   return line;

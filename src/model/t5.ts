@@ -13,6 +13,7 @@ import type { T5Config } from "./config";
 import { causalMask, mergeHeads, paddingMask, positionBias, scaledDotProduct, splitHeads } from "./attention";
 import { loraDelta, type LoraAdapter } from "./lora";
 import { recompute } from "../backend/memory";
+import { fusedCeKl, fusedLossStatus } from "../backend/fused-ce-kl";
 
 export interface T5Model {
   config: T5Config;
@@ -433,6 +434,13 @@ export function tokenLogProbs(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Tens
  * which at T5's 32k vocabulary are the largest tensors of a training step.
  */
 export function crossEntropyLoss(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
+  // One forward and one backward kernel over the logits where the fused op runs (src/backend/fused-ce-kl.ts).
+  if (fusedLossStatus().inUse) return fusedCeKl(logits, labels, null, { temperature: 1 }).ce;
+  return composedCrossEntropyLoss(logits, labels);
+}
+
+/** `crossEntropyLoss` in TensorFlow ops (every backend; the fused op's reference in its tests). */
+export function composedCrossEntropyLoss(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
   const [b, t, v] = logits.shape;
   const ce = tf.customGrad((...args: unknown[]) => {
     const [x, save] = [args[0] as tf.Tensor, args[args.length - 1] as tf.GradSaveFunc];

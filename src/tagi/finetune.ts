@@ -24,7 +24,7 @@ import { disposeModel, loadBaseModel, modelFolderFingerprint, modelSummary, reco
 import { writeJsonAtomic } from "../train/checkpoint";
 import { checkLogitTeacherFormat, checkTeacherPlacement, loadParameterTeachers } from "./parameter-teachers";
 import { instructionCacheFor } from "./instruction-cache";
-import { cachedDistillationKl, exampleKey, TeacherLogitCache } from "./teacher-logit-cache";
+import { ceAndCachedKl, exampleKey, TeacherLogitCache } from "./teacher-logit-cache";
 import { initFusionParams } from "./fusion";
 import { createTagiModel, usesCrossAttention, encodeInstructions, loadTagiParams, readTagiConfig, saveTagi, studentForward, type TagiModel } from "./model";
 import { distillationKl, officialAlignmentLoss, parameterAlignmentLoss, stackTeacherAdapters } from "./losses";
@@ -212,14 +212,15 @@ export async function finetuneTagi(config: FinetuneConfig, opts: StageOptions): 
         const { logits, adapter } = studentForward(m, enc, t, { training: true, seed: ctx.seed, recompute: ctx.recompute });
         const terms: Record<string, tf.Scalar> = {};
         let total: tf.Scalar = tf.scalar(0);
-        const ce = crossEntropyLoss(logits, t.labels);
+        const cached = logitCache ? { ids: k.get("cachedIds") as tf.Tensor3D, logp: k.get("cachedLogp") as tf.Tensor3D, logRest: k.get("cachedLogRest") as tf.Tensor2D } : null;
+        // With the cache, L_ce and L_kl come from one pass over the logits where the fused op runs.
+        const both = cached ? ceAndCachedKl(logits, cached, t.labels, { temperature: lw.temperature }) : null;
+        const ce = both ? both.ce : crossEntropyLoss(logits, t.labels);
         terms["ce"] = ce;
         if (lw.ce > 0) total = tf.add(total, tf.mul(ce, lw.ce));
-        if (logitCache) {
-          const cached = { ids: k.get("cachedIds") as tf.Tensor3D, logp: k.get("cachedLogp") as tf.Tensor3D, logRest: k.get("cachedLogRest") as tf.Tensor2D };
-          const kl = cachedDistillationKl(logits, cached, t.labels, { temperature: lw.temperature });
-          terms["kl"] = kl;
-          total = tf.add(total, tf.mul(kl, lw.kl));
+        if (both) {
+          terms["kl"] = both.kl;
+          total = tf.add(total, tf.mul(both.kl, lw.kl));
         }
         if (teacherModel) {
           const official = lw.variant === "official";

@@ -25,7 +25,9 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import { fusedCeKl, fusedLossStatus } from "../backend/fused-ce-kl";
 import { writeFileAtomic } from "../model/safetensors";
+import { crossEntropyLoss } from "../model/t5";
 import { writeJsonAtomic } from "../train/checkpoint";
 
 export interface TeacherLogitCacheInfo {
@@ -241,4 +243,22 @@ export function cachedDistillationKl(
     };
   });
   return (kl as (x: tf.Tensor) => tf.Scalar)(studentLogits);
+}
+
+/**
+ * L_ce and the cached L_kl of one batch: from the fused ops in one pass over the logits where they run
+ * (src/backend/fused-ce-kl.ts), else `crossEntropyLoss` and `cachedDistillationKl` (the same values and
+ * gradients; test/fused-ce-kl.test.ts).
+ */
+export function ceAndCachedKl(
+  studentLogits: tf.Tensor3D,
+  cached: { ids: tf.Tensor3D; logp: tf.Tensor3D; logRest: tf.Tensor2D },
+  labels: tf.Tensor2D,
+  opts: { temperature: number; scaleByTemperatureSquared?: boolean },
+): { ce: tf.Scalar; kl: tf.Scalar } {
+  if (fusedLossStatus().inUse) {
+    const { ce, kl } = fusedCeKl(studentLogits, labels, cached, opts);
+    return { ce, kl: kl! };
+  }
+  return { ce: crossEntropyLoss(studentLogits, labels), kl: cachedDistillationKl(studentLogits, cached, labels, opts) };
 }

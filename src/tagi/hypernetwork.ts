@@ -208,12 +208,17 @@ export function generateAdapter(params: Map<string, tf.Tensor>, c: T5Config, h: 
       const flat = tf.reshape(joined, [n * b, joined.shape[2]!]) as tf.Tensor2D;
       const hid = tf.relu(tf.add(tf.matMul(flat, get(params, `${net}.fc1.weight`) as tf.Tensor2D, false, true), get(params, `${net}.fc1.bias`)));
       const o = tf.add(tf.matMul(hid as tf.Tensor2D, get(params, `${net}.fc2.weight`) as tf.Tensor2D, false, true), get(params, `${net}.fc2.bias`)); // [n*B, out]
-      const o3 = tf.reshape(o, [n, b, o.shape[1]!]);
+      // unstack and split rather than slices: their gradients are one stack and one concat, where each
+      // slice's gradient pads back to the full [n, B, out] and the pads are summed (PadV2 + Add: ~80 ms of
+      // a 1.5 s TAGI stage-2 step in tf.profile of bench/tagi-step.ts).
+      const rows = tf.unstack(tf.reshape(o, [n, b, o.shape[1]!])); // n x [B, out]
       group.forEach((s, j) => {
-        const row = tf.squeeze(tf.slice(o3, [j, 0, 0], [1, b, o.shape[1]!]), [0]); // [B, out]
         const aSize = s.inFeatures * h.rank;
-        const A = tf.reshape(tf.slice(row, [0, 0], [b, aSize]), [b, s.inFeatures, h.rank]);
-        const B = tf.reshape(tf.slice(row, [0, aSize], [b, h.rank * s.outFeatures]), [b, h.rank, s.outFeatures]);
+        const bSize = h.rank * s.outFeatures;
+        const rest = o.shape[1]! - aSize - bSize; // a network shared by slots of different shapes is as wide as the largest
+        const [a, bb] = tf.split(rows[j]!, rest > 0 ? [aSize, bSize, rest] : [aSize, bSize], 1);
+        const A = tf.reshape(a!, [b, s.inFeatures, h.rank]);
+        const B = tf.reshape(bb!, [b, h.rank, s.outFeatures]);
         result.push({ module: s.module, A, B });
       });
     }

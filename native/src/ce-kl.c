@@ -141,153 +141,157 @@ static int check_common(const input_t *in, TF_Status *st) {
   return 1;
 }
 
-/* inputs: logits, labels, ids, logp, logRest, invT (scalar); output rows [N, 5] = lse1, lse2, ce_n, kl_n, lseRest. */
-static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
-  (void)kernel;
-  TF_Status *st = TF_NewStatus();
-  input_t in[6] = {0};
-  const char *names[] = {"logits", "labels", "ids", "logp", "logRest", "invT"};
-  const int ranks[] = {2, 1, 2, 2, 1, 0};
-  const TF_DataType types[] = {TF_FLOAT, TF_INT32, TF_INT32, TF_FLOAT, TF_FLOAT, TF_FLOAT};
-  TF_Tensor *out = NULL;
-  for (int i = 0; i < 6; i++)
-    if (!get_input(ctx, i, types[i], ranks[i], names[i], &in[i], st)) goto done;
-  if (!check_common(in, st)) goto done;
-  const int64_t n = in[0].d0, v = in[0].d1, k = in[2].d1;
-  const float *z = TF_TensorData(in[0].t), *logp = TF_TensorData(in[3].t), *log_rest = TF_TensorData(in[4].t);
-  const int32_t *labels = TF_TensorData(in[1].t), *ids = TF_TensorData(in[2].t);
-  const float inv_t = *(const float *)TF_TensorData(in[5].t);
-  const int64_t dims[2] = {n, ROW};
-  out = TF_AllocateOutput(ctx, 0, TF_FLOAT, dims, 2, sizeof(float) * n * ROW, st);
-  if (TF_GetCode(st) != TF_OK) goto done;
-  float *rows = TF_TensorData(out);
+/* The inputs of both ops, as pointers, and the output being written. */
+typedef struct {
+  int64_t n, v, k;
+  const float *z, *logp, *log_rest, *rows, *a, *c; /* rows, a, c: the backward's */
+  const int32_t *labels, *ids;
+  float inv_t;
+  float *out;
+} op_args;
+
+/* Forward, one row: rows[r] = lse1, lse2, ce_n, kl_n, lseRest. */
+static void forward_row(const op_args *x, int64_t r, float *keep) {
+  const int64_t v = x->v, k = x->k;
+  const float *zr = x->z + r * v;
+  const int32_t *idr = x->ids + r * k;
+  for (int64_t i = 0; i < k; i++) keep[idr[i]] = 0.f;
+  float lse1, lse2, lse_rest;
+  row_stats(zr, keep, v, x->inv_t, k > 0, &lse1, &lse2, &lse_rest);
+  for (int64_t i = 0; i < k; i++) keep[idr[i]] = 1.f;
+  float kl = 0.f;
+  if (k > 0) {
+    float top = 0.f;
+    for (int64_t i = 0; i < k; i++) {
+      const float lp = x->logp[r * k + i];
+      top += expf(lp) * (lp - (zr[idr[i]] * x->inv_t - lse2));
+    }
+    int clamped;
+    const float lr = x->log_rest[r];
+    kl = top + expf(lr) * (lr - log_q_rest(lse2, lse_rest, &clamped));
+  }
+  const int32_t label = x->labels[r];
+  float *o = x->out + r * ROW;
+  o[0] = lse1;
+  o[1] = lse2;
+  o[2] = label >= 0 ? lse1 - zr[label] : 0.f;
+  o[3] = kl;
+  o[4] = lse_rest;
+}
+
+/* Backward, one row of dz (the formula in the file's comment). */
+static void backward_row(const op_args *x, int64_t r, float *keep) {
+  const int64_t v = x->v, k = x->k;
+  const float *zr = x->z + r * v, *o = x->rows + r * ROW;
+  const int32_t *idr = x->ids + r * k;
+  float *dr = x->out + r * v;
+  const float ar = x->a[r], cr = k > 0 ? x->c[r] : 0.f, lse1 = o[0], lse2 = o[1], inv_t = x->inv_t;
+  if (ar == 0.f && cr == 0.f) {
+    memset(dr, 0, sizeof(float) * v);
+    return;
+  }
+  if (cr == 0.f) {
+#pragma omp simd
+    for (int64_t j = 0; j < v; j++) dr[j] = ar * expf(zr[j] - lse1);
+  } else {
+    /* dz_j = a p1_j + c (P q_j - [j in top] p_j - [j not in top] p_rest q_j / q_rest): with P the teacher's
+       total mass (1, or 0 on a padded position) and q_j / q_rest = exp(s_j - lseRest) <= 1, so no large terms
+       cancel however small q_rest is. */
+    float big_p = expf(x->log_rest[r]);
+    for (int64_t i = 0; i < k; i++) big_p += expf(x->logp[r * k + i]);
+    int clamped;
+    log_q_rest(lse2, o[4], &clamped);
+    /* clamped: the rest term is constant (max's gradient is 0); lse2 keeps the exp below finite */
+    const float rest = clamped ? 0.f : cr * expf(x->log_rest[r]), cp = cr * big_p, lse_rest = clamped ? lse2 : o[4];
+    for (int64_t i = 0; i < k; i++) keep[idr[i]] = 0.f;
+#pragma omp simd
+    for (int64_t j = 0; j < v; j++) {
+      const float s = zr[j] * inv_t;
+      dr[j] = ar * expf(zr[j] - lse1) + cp * expf(s - lse2) - rest * keep[j] * expf(s - lse_rest);
+    }
+    for (int64_t i = 0; i < k; i++) {
+      keep[idr[i]] = 1.f;
+      dr[idr[i]] -= cr * expf(x->logp[r * k + i]);
+    }
+  }
+  if (x->labels[r] >= 0) dr[x->labels[r]] -= ar;
+}
+
+/* Runs `row` over every row on g_threads threads, each with its own mask; 0 when a mask could not be allocated. */
+static int for_each_row(const op_args *x, void (*row)(const op_args *, int64_t, float *)) {
   int oom = 0;
 #pragma omp parallel num_threads(g_threads)
   {
-    float *keep = k > 0 ? new_keep(v) : NULL;
-    if (k > 0 && !keep) {
+    float *keep = new_keep(x->v);
+    if (!keep) {
 #pragma omp atomic write
       oom = 1;
     }
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < n; r++) {
-      if (k > 0 && !keep) continue;
-      const float *zr = z + r * v;
-      const int32_t *idr = ids + r * k;
-      for (int64_t i = 0; i < k; i++) keep[idr[i]] = 0.f;
-      float lse1, lse2, lse_rest;
-      row_stats(zr, keep, v, inv_t, k > 0, &lse1, &lse2, &lse_rest);
-      for (int64_t i = 0; i < k; i++) keep[idr[i]] = 1.f;
-      const int32_t label = labels[r];
-      float kl = 0.f;
-      if (k > 0) {
-        float top = 0.f;
-        for (int64_t i = 0; i < k; i++) {
-          const float lp = logp[r * k + i];
-          top += expf(lp) * (lp - (zr[idr[i]] * inv_t - lse2));
-        }
-        int clamped;
-        const float lr = log_rest[r];
-        kl = top + expf(lr) * (lr - log_q_rest(lse2, lse_rest, &clamped));
-      }
-      float *o = rows + r * ROW;
-      o[0] = lse1;
-      o[1] = lse2;
-      o[2] = label >= 0 ? lse1 - zr[label] : 0.f;
-      o[3] = kl;
-      o[4] = lse_rest;
-    }
+    for (int64_t r = 0; r < x->n; r++)
+      if (keep) row(x, r, keep);
     free(keep);
   }
-  if (oom) TF_SetStatus(st, TF_RESOURCE_EXHAUSTED, FWD ": out of memory for a row mask");
-done:
-  if (TF_GetCode(st) != TF_OK) TF_OpKernelContext_Failure(ctx, st);
-  for (int i = 0; i < 6; i++)
-    if (in[i].t) TF_DeleteTensor(in[i].t);
-  if (out) TF_DeleteTensor(out);
-  TF_DeleteStatus(st);
+  return !oom;
 }
 
-/* inputs: logits, labels, ids, logp, logRest, invT, rows [N,5] (the forward's), a [N], c [N]; output dz [N, V]. */
-static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
-  (void)kernel;
+/*
+ * Both ops. Forward inputs: logits, labels, ids, logp, logRest, invT (scalar); output rows [N, 5].
+ * Backward: the same, then rows [N, 5] (the forward's), a [N], c [N]; output dz [N, V].
+ */
+static void compute(TF_OpKernelContext *ctx, int backward) {
+  const char *op = backward ? BWD : FWD;
   TF_Status *st = TF_NewStatus();
   input_t in[9] = {0};
   const char *names[] = {"logits", "labels", "ids", "logp", "logRest", "invT", "rows", "a", "c"};
   const int ranks[] = {2, 1, 2, 2, 1, 0, 2, 1, 1};
   const TF_DataType types[] = {TF_FLOAT, TF_INT32, TF_INT32, TF_FLOAT, TF_FLOAT, TF_FLOAT, TF_FLOAT, TF_FLOAT, TF_FLOAT};
+  const int n_in = backward ? 9 : 6;
   TF_Tensor *out = NULL;
-  for (int i = 0; i < 9; i++)
+  for (int i = 0; i < n_in; i++)
     if (!get_input(ctx, i, types[i], ranks[i], names[i], &in[i], st)) goto done;
   if (!check_common(in, st)) goto done;
-  const int64_t n = in[0].d0, v = in[0].d1, k = in[2].d1;
-  if (in[6].d0 != n || in[6].d1 != ROW || in[7].d0 != n || in[8].d0 != n) {
+  op_args x = {.n = in[0].d0, .v = in[0].d1, .k = in[2].d1};
+  if (backward && (in[6].d0 != x.n || in[6].d1 != ROW || in[7].d0 != x.n || in[8].d0 != x.n)) {
     TF_SetStatus(st, TF_INVALID_ARGUMENT, BWD ": rows [N,5], a [N] and c [N] must match logits [N,V]");
     goto done;
   }
-  const float *z = TF_TensorData(in[0].t), *logp = TF_TensorData(in[3].t), *log_rest = TF_TensorData(in[4].t);
-  const int32_t *labels = TF_TensorData(in[1].t), *ids = TF_TensorData(in[2].t);
-  const float inv_t = *(const float *)TF_TensorData(in[5].t);
-  const float *rows = TF_TensorData(in[6].t), *a = TF_TensorData(in[7].t), *c = TF_TensorData(in[8].t);
-  const int64_t dims[2] = {n, v};
-  out = TF_AllocateOutput(ctx, 0, TF_FLOAT, dims, 2, sizeof(float) * n * v, st);
-  if (TF_GetCode(st) != TF_OK) goto done;
-  float *dz = TF_TensorData(out);
-  int oom = 0;
-#pragma omp parallel num_threads(g_threads)
-  {
-    float *keep = k > 0 ? new_keep(v) : NULL;
-    if (k > 0 && !keep) {
-#pragma omp atomic write
-      oom = 1;
-    }
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < n; r++) {
-      if (k > 0 && !keep) continue;
-      const float *zr = z + r * v;
-      const int32_t *idr = ids + r * k;
-      float *dr = dz + r * v;
-      const float *o = rows + r * ROW;
-      const float ar = a[r], cr = k > 0 ? c[r] : 0.f, lse1 = o[0], lse2 = o[1];
-      if (ar == 0.f && cr == 0.f) {
-        memset(dr, 0, sizeof(float) * v);
-        continue;
-      }
-      if (cr == 0.f) {
-#pragma omp simd
-        for (int64_t j = 0; j < v; j++) dr[j] = ar * expf(zr[j] - lse1);
-      } else {
-        /* dz_j = a p1_j + c (P q_j - [j in top] p_j - [j not in top] p_rest q_j / q_rest): with P the
-           teacher's total mass (1, or 0 on a padded position) and q_j / q_rest = exp(s_j - lseRest) <= 1, so
-           no large terms cancel however small q_rest is. */
-        float big_p = expf(log_rest[r]);
-        for (int64_t i = 0; i < k; i++) big_p += expf(logp[r * k + i]);
-        int clamped;
-        log_q_rest(lse2, o[4], &clamped);
-        /* clamped: the rest term is constant (max's gradient is 0); lse2 keeps the exp below finite */
-        const float rest = clamped ? 0.f : cr * expf(log_rest[r]), cp = cr * big_p, lse_rest = clamped ? lse2 : o[4];
-        for (int64_t i = 0; i < k; i++) keep[idr[i]] = 0.f;
-#pragma omp simd
-        for (int64_t j = 0; j < v; j++) {
-          const float s = zr[j] * inv_t;
-          dr[j] = ar * expf(zr[j] - lse1) + cp * expf(s - lse2) - rest * keep[j] * expf(s - lse_rest);
-        }
-        for (int64_t i = 0; i < k; i++) {
-          keep[idr[i]] = 1.f;
-          dr[idr[i]] -= cr * expf(logp[r * k + i]);
-        }
-      }
-      if (labels[r] >= 0) dr[labels[r]] -= ar;
-    }
-    free(keep);
+  x.z = TF_TensorData(in[0].t);
+  x.labels = TF_TensorData(in[1].t);
+  x.ids = TF_TensorData(in[2].t);
+  x.logp = TF_TensorData(in[3].t);
+  x.log_rest = TF_TensorData(in[4].t);
+  x.inv_t = *(const float *)TF_TensorData(in[5].t);
+  if (backward) {
+    x.rows = TF_TensorData(in[6].t);
+    x.a = TF_TensorData(in[7].t);
+    x.c = TF_TensorData(in[8].t);
   }
-  if (oom) TF_SetStatus(st, TF_RESOURCE_EXHAUSTED, BWD ": out of memory for a row mask");
+  const int64_t dims[2] = {x.n, backward ? x.v : ROW};
+  out = TF_AllocateOutput(ctx, 0, TF_FLOAT, dims, 2, sizeof(float) * (size_t)(dims[0] * dims[1]), st);
+  if (TF_GetCode(st) != TF_OK) goto done;
+  x.out = TF_TensorData(out);
+  if (!for_each_row(&x, backward ? backward_row : forward_row)) {
+    char msg[120];
+    snprintf(msg, sizeof msg, "%s: out of memory for a row mask", op);
+    TF_SetStatus(st, TF_RESOURCE_EXHAUSTED, msg);
+  }
 done:
   if (TF_GetCode(st) != TF_OK) TF_OpKernelContext_Failure(ctx, st);
-  for (int i = 0; i < 9; i++)
+  for (int i = 0; i < n_in; i++)
     if (in[i].t) TF_DeleteTensor(in[i].t);
   if (out) TF_DeleteTensor(out);
   TF_DeleteStatus(st);
+}
+
+static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
+  (void)kernel;
+  compute(ctx, 0);
+}
+
+static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
+  (void)kernel;
+  compute(ctx, 1);
 }
 
 static void unknown_shape(TF_ShapeInferenceContext *ctx, TF_Status *st) { TF_ShapeInferenceContextSetUnknownShape(ctx, st); }

@@ -13,9 +13,8 @@
  * the status says why and callers use the composed forms, which stay the reference (test/fused-ce-kl.test.ts
  * checks values and gradients against them on the cpu backend).
  */
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import { addonCandidates, loadAddon } from "./addon";
 
 export interface FusedLossStatus {
   inUse: boolean;
@@ -38,15 +37,6 @@ interface NodeBackend {
 let status: FusedLossStatus = { inUse: false, reason: "not initialised (initBackend enables it on the tensorflow backend)" };
 let addon: { setThreads(n: number): void } | null = null;
 
-/** Where the add-on is looked for: $TAGI_TF_OPS_PATH, then native/tf-ops/build/Release under the project root. */
-function candidates(): string[] {
-  const out: string[] = [];
-  if (process.env.TAGI_TF_OPS_PATH) out.push(resolve(process.env.TAGI_TF_OPS_PATH));
-  // src/backend (tsx) and dist/backend (built) are both two levels below the project root.
-  out.push(join(__dirname, "..", "..", "native", "tf-ops", "build", "Release", "tagi_tf_ops.node"));
-  return out;
-}
-
 /**
  * Turns the fused ops on for this process where they can run (called by initBackend after the backend is set;
  * `threads` is the intra-op thread count). Never throws: the status says why they are off.
@@ -62,21 +52,10 @@ function enable(threads: number): FusedLossStatus {
   const be = tf.backend() as unknown as NodeBackend;
   if (be.binding.isUsingGpuDevice()) return { inUse: false, reason: "the ops have CPU kernels only; tfjs-node-gpu runs on the GPU" };
   if (!addon) {
-    const tried: string[] = [];
-    for (const path of candidates()) {
-      if (!existsSync(path)) {
-        tried.push(`${path} (not built)`);
-        continue;
-      }
-      try {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
-        addon = require(path) as { setThreads(n: number): void };
-        break;
-      } catch (e) {
-        tried.push(`${path} (failed to load: ${(e as Error).message.split("\n")[0]})`);
-      }
-    }
-    if (!addon) return { inUse: false, reason: `add-on unavailable: ${tried.join("; ")}; scripts/setup-tensorflow.sh builds it` };
+    // $TAGI_TF_OPS_PATH, then native/tf-ops/build/Release under the project root
+    const r = loadAddon<{ setThreads(n: number): void }>(addonCandidates("TAGI_TF_OPS_PATH", "tf-ops", "build", "Release", "tagi_tf_ops.node"));
+    if (!r.addon) return { inUse: false, reason: `add-on unavailable: ${r.tried.join("; ")}; npm run build:tf-ops (run by setup) builds it` };
+    addon = r.addon;
   }
   addon.setThreads(threads);
   return { inUse: true, reason: `TensorFlow custom ops TagiCeKlForward/Backward, ${threads} thread${threads === 1 ? "" : "s"}` };

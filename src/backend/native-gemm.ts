@@ -2,8 +2,7 @@
  * The optional native GEMM add-on (native/src/gemm.c): OpenBLAS sgemm running directly on the wasm heap.
  * Loading never throws: when the add-on is missing or broken the reason is kept and the wasm path is used.
  */
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { addonCandidates, loadAddon } from "./addon";
 
 export interface NativeGemm {
   /** C_b = op(A_b)·op(B_b) for b < batch; offsets and strides in floats within `heap`; stride 0 broadcasts. */
@@ -38,37 +37,21 @@ export interface NativeGemmStatus {
 
 let cached: { gemm: NativeGemm | null; status: NativeGemmStatus } | null = null;
 
-/** Where the add-on is looked for: $TAGI_NATIVE_GEMM_PATH, then native/build/Release under the project root. */
-function candidates(): string[] {
-  const out: string[] = [];
-  if (process.env.TAGI_NATIVE_GEMM_PATH) out.push(resolve(process.env.TAGI_NATIVE_GEMM_PATH));
-  // src/backend (tsx) and dist/backend (built) are both two levels below the project root.
-  out.push(join(__dirname, "..", "..", "native", "build", "Release", "tagi_gemm.node"));
-  return out;
-}
-
 export function loadNativeGemm(): { gemm: NativeGemm | null; status: NativeGemmStatus } {
   if (cached) return cached;
-  const tried: string[] = [];
-  for (const path of candidates()) {
-    if (!existsSync(path)) {
-      tried.push(`${path} (not built)`);
-      continue;
-    }
-    try {
-      // OpenBLAS's idle workers spin for 2^28 cycles by default before sleeping; on a 2-core machine they
-      // would take the core the (wasm) kernels between two products need. 2^16 cycles (~20 µs) keeps them
-      // warm across back-to-back products only. Read by OpenBLAS when the library loads, so set it first.
-      process.env.OPENBLAS_THREAD_TIMEOUT ??= "16";
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const gemm = require(path) as NativeGemm;
-      if (typeof gemm.sgemm !== "function") throw new Error("no sgemm export");
-      cached = { gemm, status: { loaded: true, reason: `loaded ${path}`, path, config: gemm.config() } };
-      return cached;
-    } catch (e) {
-      tried.push(`${path} (failed to load: ${(e as Error).message.split("\n")[0]})`);
-    }
+  // OpenBLAS's idle workers spin for 2^28 cycles by default before sleeping; on a 2-core machine they would
+  // take the core the (wasm) kernels between two products need. 2^16 cycles (~20 µs) keeps them warm across
+  // back-to-back products only. Read by OpenBLAS when the library loads, so set it first.
+  process.env.OPENBLAS_THREAD_TIMEOUT ??= "16";
+  // $TAGI_NATIVE_GEMM_PATH, then native/build/Release under the project root
+  const r = loadAddon<NativeGemm>(addonCandidates("TAGI_NATIVE_GEMM_PATH", "build", "Release", "tagi_gemm.node"), (g) => {
+    if (typeof g.sgemm !== "function") throw new Error("no sgemm export");
+  });
+  if (r.addon) {
+    cached = { gemm: r.addon, status: { loaded: true, reason: `loaded ${r.path}`, path: r.path, config: r.addon.config() } };
+    return cached;
   }
+  const tried = r.tried;
   cached = {
     gemm: null,
     status: {

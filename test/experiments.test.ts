@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
-import { analysisFormat, ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, runExperiment, setStrings, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
+import { analysisFormat, ensurePrepared, experimentFormats, listExperiments, loadExperiment, loadScale, parseEvaluationParts, parseScaleSettings, readsLogitCache, runExperiment, setStrings, stageSets, PROJECT_ROOT, type ExperimentRecord } from "../src/experiments/runner";
 import { applySets } from "../src/train/config-sets";
 import { parseFinetuneConfig } from "../src/tagi/train";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
@@ -300,6 +300,15 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     await ensurePrepared({ ...tiny, prepare: [...tiny.prepare, absent] }, (l) => lines.push(l), { formats: ["def"] });
     assert.ok(lines.some((l) => l.includes("runs/tiny/zz-absent: not prepared now (a def+2pos stage; this run evaluates def)")), lines.join("\n"));
     await assert.rejects(ensurePrepared({ ...tiny, prepare: [...tiny.prepare, absent] }, quiet, { formats: ["def+2pos"] }), /zz-absent/);
+    // A logit cache is built only for a run that reads it (L_kl > 0 from the cache): not for L_kl off, a
+    // baseline without a logit teacher, or the official losses' live teacher.
+    for (const name of ["tagi", "tagi-no-ce", "tagi-no-ins", "tagi-rank-16"]) assert.ok(readsLogitCache(loadExperiment(name), small, "def+2pos"), name);
+    for (const name of ["tagi-no-kl", "tagi-categories-6", "hint", "hypter", "tagi-official-losses", "tk-instruct", "no-ft"]) assert.ok(!readsLogitCache(loadExperiment(name), small, "def+2pos"), name);
+    const cacheStage = { command: "teacher-logits", config: "metatrain.json", out: "runs/tiny/zz-cache", done: "runs/tiny/zz-cache/info.json", set: { format: "def" } };
+    const skipped: string[] = [];
+    await ensurePrepared({ ...tiny, prepare: [...tiny.prepare, cacheStage] }, (l) => skipped.push(l), { formats: ["def"], logitCaches: [] });
+    assert.ok(skipped.some((l) => l.includes("runs/tiny/zz-cache: not prepared now (no training here reads the def logit cache")), skipped.join("\n"));
+    await assert.rejects(ensurePrepared({ ...tiny, prepare: [...tiny.prepare, cacheStage] }, quiet, { formats: ["def"], logitCaches: ["def"] }), /zz-cache/);
     // A record holding another format only (as a --formats def+2pos run leaves it): the missing format is added.
     const first = await runExperiment("no-ft", { scale: "tiny", seed: 3, log: quiet });
     const file = path.join(tmp, "no-ft", "tiny", "seed-3", "experiment.json");

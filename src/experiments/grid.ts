@@ -11,12 +11,27 @@
  */
 import { availableParallelism } from "node:os";
 import type { PromptFormat } from "../text/prompts";
-import { ensurePrepared, loadScale, runExperiment, type ExperimentRecord } from "./runner";
+import { ensurePrepared, experimentFormats, loadExperiment, loadScale, readsLogitCache, runExperiment, type ExperimentRecord, type ScaleSettings } from "./runner";
 import { gridCells } from "./slurm";
 
 export interface GridRunResult {
   done: ExperimentRecord[];
   failed: { name: string; seed: number; error: string }[];
+}
+
+/**
+ * The logit caches the grid's training stages read (see readsLogitCache). An experiment without a training
+ * stage (a probe or analysis) may run the experiment it reads inside its cell: then every cache is prepared
+ * up front (null), so that two cells never build one.
+ */
+function gridLogitCaches(names: readonly string[], scale: ScaleSettings, only: readonly PromptFormat[] | null): PromptFormat[] | null {
+  const caches = new Set<PromptFormat>();
+  for (const name of names) {
+    const spec = loadExperiment(name);
+    if (!spec.stage) return null;
+    for (const f of experimentFormats(spec, scale, only)) if (readsLogitCache(spec, scale, f)) caches.add(f);
+  }
+  return [...caches];
 }
 
 /** Runs every cell (see the module comment); a failed cell is reported and the others go on. */
@@ -29,7 +44,8 @@ export async function runGridLocal(o: { scale: string; names: readonly string[];
   const previous = process.env.TAGI_THREADS;
   try {
     // The shared stages run alone, before any cell: they get every core, not a cell's share.
-    await ensurePrepared(loadScale(o.scale), log, { formats: o.formats ?? null });
+    const scale = loadScale(o.scale);
+    await ensurePrepared(scale, log, { formats: o.formats ?? null, logitCaches: gridLogitCaches(o.names, scale, o.formats ?? null) });
     if (parallel > 1) {
       const threads = Math.max(1, Math.floor((previous ? Number(previous) : availableParallelism()) / parallel));
       process.env.TAGI_THREADS = String(threads); // read by every CLI process the cells start

@@ -105,9 +105,14 @@ export function preparedConfigChanges(p: PrepareStage, scale: string): string[] 
  * Runs the scale's prepare stages that are not done, in order (e.g. on a fresh clone at the tiny scale: the
  * base model, meta-trained teacher, LoRA teachers and stage-1 generator, about a minute). A done stage whose config has changed since (the design
  * moved, e.g. where teachers sit) is rebuilt, and so is every stage after it (they read its outputs); the
- * log says why.
+ * log says why. `formats`: only the stages of these prompt formats (and the shared ones); `logitCaches`: only
+ * the logit caches of these formats (null or absent: every cache of `formats`).
  */
-export async function ensurePrepared(scale: ScaleSettings, log: (line: string) => void = (l) => console.log(l), opts: { through?: string; formats?: readonly PromptFormat[] | null } = {}): Promise<void> {
+export async function ensurePrepared(
+  scale: ScaleSettings,
+  log: (line: string) => void = (l) => console.log(l),
+  opts: { through?: string; formats?: readonly PromptFormat[] | null; logitCaches?: readonly PromptFormat[] | null } = {},
+): Promise<void> {
   const through = opts.through === undefined ? null : path.normalize(opts.through);
   if (through !== null && !scale.prepare.some((p) => [p.out, p.publish?.to].includes(through))) {
     throw new Error(`prepare --through ${opts.through}: no stage of the ${scale.scale} scale writes it (${scale.prepare.map((p) => p.publish?.to ?? p.out).join(", ")})`);
@@ -143,6 +148,11 @@ export async function ensurePrepared(scale: ScaleSettings, log: (line: string) =
     const stageFormat = p.set?.["format"];
     if (opts.formats && typeof stageFormat === "string" && !opts.formats.includes(stageFormat as PromptFormat)) {
       if (!done) log(`[experiment] ${p.publish?.to ?? p.out}: not prepared now (a ${stageFormat} stage; this run evaluates ${opts.formats.join(", ")})`);
+      continue;
+    }
+    // A logit cache (a teacher-logits stage) waits until a run reads it: one with L_kl off never does.
+    if (opts.logitCaches && p.command === "teacher-logits" && typeof stageFormat === "string" && !opts.logitCaches.includes(stageFormat as PromptFormat)) {
+      if (!done) log(`[experiment] ${p.out}: not prepared now (no training here reads the ${stageFormat} logit cache: L_kl off, or no logit teacher)`);
       continue;
     }
     // An unpublished intermediate (the span-corruption phase the published base continued) is needed only to

@@ -202,6 +202,21 @@ export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: Pr
 }
 
 /**
+ * Whether the experiment's training stage reads the scale's logit cache of `format`: it distils with L_kl > 0
+ * from the cache (not live). A run with L_kl off (the category-scaling rows, w/o L_kl) or a baseline without a
+ * logit teacher never opens it, and the cache of Def + 2 Pos takes ~1.5 h of a 2-core machine to build.
+ */
+export function readsLogitCache(spec: ExperimentSpec, scale: ScaleSettings, format: PromptFormat): boolean {
+  if (spec.stage?.command !== "finetune") return false;
+  const sets = stageSets(spec, scale, format, 0);
+  if (typeof sets["teacherLogits"] !== "string") return false;
+  const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
+  const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings(sets));
+  const losses = staged["losses"] as { kl?: unknown } | undefined;
+  return typeof losses?.kl === "number" && losses.kl > 0;
+}
+
+/**
  * Runs experiment `name` at `scale` with `seed` (training, then every evaluation) and returns its record;
  * an existing record is returned as is unless `force`. Probes run the experiment they use first if needed.
  */
@@ -264,7 +279,7 @@ export async function runExperiment(name: string, opts: RunExperimentOptions = {
   const p3Now = spec.evaluate.p3 && formats.includes(p3Format);
   // Only the shared stages of the formats this run needs (the adapters analysis reads the generator of
   // analysisFormat: with --formats def+2pos, not the Def stages, whose meta-training alone takes hours at small).
-  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis ? [analysisFormat(spec, formats)] : [])])] });
+  await ensurePrepared(scale, log, { formats: [...new Set([...formats, ...(spec.analysis ? [analysisFormat(spec, formats)] : [])])], logitCaches: formats.filter((f) => readsLogitCache(spec, scale, f)) });
   // One process per (experiment, scale, seed): a second runner (e.g. a parallel grid) is refused, naming the
   // first; a lock left by a killed runner is taken over. The lock sits beside the folder, which is replaced.
   const lock = lockFolder(resDir, { what: `experiment ${name} (${scale.scale}, seed ${seed})`, lockFile: `${resDir}.lock`, log });

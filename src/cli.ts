@@ -311,7 +311,7 @@ export function buildProgram(): Command {
       });
       console.log(
         `adapters: mean cosine to own teacher ${own.toFixed(4)}, to other teachers ${others.toFixed(4)} (${similarity.length} categories); ${formatPrecondition(precondition)}; ` +
-          `generating one adapter ${timing.generateSeconds.toFixed(3)} s, training one teacher ${timing.teacherSeconds.toFixed(1)} s (${timing.teacherSteps} steps)`,
+          `generating one adapter ${timing.generateSeconds.toFixed(3)} s, training one teacher ${timing.teacherSeconds.toFixed(1)} s (mean ${timing.teacherSteps.toFixed(1)} steps)`,
       );
     });
   program

@@ -63,6 +63,8 @@ describe("scaling with the number of meta-training categories", function () {
     const spec = scalingSpec(points, "t");
     const values = (spec["data"] as { values: Record<string, unknown>[] }).values;
     assert.deepEqual(values.map((v) => [v["panel"], v["categories"], v["lo"], v["hi"]]), [["Def + 2 Pos", 6, 4.5, 5.5], ["Def + 2 Pos", 60, 7.5, 8.5], ["Def + 2 Pos", 60, 8.5, 9.5]]);
+    // each point says how many training seeds it averages (a one-seed point has no bar to show it)
+    assert.deepEqual(values.map((v) => v["seedLabel"]), ["n=3", "n=3", "n=3"]);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tagi-scaling-"));
     try {
       await writeFigure(spec, path.join(dir, "scaling"));

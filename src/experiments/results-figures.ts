@@ -193,7 +193,7 @@ export function figureSpecs(
       };
     }
     specs["generation-time"] = {
-      title: { text: `Seconds to get a task adapter (${scale})`, subtitle: `generate from the instruction vs train one LoRA teacher (${adapters.teacherSteps} steps, as trained here)` },
+      title: { text: `Seconds to get a task adapter (${scale})`, subtitle: `generate from the instruction vs train one LoRA teacher (mean ${adapters.teacherSteps.toFixed(1)} steps, as trained here)` },
       width: 420,
       height: { step: 34 },
       data: {

@@ -305,7 +305,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
       );
       if (adapters)
         lines.push(
-          `Generating an adapter takes ${adapters.generateSeconds.toFixed(3)} s per instruction; training one teacher took ${adapters.teacherSeconds.toFixed(1)} s (${adapters.teacherSteps} steps), ` +
+          `Generating an adapter takes ${adapters.generateSeconds.toFixed(3)} s per instruction; training one teacher took ${adapters.teacherSeconds.toFixed(1)} s (mean over the teachers: ${adapters.teacherSteps.toFixed(1)} steps), ` +
             `x${(adapters.teacherSeconds / adapters.generateSeconds).toFixed(0)}.`,
           "",
         );
@@ -329,7 +329,7 @@ export async function writeResultsReport(opts: ResultsReportOptions = {}): Promi
     const specs = figureSpecs(scale, s, adapters, more, { def: floorPoints("def"), "def+2pos": floorPoints("def+2pos") });
     const deltaSpec = ablationDeltaSpec(ablationDeltas(resultsDir, byName, ABLATION_ORDER), `Ablations: Δ ROUGE-L against TAGI on SNI-103 (${scale})`);
     if (deltaSpec) specs["ablation-deltas"] = deltaSpec;
-    if (scaling) specs["category-scaling"] = scalingSpec(scaling, `ROUGE-L against the number of meta-training categories (${scale})`);
+    if (scaling) specs["category-scaling"] = scalingSpec(scaling, `ROUGE-L against meta-training categories (${scale})`);
     const sensitivityPanels = sensitivity.flatMap((x) => (x.points ? [x.points] : []));
     if (sensitivityPanels.length) specs["sensitivity"] = sensitivitySpec(sensitivityPanels, sensitivityTitle(scale));
     if (Object.keys(specs).length) {

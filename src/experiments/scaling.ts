@@ -49,12 +49,14 @@ export function scalingSpec(points: readonly ScalingPoint[], title: string): Spe
         ["Def", p.def],
         ["Def + 2 Pos", p.def2pos],
       ] as const
-    ).flatMap(([panel, st]) => (st ? [{ panel, method: p.method, categories: p.categories, rougeL: st.mean, lo: st.mean - (st.std ?? 0), hi: st.mean + (st.std ?? 0), seeds: st.n }] : [])),
+    ).flatMap(([panel, st]) => (st ? [{ panel, method: p.method, categories: p.categories, rougeL: st.mean, lo: st.mean - (st.std ?? 0), hi: st.mean + (st.std ?? 0), seeds: st.n, seedLabel: `n=${st.n}` }] : [])),
   );
   const x = { field: "categories", type: "quantitative", title: "meta-training categories", scale: { type: "log", domain: [5, 70] }, axis: { values: [6, 15, 30, 60] } };
   const color = { field: "method", type: "nominal", title: null, legend: { orient: "top" } };
   return {
-    title: { text: title, subtitle: "mean over seeds, bars ± one standard deviation; the 60-category points are the full runs" },
+    // The subtitle is split into short lines: without a canvas, vega over-estimates text widths and one long
+    // line left most of the figure blank.
+    title: { text: title, subtitle: ["mean over n training seeds,", "bars ± one std where n >= 2;", "at 60: the full runs"] },
     data: { values },
     facet: { column: { field: "panel", type: "nominal", sort: ["Def", "Def + 2 Pos"], title: null } },
     spec: {
@@ -63,6 +65,7 @@ export function scalingSpec(points: readonly ScalingPoint[], title: string): Spe
       layer: [
         { mark: { type: "line", point: true }, encoding: { x, y: { field: "rougeL", type: "quantitative", title: "ROUGE-L (x100)", scale: { zero: false } }, color } },
         { mark: { type: "rule" }, encoding: { x, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, color } },
+        { mark: { type: "text", dx: 6, align: "left", baseline: "middle", fontSize: 10 }, encoding: { x, y: { field: "rougeL", type: "quantitative" }, text: { field: "seedLabel" }, color } },
       ],
     },
     resolve: { scale: { y: "independent" } },

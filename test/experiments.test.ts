@@ -176,6 +176,27 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     // Seed by seed: the trained variant minus TAGI at its seed.
     assert.match(md.slice(md.indexOf("### Seed by seed (SNI-103, Def)")), /\| Comparison \| seed 1 \|\n\|---\|---\|\n(\|.*\|\n)*\| w\/o L_kl minus TAGI \| [+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = [0-9.e-]+ \|/);
     assert.doesNotMatch(md, /### Sensitivity/, "no sensitivity rows, no table");
+    // A category-scaling point is paired with its method's 60-category run (w/o L_kl for TAGI) at the same seed.
+    // The tiny data lacks the 6 categories, so the point is w/o L_kl's record with every instance scored 1 lower.
+    const full = path.join(tmp, "tagi-no-kl", "tiny", "seed-1");
+    const six = path.join(tmp, "tagi-categories-6", "tiny", "seed-1");
+    fs.cpSync(full, six, { recursive: true });
+    const sixRec = JSON.parse(fs.readFileSync(path.join(six, "experiment.json"), "utf8")) as ExperimentRecord;
+    sixRec.experiment = loadExperiment("tagi-categories-6");
+    fs.writeFileSync(path.join(six, "experiment.json"), JSON.stringify(sixRec));
+    const preds = path.join(six, "eval-def", "predictions.jsonl");
+    const lower = fs.readFileSync(preds, "utf8").trim().split("\n").map((l) => {
+      const x = JSON.parse(l) as { rougeL: number };
+      return JSON.stringify({ ...x, rougeL: x.rougeL - 1 });
+    });
+    fs.writeFileSync(preds, lower.join("\n") + "\n");
+    await writeResultsReport({ out, resultsDir: tmp });
+    const withScaling = fs.readFileSync(out, "utf8");
+    assert.ok(withScaling.includes("### Scaling with the number of meta-training categories"), "the scaling table is there");
+    const scaling = withScaling.slice(withScaling.indexOf("### Scaling with the number of meta-training categories"));
+    assert.match(scaling, /\| TAGI \(w\/o L_kl\) \| 6 \| `tagi-categories-6` \| 1 \/ – \| [0-9.]+ \(1 seed\) \| -1\.00 \[-1\.00, -1\.00\], p = [0-9.e+-]+ \| – \| – \| 40\.2 \|/);
+    assert.match(scaling, /\| TAGI \(w\/o L_kl\) \| 60 \| `tagi-no-kl` \| 1 \/ – \| [0-9.]+ \(1 seed\) \| – \| – \| – \| 42\.5 \|/);
+    assert.ok(fs.statSync(path.join(tmp, "figures", "tiny", "category-scaling.png")).size > 5000, "the scaling figure is drawn");
     // The rank rows are compared with their own reference (rank 32 with the same settings), not with TAGI.
     await runExperiment("tagi-rank-32", { scale: "tiny", seed: 1, log: quiet });
     const r16 = await runExperiment("tagi-rank-16", { scale: "tiny", seed: 1, log: quiet });

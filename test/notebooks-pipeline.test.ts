@@ -21,7 +21,7 @@ const CHECKS: Record<string, { minPngs: number; expect: RegExp[]; html?: RegExp 
   "05_ablations": {
     minPngs: 1,
     html: /w\/o L_kl minus TAGI<\/td><td[^>]*>[+-][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], p = /,
-    expect: [/no sensitivity series has its reference and another point yet at the tiny scale/, /w\/o instruction fusion/, /w\/o L_kl\n +Def [0-9.]+.*\| Def\+2Pos .*\| NLL Δ [+-][0-9.]+ \/ –/, /paper \(XL\) 35\.1/, /L_ins as 1 − cosine to the teacher/, /ins last/, /unknown experiment 'tagi-no-such-thing'\. Known experiments: /],
+    expect: [/no sensitivity series has its reference and another point yet at the tiny scale/, /no method has run on two category counts yet at the tiny scale/, /w\/o instruction fusion/, /w\/o L_kl\n +Def [0-9.]+.*\| Def\+2Pos .*\| NLL Δ [+-][0-9.]+ \/ –/, /paper \(XL\) 35\.1/, /L_ins as 1 − cosine to the teacher/, /ins last/, /unknown experiment 'tagi-no-such-thing'\. Known experiments: /],
   },
   "06_compute": { minPngs: 3, html: /Plotly\.newPlot\(.*"type":"bar".*"name":"TAGI"/s, expect: [/Tk-Instruct \(full\)/, /tagi +[0-9.]+ TFLOP {2}x0\.\d\d/, /generate one adapter: [0-9.]+ s; train one teacher: [0-9.]+ s/, /cosine, own teacher/, /Generated vs teacher/] },
   "07_p3_heldout": { minPngs: 1, expect: [/No FT +P3 accuracy [0-9.]+ \(1 seed\) \| chance [0-9.]+ \(1 seed\) \| majority class [0-9.]+/, /Mean teacher adapter +P3 accuracy/, /rte/] },

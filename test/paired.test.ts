@@ -75,6 +75,9 @@ describe("paired comparisons against TAGI", () => {
     assert.ok(Math.abs(two.pT! - (1 - (2 / Math.PI) * Math.atan(Math.abs(t)))) < 1e-6, `${two.pT}`);
     assert.equal(formatSeedLevel(two), `-0.440 ± 0.750 (2 paired, seed-level p = ${two.pT!.toFixed(2)})`);
     assert.equal(seedLevelDelta(new Map([[0, 2], [1, 3]]), new Map([[0, 1], [1, 2]]))!.pT, 0, "identical differences: no spread");
+    // w/o fusion at seeds 0-2 (deltas -3.416, -3.749, -4.178): p = 0.0034 is printed as 0.003, not rounded to 0.00
+    const three = seedLevelDelta(new Map([[0, 4.722], [1, 5.29], [2, 4.733]]), new Map([[0, 8.138], [1, 9.039], [2, 8.911]]))!;
+    assert.match(formatSeedLevel(three), /^-3\.781 ± 0\.382 \(3 paired, seed-level p = 0\.003\)$/);
   });
 
   it("reads predictions.jsonl strictly: a bad line or an instance seen twice names the file and line", () => {

@@ -168,6 +168,6 @@ export function formatSeedLevel(x: ReturnType<typeof seedLevelDelta>, digits = 3
   if (!x) return "–";
   const sign = x.mean >= 0 ? "+" : "";
   if (x.std === null) return `${sign}${x.mean.toFixed(digits)} (1 paired)`;
-  const p = x.pT === null ? "–" : x.pT < 0.001 ? x.pT.toExponential(0) : x.pT.toFixed(2);
+  const p = x.pT === null ? "–" : x.pT < 0.001 ? x.pT.toExponential(0) : x.pT < 0.01 ? x.pT.toFixed(3) : x.pT.toFixed(2);
   return `${sign}${x.mean.toFixed(digits)} ± ${x.std.toFixed(digits)} (${x.n} paired, seed-level p = ${p})`;
 }

@@ -4,6 +4,7 @@
  * `*-categories-N` rows, and at 60 the full runs (TAGI w/o L_kl, since the scaling rows run without the logit
  * teacher, which saw every category; the shared Tk-Instruct model). The table and the figure read summaries.
  */
+import { renderVegaLite, type RenderedFigure } from "../plots/render";
 import type { ExperimentSummary, Stat } from "./summary";
 
 type Spec = Record<string, unknown>;
@@ -24,6 +25,8 @@ export interface ScalingPoint {
   method: string;
   categories: number;
   experiment: string;
+  /** The series' 60-category experiment, which every other point is paired against. */
+  full: string;
   def: Stat | null;
   def2pos: Stat | null;
   paper: number | null;
@@ -34,7 +37,8 @@ export function scalingPoints(s: ReadonlyMap<string, ExperimentSummary>): Scalin
   const points = SCALING_SERIES.flatMap((series) =>
     series.points.flatMap((p) => {
       const x = s.get(p.experiment);
-      return x && (x.def || x.def2pos) ? [{ method: series.method, categories: p.categories, experiment: p.experiment, def: x.def, def2pos: x.def2pos, paper: PAPER_SCALING[series.method]?.[p.categories] ?? null }] : [];
+      const full = series.points[series.points.length - 1]!.experiment;
+      return x && (x.def || x.def2pos) ? [{ method: series.method, categories: p.categories, experiment: p.experiment, full, def: x.def, def2pos: x.def2pos, paper: PAPER_SCALING[series.method]?.[p.categories] ?? null }] : [];
     }),
   );
   const enough = SCALING_SERIES.some((series) => points.filter((p) => p.method === series.method).length >= 2);
@@ -70,4 +74,15 @@ export function scalingSpec(points: readonly ScalingPoint[], title: string): Spe
     },
     resolve: { scale: { y: "independent" } },
   };
+}
+
+/** Every experiment of the scaling series (notebook 05 reads their summaries). */
+export const SCALING_EXPERIMENTS: readonly string[] = SCALING_SERIES.flatMap((s) => s.points.map((p) => p.experiment));
+
+export const scalingTitle = (scale: string): string => `ROUGE-L against meta-training categories (${scale})`;
+
+/** Notebook 05's category-scaling figure from experiment summaries; null while no method has two category counts. */
+export async function categoryScalingFigure(summaries: readonly ExperimentSummary[], scale: string): Promise<RenderedFigure | null> {
+  const points = scalingPoints(new Map(summaries.map((x) => [x.name, x])));
+  return points ? renderVegaLite(scalingSpec(points, scalingTitle(scale))) : null;
 }

@@ -354,7 +354,11 @@ describe("greedy decoding: finished sequences leave the batch", () => {
     const before2 = tf.memory().numTensors;
     const wholeF = encode(model, ids, mask, opts);
     const chunkedF = encodeInChunks(model, ids, mask, opts);
-    assert.ok(relError(chunkedF.dataSync(), wholeF.dataSync()) < 1e-6, "chunked encoding with per-example LoRA and fusion");
+    // 1e-5, not the 1e-6 above: with per-example LoRA the encoder runs batched matrix products whose row count
+    // differs between a chunk and the whole batch, and the OpenBLAS GEMM add-on (wasm backend) blocks them
+    // differently by shape and CPU, so sums are reordered: 1.2e-6 measured on an AMD EPYC (AVX-512), about 10 ulp.
+    const errF = relError(chunkedF.dataSync(), wholeF.dataSync());
+    assert.ok(errF < 1e-5, `chunked encoding with per-example LoRA and fusion: relative error ${errF}`);
     tf.dispose([wholeF, chunkedF]);
     const scoredF = scoreTargets(model, ids, mask, labels, opts);
     const i = ENCODE_CHUNK_ROWS + 3;

@@ -181,8 +181,7 @@ export function analysisFormat(spec: ExperimentSpec, formats: readonly PromptFor
  */
 export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: PromptFormat, seed: number): Record<string, unknown> {
   if (!spec.stage) throw new Error(`experiment ${spec.name} has no training stage`);
-  const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
-  const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings({ ...(scale.set ?? {}), ...spec.stage.set }));
+  const staged = stagedConfig(spec, scale, { ...(scale.set ?? {}), ...spec.stage.set });
   const distils = spec.stage.command === "finetune" && typeof staged["teacher"] === "string";
   const teacher = distils ? { teacher: scaleLogitTeacher(scale, format) } : {};
   // An experiment that sets teacherLogits to null runs its logit teacher live (the official KL variant counts
@@ -201,17 +200,23 @@ export function stageSets(spec: ExperimentSpec, scale: ScaleSettings, format: Pr
   };
 }
 
+/** The experiment's training-stage config file with `sets` applied. */
+function stagedConfig(spec: ExperimentSpec, scale: ScaleSettings, sets: Record<string, unknown>): Record<string, unknown> {
+  const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage!.config), "utf8");
+  return applySets(JSON.parse(configText) as Record<string, unknown>, setStrings(sets));
+}
+
 /**
  * Whether the experiment's training stage reads the scale's logit cache of `format`: it distils with L_kl > 0
  * from the cache (not live). A run with L_kl off (the category-scaling rows, w/o L_kl) or a baseline without a
- * logit teacher never opens it, and the cache of Def + 2 Pos takes ~1.5 h of a 2-core machine to build.
+ * logit teacher never opens it, and the Def + 2 Pos cache takes over half an hour of a 2-core machine to build
+ * (32.8 min alone, far longer beside training).
  */
 export function readsLogitCache(spec: ExperimentSpec, scale: ScaleSettings, format: PromptFormat): boolean {
   if (spec.stage?.command !== "finetune") return false;
   const sets = stageSets(spec, scale, format, 0);
   if (typeof sets["teacherLogits"] !== "string") return false;
-  const configText = fs.readFileSync(path.join(PROJECT_ROOT, "configs", scale.scale, spec.stage.config), "utf8");
-  const staged = applySets(JSON.parse(configText) as Record<string, unknown>, setStrings(sets));
+  const staged = stagedConfig(spec, scale, sets);
   const losses = staged["losses"] as { kl?: unknown } | undefined;
   return typeof losses?.kl === "number" && losses.kl > 0;
 }

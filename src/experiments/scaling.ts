@@ -34,13 +34,13 @@ export interface ScalingPoint {
 
 /** The points that have a summary; null when fewer than two categories counts of one method have run. */
 export function scalingPoints(s: ReadonlyMap<string, ExperimentSummary>): ScalingPoint[] | null {
-  const points = SCALING_SERIES.flatMap((series) =>
-    series.points.flatMap((p) => {
+  const points = SCALING_SERIES.flatMap((series) => {
+    const full = series.points[series.points.length - 1]!.experiment;
+    return series.points.flatMap((p) => {
       const x = s.get(p.experiment);
-      const full = series.points[series.points.length - 1]!.experiment;
       return x && (x.def || x.def2pos) ? [{ method: series.method, categories: p.categories, experiment: p.experiment, full, def: x.def, def2pos: x.def2pos, paper: PAPER_SCALING[series.method]?.[p.categories] ?? null }] : [];
-    }),
-  );
+    });
+  });
   const enough = SCALING_SERIES.some((series) => points.filter((p) => p.method === series.method).length >= 2);
   return enough ? points : null;
 }

@@ -13,6 +13,7 @@ import { applySets } from "../src/train/config-sets";
 import { parseFinetuneConfig } from "../src/tagi/train";
 import { collectRecords, stat, writeResultsReport, type SupersededRecord } from "../src/experiments/results-report";
 import { missingCells } from "../src/experiments/records";
+import { isConsoleLine } from "../src/experiments/prepare";
 import { checkDemoModels, parseDemoSettings, runDemo } from "../src/experiments/demo";
 import { runGridLocal } from "../src/experiments/grid";
 import { onlyEvaluationDiffers, protocolDifferences, recordProtocol, scaleProtocol } from "../src/experiments/protocol";
@@ -407,5 +408,21 @@ describe("experiments: runner, results report, probes (tiny scale)", function ()
     assert.ok(d2 < 1e-6);
     assert.throws(() => mergeDeltas(new Map(), new Map([[module, deltas.get(module)!]])), /has no module/);
     for (const t of [manual, w, merged.get(`${module}.weight`)!, ...deltas.values()]) t.dispose();
+  });
+});
+
+describe("experiments: what the runner repeats on its console", () => {
+  it("progress, results, problems, the backend and each stage's matrix-product precision (a bf16 fallback is seen); other lines stay in the stage log", () => {
+    const shown = [
+      "  finetune step 20/1000 loss 3.7837 ce 3.7787 ins 0.0050 lr 5.00e-4 |g| 2.030 231 tok/s elapsed 2m00s ETA 1h38m",
+      "evaluate: 1021/10210 instances",
+      "ROUGE-L 8.70",
+      "[tagi] backend: tensorflow (tfjs-node, 1 thread); why: native TensorFlow is installed (@tensorflow/tfjs-node): fastest; fused L_ce/L_kl: on",
+      "[tagi] finetune: matrix products in fp32 (this CPU has neither AVX512_BF16 nor AMX-BF16 (/proc/cpuinfo): bf16 products would be emulated, slower than float32; float32 products are used)",
+      "[tagi] teacher 3: Sentiment Analysis: matrix products in bf16 (bf16 inputs and products, float32 accumulation)",
+      "Error: runs/x/model.safetensors: sha256 mismatch",
+    ];
+    for (const l of shown) assert.ok(isConsoleLine(l), l);
+    for (const l of ["[tagi] loading the tokenizer", "tokens: 123456", "the matrix products in this log are fp32"]) assert.ok(!isConsoleLine(l), l);
   });
 });

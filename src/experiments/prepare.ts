@@ -25,6 +25,16 @@ export function cliCommand(): string[] {
   return __filename.endsWith(".ts") ? ["--import", "tsx", path.join(__dirname, "..", "cli.ts")] : [path.join(__dirname, "..", "cli.js")];
 }
 
+/**
+ * Which of a stage's output lines the runner repeats on its console (all of them go to the stage's log file): the
+ * progress (not a terminal: a line every logEvery steps, every ~10% of an evaluation), results, problems, and the
+ * backend and matrix-product precision each stage runs in, so that a fallback (e.g. bf16 asked for on a CPU
+ * without AVX512_BF16, trained in float32) is seen where the run is watched, not only in the stage log.
+ */
+export function isConsoleLine(line: string): boolean {
+  return /step \d+\/|\d+\/\d+ instances|ROUGE-L|wrote|error|Error|warning|^\[tagi\] backend: |^\[tagi\] .*: matrix products in /.test(line);
+}
+
 /** Runs the project's CLI (cliCommand) with ARGS from the project root; its output goes to `logFile` and `log`. */
 export function runCli(args: string[], logFile: string, log: (line: string) => void): Promise<number> {
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
@@ -41,8 +51,7 @@ export function runCli(args: string[], logFile: string, log: (line: string) => v
       pending += chunk.toString("utf8");
       const lines = pending.split("\n");
       pending = lines.pop() ?? "";
-      // The child's progress (not a terminal: a line every logEvery steps, every ~10% of an evaluation) and results.
-      for (const l of lines) if (/step \d+\/|\d+\/\d+ instances|ROUGE-L|wrote|error|Error|warning/.test(l)) log(`  ${l}`);
+      for (const l of lines) if (isConsoleLine(l)) log(`  ${l}`);
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);

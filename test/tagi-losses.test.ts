@@ -109,7 +109,8 @@ describe("TAGI losses", () => {
       const num = (f(tf.tensor3d(plus)).dataSync()[0]! - f(tf.tensor3d(minus)).dataSync()[0]!) / (2 * eps);
       close(dB[e]![0]![j]!, num, 1e-2);
     }
-    assert.equal(dB[1]![0]![0], 0);
+    // 0 or -0: the sign of a zero gradient depends on the CPU's kernels (-0 on an AMD EPYC without AVX-512)
+    assert.equal(Math.abs(dB[1]![0]![0]!), 0);
     const zero = adapter([[[1], [2]], [[0], [0]]], [[[1, 1]], [[1, 2]]], 1);
     const before = tf.memory().numTensors;
     assert.throws(() => parameterAlignmentLoss(g, zero, "relative-product"), /teacher's s·A·B is zero for encoder\.block\.0\.layer\.0\.SelfAttention\.q, example 1/);
